@@ -1,0 +1,87 @@
+"""Composition root: create_app() wires the portal, directory sync and single sign-on."""
+
+import logging
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from flask_migrate import Migrate
+
+import config
+from portal.core.db import db
+
+MIGRATIONS = str(Path(__file__).with_name("portal") / "migrations")
+logger = logging.getLogger("kursa")
+
+
+def create_app(overrides: dict | None = None, environ=None) -> Flask:
+    """Build the portal. `overrides` are settings in the shape of defaults.toml (tests use it)."""
+    settings = config.load_config(environ=environ, overrides=overrides)
+    app = Flask(__name__, instance_relative_config=True, template_folder="templates")
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    app.config.update(
+        KURSA=settings,
+        SQLALCHEMY_DATABASE_URI=_database_url(app, settings),
+        SQLALCHEMY_ECHO=settings["database"]["echo"],
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SECRET_KEY=settings["web"]["secret_key"] or _stored_secret(app),
+        MAX_CONTENT_LENGTH=settings["web"]["max_upload_mb"] * 1024 * 1024,
+        SESSION_COOKIE_SECURE=settings["web"]["secure_cookies"],
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_DURATION=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    _configure_logging(settings)
+
+    db.init_app(app)
+    Migrate(app, db, directory=MIGRATIONS)
+    _register(app)
+    return app
+
+
+def _register(app: Flask) -> None:
+    # Imported here so that every model is known to the metadata before migrations run.
+    from portal import web
+    from portal.accounts.cli import account_cli
+    from portal.directory.cli import customer_cli, directory_cli
+    from sync import cli as sync_cli
+    from sync import models as sync_models  # noqa: F401
+    from sync import views as sync_views
+
+    web.init_app(app)
+    app.register_blueprint(sync_views.bp)
+    web.add_navigation(app, "Sync runs", "sync.runs")
+    web.add_navigation(app, "Import files", "sync.upload")
+
+    for command in sync_cli.directory_commands:
+        directory_cli.add_command(command)
+    app.cli.add_command(customer_cli)
+    app.cli.add_command(directory_cli)
+    app.cli.add_command(account_cli)
+    app.cli.add_command(sync_cli.demo_command)
+
+
+def _database_url(app: Flask, settings: dict) -> str:
+    url = settings["database"]["url"]
+    if url:
+        return url
+    return "sqlite:///" + str(Path(app.instance_path) / "kursa.db")
+
+
+def _stored_secret(app: Flask) -> str:
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _configure_logging(settings: dict) -> None:
+    level = settings["log"]["level"].upper()
+    for name in ("kursa", "portal", "sync", "sso", "app"):
+        logging.getLogger(name).setLevel(level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,147 @@
+"""Kursa's settings: defaults.toml, then the file named by KURSA_CONFIG, then KURSA_* variables.
+
+Every key is declared once in defaults.toml. Anything else, or a value of the wrong type, is a
+ConfigError at start, so a typo fails loudly at boot instead of at 02:00 in the scheduler.
+"""
+
+import copy
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+PERSON_FIELDS = {
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "employee_number",
+    "division_number",
+    "division_name",
+}
+ORG_FIELDS = {"number", "name", "parent", "kind"}
+
+
+class ConfigError(Exception):
+    """A setting is unknown, of the wrong type or out of range."""
+
+
+def load_config(environ=None, overrides: dict | None = None) -> dict[str, Any]:
+    """Return the validated settings as nested dicts."""
+    environ = os.environ if environ is None else environ
+    with DEFAULTS_PATH.open("rb") as fh:
+        defaults = tomllib.load(fh)
+    settings = copy.deepcopy(defaults)
+
+    path = environ.get("KURSA_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                _merge(settings, defaults, tomllib.load(fh), origin=path)
+        except OSError as exc:
+            raise ConfigError(f"KURSA_CONFIG names {path!r}, which cannot be read: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+    _merge(settings, defaults, _from_environment(environ, defaults), origin="environment")
+    if overrides:
+        _merge(settings, defaults, overrides, origin="overrides")
+    _validate(settings)
+    return settings
+
+
+def _from_environment(environ, defaults) -> dict:
+    found: dict[str, dict] = {}
+    for section, keys in defaults.items():
+        for key, default in keys.items():
+            name = f"KURSA_{section}_{key}".upper()
+            if name in environ:
+                found.setdefault(section, {})[key] = _parse_env(name, environ[name], default)
+    return found
+
+
+def _parse_env(name: str, raw: str, default):
+    if isinstance(default, bool):
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name}={raw!r}: expected true or false")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    return raw
+
+
+def _merge(settings: dict, defaults: dict, new: dict, origin: str) -> None:
+    for section, values in new.items():
+        if section == "customers":
+            settings.setdefault("customers", {})
+            _merge_customers(settings["customers"], values, origin)
+            continue
+        if section not in defaults or not isinstance(values, dict):
+            raise ConfigError(f"{origin}: unknown section [{section}]")
+        for key, value in values.items():
+            if key not in defaults[section]:
+                raise ConfigError(f"{origin}: unknown setting {section}.{key}")
+            default = defaults[section][key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                expected = type(default).__name__
+                raise ConfigError(f"{origin}: {section}.{key} must be {expected}, not {value!r}")
+            settings[section][key] = value
+
+
+def _merge_customers(target: dict, customers: dict, origin: str) -> None:
+    if not isinstance(customers, dict):
+        raise ConfigError(f"{origin}: [customers] must be a table of customer slugs")
+    for slug, values in customers.items():
+        unknown = set(values) - {"columns"}
+        if unknown:
+            raise ConfigError(f"{origin}: unknown setting customers.{slug}.{sorted(unknown)[0]}")
+        columns = values.get("columns", {})
+        for kind, fields in (("persons", PERSON_FIELDS), ("org", ORG_FIELDS)):
+            for field, headers in columns.get(kind, {}).items():
+                where = f"customers.{slug}.columns.{kind}.{field}"
+                if field not in fields:
+                    raise ConfigError(f"{origin}: {where}: unknown column, use one of "
+                                      f"{', '.join(sorted(fields))}")
+                if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+                    raise ConfigError(f"{origin}: {where} must be a list of header names")
+        extra = set(columns) - {"persons", "org"}
+        if extra:
+            raise ConfigError(f"{origin}: customers.{slug}.columns.{sorted(extra)[0]} is unknown; "
+                              "use persons or org")
+        target.setdefault(slug, {}).update(values)
+
+
+def _validate(settings: dict) -> None:
+    if settings["log"]["level"].upper() not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(sorted(LOG_LEVELS))}")
+    share = settings["sync"]["guard_max_inactivation_share"]
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"sync.guard_max_inactivation_share must be between 0 and 1, not {share}")
+    for key in ("guard_max_inactivations", "batch_size"):
+        if settings["sync"][key] < 0 or (key == "batch_size" and settings["sync"][key] == 0):
+            raise ConfigError(f"sync.{key} must be positive")
+    if settings["web"]["max_upload_mb"] <= 0:
+        raise ConfigError("web.max_upload_mb must be positive")
+    try:
+        ZoneInfo(settings["directory"]["default_timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = settings["directory"]["default_timezone"]
+        raise ConfigError(f"directory.default_timezone {zone!r} is not a known time zone") from None
+    url = settings["database"]["url"]
+    if url and "://" not in url:
+        raise ConfigError(f"database.url {url!r} is not a SQLAlchemy URL (dialect://...)")

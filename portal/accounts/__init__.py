@@ -1,0 +1,1 @@
+"""Who may log in to the portal's admin side, and how."""

@@ -1,0 +1,1 @@
+"""Directory sync: every source yields records; one engine plans, guards, applies, reports."""

@@ -1,0 +1,95 @@
+"""What a sync run leaves behind: the run, its source files, its changes and its issues."""
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.core.db import db, utcnow
+from portal.directory.models import Customer
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    APPLIED = "applied"
+    HELD = "held"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+
+
+class SyncRun(db.Model):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    source_kind: Mapped[str] = mapped_column(String(30))
+    source_name: Mapped[str] = mapped_column(String(100), default="")
+    started_by: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING.value, index=True)
+    is_dry_run: Mapped[bool] = mapped_column(default=False)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    duration_ms: Mapped[int | None] = mapped_column()
+    counts: Mapped[dict] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    # The normalised records of a held or dry run, compressed, so it can be applied later.
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column()
+    preview_of_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
+    revert_of_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
+    reverted_by_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
+
+    customer: Mapped[Customer] = relationship()
+    files: Mapped[list["SyncFile"]] = relationship(
+        back_populates="run", order_by="SyncFile.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in {RunStatus.APPLIED, RunStatus.FAILED}
+
+
+class SyncFile(db.Model):
+    __tablename__ = "sync_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    filename: Mapped[str] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column()
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    run: Mapped[SyncRun] = relationship(back_populates="files")
+
+
+class SyncChange(db.Model):
+    """One change to one unit or person, with the values before and after it."""
+
+    __tablename__ = "sync_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), index=True)
+    entity: Mapped[str] = mapped_column(String(10))
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))
+    before: Mapped[dict | None] = mapped_column()
+    after: Mapped[dict | None] = mapped_column()
+
+
+class SyncIssue(db.Model):
+    """A rejected row or a remark about the run, named by file, row, column and value."""
+
+    __tablename__ = "sync_issues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), index=True)
+    severity: Mapped[str] = mapped_column(String(10), default="error")
+    file: Mapped[str | None] = mapped_column(String(300))
+    row: Mapped[int | None] = mapped_column()
+    column: Mapped[str | None] = mapped_column(String(200))
+    value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)

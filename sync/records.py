@@ -1,0 +1,77 @@
+"""The one shape every source yields: unit and person records, issues, and what was read."""
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(slots=True)
+class Issue:
+    message: str
+    file: str | None = None
+    row: int | None = None
+    column: str | None = None
+    value: str | None = None
+    severity: str = "error"  # error: row skipped or run failed; notice: for information
+
+
+@dataclass(slots=True)
+class UnitRecord:
+    key: str  # the source's stable id: the unit number in files, a GUID in directories
+    number: str
+    name: str
+    parent_key: str | None  # None: directly under the customer
+    kind: str = "department"
+    file: str | None = None
+    row: int | None = None
+
+
+@dataclass(slots=True)
+class PersonRecord:
+    username: str
+    first_name: str
+    last_name: str
+    email: str | None
+    employee_number: str | None
+    unit_ref: str  # a unit number, name or key, as the source's `person_unit_by` says
+    anchor: str | None = None
+    is_active: bool = True
+    file: str | None = None
+    row: int | None = None
+
+
+@dataclass(slots=True)
+class FileInfo:
+    role: str  # "org" or "persons"
+    filename: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class SourceData:
+    """Everything a source read, ready for planning."""
+
+    kind: str  # "files", "ldap", ...
+    units: list[UnitRecord]
+    persons: list[PersonRecord]
+    issues: list[Issue] = field(default_factory=list)
+    files: list[FileInfo] = field(default_factory=list)
+    units_complete: bool = True  # a unit not in `units` is gone from the source
+    persons_complete: bool = True  # a person not in `persons` is gone from the source
+    person_unit_by: str = "number"  # "number", "name" or "key"
+    unit_match: str = "number"  # existing units are found by "number" or "anchor"
+    source_name: str = ""
+    # role ("org", "persons") -> field -> the column header as the source spelled it
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    fatal: bool = False  # the source could not be read well enough to plan
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SourceData":
+        data = dict(data)
+        data["units"] = [UnitRecord(**u) for u in data["units"]]
+        data["persons"] = [PersonRecord(**p) for p in data["persons"]]
+        data["issues"] = [Issue(**i) for i in data["issues"]]
+        data["files"] = [FileInfo(**f) for f in data["files"]]
+        return cls(**data)
