@@ -1,0 +1,1 @@
+"""Throw-away servers the tests talk to over real connections (PostgreSQL; later LDAP, IdPs)."""
