@@ -95,7 +95,11 @@ def _merge(settings: dict, defaults: dict, new: dict, origin: str) -> None:
             if key not in defaults[section]:
                 raise ConfigError(f"{origin}: unknown setting {section}.{key}")
             default = defaults[section][key]
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            if (
+                isinstance(default, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             if type(value) is not type(default):
                 expected = type(default).__name__
@@ -115,14 +119,17 @@ def _merge_customers(target: dict, customers: dict, origin: str) -> None:
             for field, headers in columns.get(kind, {}).items():
                 where = f"customers.{slug}.columns.{kind}.{field}"
                 if field not in fields:
-                    raise ConfigError(f"{origin}: {where}: unknown column, use one of "
-                                      f"{', '.join(sorted(fields))}")
+                    raise ConfigError(
+                        f"{origin}: {where}: unknown column, use one of {', '.join(sorted(fields))}"
+                    )
                 if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
                     raise ConfigError(f"{origin}: {where} must be a list of header names")
         extra = set(columns) - {"persons", "org"}
         if extra:
-            raise ConfigError(f"{origin}: customers.{slug}.columns.{sorted(extra)[0]} is unknown; "
-                              "use persons or org")
+            raise ConfigError(
+                f"{origin}: customers.{slug}.columns.{sorted(extra)[0]} is unknown; "
+                "use persons or org"
+            )
         target.setdefault(slug, {}).update(values)
 
 

@@ -63,6 +63,8 @@ class SourceData:
     # role ("org", "persons") -> field -> the column header as the source spelled it
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     fatal: bool = False  # the source could not be read well enough to plan
+    # Keys of units whose rows the source rejected: such units are left exactly as they are.
+    rejected_unit_keys: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -18,8 +18,11 @@ def account_cli():
 
 @account_cli.command("create-admin")
 @click.argument("username")
-@click.option("--password-env", metavar="VARIABLE",
-              help="Read the password from this environment variable instead of prompting.")
+@click.option(
+    "--password-env",
+    metavar="VARIABLE",
+    help="Read the password from this environment variable instead of prompting.",
+)
 def create_admin_command(username, password_env):
     """Create a platform admin who logs in with a local password."""
     password = _password(password_env)

@@ -19,10 +19,13 @@ _DUMMY_HASH = generate_password_hash("not-a-real-password")
 def create_admin(username: str, password: str, *, actor: str) -> Account:
     if len(password) < 12:
         raise UserError("The password must be at least 12 characters long.")
-    if db.session.scalar(select(Account.id).where(func.lower(Account.username) == username.lower())):
+    if db.session.scalar(
+        select(Account.id).where(func.lower(Account.username) == username.lower())
+    ):
         raise Conflict(f"An account named {username!r} exists already.")
-    account = Account(username=username, password_hash=generate_password_hash(password),
-                      is_platform_admin=True)
+    account = Account(
+        username=username, password_hash=generate_password_hash(password), is_platform_admin=True
+    )
     db.session.add(account)
     db.session.flush()
     audit.record(actor, "account.created", "account", account.id, platform_admin=True)
@@ -39,8 +42,9 @@ def set_password(account: Account, password: str, *, actor: str) -> None:
     audit.record(actor, "account.password_set", "account", account.id)
 
 
-def authenticate(username: str, password: str, *, max_failures: int,
-                 lockout: timedelta, remote: str = "") -> Account | None:
+def authenticate(
+    username: str, password: str, *, max_failures: int, lockout: timedelta, remote: str = ""
+) -> Account | None:
     """The account when the password is right and the account may log in; otherwise None."""
     account = db.session.scalar(
         select(Account).where(func.lower(Account.username) == username.strip().lower())

@@ -23,13 +23,19 @@ def customer_cli():
 @click.argument("slug")
 @click.option("--name", required=True, help="The customer's display name.")
 @click.option("--username-prefix", default="", help="Added to usernames that lack it, e.g. ACME_.")
-@click.option("--match-by", type=click.Choice(["number", "name"]), default="number",
-              show_default=True, help="Match persons to units by division number or name.")
+@click.option(
+    "--match-by",
+    type=click.Choice(["number", "name"]),
+    default="number",
+    show_default=True,
+    help="Match persons to units by division number or name.",
+)
 def create_customer_command(slug, name, username_prefix, match_by):
     """Create customer SLUG with its root unit."""
     try:
-        customer = create_customer(slug, name, actor=CLI_ACTOR, username_prefix=username_prefix,
-                                   match_by=match_by)
+        customer = create_customer(
+            slug, name, actor=CLI_ACTOR, username_prefix=username_prefix, match_by=match_by
+        )
         db.session.commit()
     except UserError as exc:
         db.session.rollback()
@@ -55,28 +61,52 @@ def export_command(slug, as_json):
 
 def export_directory(customer) -> dict:
     units = db.session.execute(
-        select(OrgUnit.id, OrgUnit.number, OrgUnit.name, OrgUnit.parent_id, OrgUnit.kind,
-               OrgUnit.is_active)
+        select(
+            OrgUnit.id,
+            OrgUnit.number,
+            OrgUnit.name,
+            OrgUnit.parent_id,
+            OrgUnit.kind,
+            OrgUnit.is_active,
+        )
         .where(OrgUnit.customer_id == customer.id, OrgUnit.id != customer.root_unit_id)
         .order_by(OrgUnit.path)
     ).all()
     number_of = {u.id: u.number for u in units}
     persons = db.session.execute(
-        select(Person.username, Person.first_name, Person.last_name, Person.email,
-               Person.employee_number, Person.unit_id, Person.is_active)
+        select(
+            Person.username,
+            Person.first_name,
+            Person.last_name,
+            Person.email,
+            Person.employee_number,
+            Person.unit_id,
+            Person.is_active,
+        )
         .where(Person.customer_id == customer.id)
         .order_by(Person.username)
     ).all()
     return {
         "units": [
-            {"number": u.number, "name": u.name, "parent": number_of.get(u.parent_id),
-             "kind": u.kind, "active": u.is_active}
+            {
+                "number": u.number,
+                "name": u.name,
+                "parent": number_of.get(u.parent_id),
+                "kind": u.kind,
+                "active": u.is_active,
+            }
             for u in units
         ],
         "persons": [
-            {"username": p.username, "first_name": p.first_name, "last_name": p.last_name,
-             "email": p.email, "employee_number": p.employee_number,
-             "unit": number_of.get(p.unit_id), "active": p.is_active}
+            {
+                "username": p.username,
+                "first_name": p.first_name,
+                "last_name": p.last_name,
+                "email": p.email,
+                "employee_number": p.employee_number,
+                "unit": number_of.get(p.unit_id),
+                "active": p.is_active,
+            }
             for p in persons
         ],
     }

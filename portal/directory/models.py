@@ -36,7 +36,9 @@ class Customer(TimestampMixin, db.Model):
         ForeignKey("org_units.id", use_alter=True, ondelete="SET NULL")
     )
 
-    root_unit: Mapped["OrgUnit | None"] = relationship(foreign_keys=[root_unit_id], post_update=True)
+    root_unit: Mapped["OrgUnit | None"] = relationship(
+        foreign_keys=[root_unit_id], post_update=True
+    )
 
     def __repr__(self) -> str:
         return f"<Customer {self.slug}>"

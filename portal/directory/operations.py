@@ -14,12 +14,20 @@ logger = logging.getLogger(__name__)
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
 
 
-def create_customer(slug: str, name: str, *, actor: str, username_prefix: str = "",
-                    match_by: str = MatchBy.NUMBER.value) -> Customer:
+def create_customer(
+    slug: str,
+    name: str,
+    *,
+    actor: str,
+    username_prefix: str = "",
+    match_by: str = MatchBy.NUMBER.value,
+) -> Customer:
     """Create a customer with its root unit."""
     if not SLUG_RE.match(slug):
-        raise UserError("The customer slug must be lower-case letters, digits and '-', "
-                        "starting with a letter or digit, at most 50 characters.")
+        raise UserError(
+            "The customer slug must be lower-case letters, digits and '-', "
+            "starting with a letter or digit, at most 50 characters."
+        )
     if match_by not in {m.value for m in MatchBy}:
         raise UserError("match-by must be 'number' or 'name'.")
     if username_prefix and not re.match(r"^[\w.@+-]{1,30}$", username_prefix):
@@ -29,8 +37,9 @@ def create_customer(slug: str, name: str, *, actor: str, username_prefix: str = 
     if db.session.scalar(select(Customer.id).where(Customer.slug == slug)):
         raise Conflict(f"A customer with the slug {slug!r} exists already.")
 
-    customer = Customer(slug=slug, name=name.strip(), username_prefix=username_prefix,
-                        match_by=match_by)
+    customer = Customer(
+        slug=slug, name=name.strip(), username_prefix=username_prefix, match_by=match_by
+    )
     db.session.add(customer)
     db.session.flush()
     root = OrgUnit(customer_id=customer.id, kind=UnitKind.CUSTOMER.value, name=customer.name)

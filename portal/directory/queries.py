@@ -17,8 +17,10 @@ def branch_units(unit: OrgUnit) -> Select:
 
 
 def branch_persons(unit: OrgUnit) -> Select:
-    return select(Person).join(OrgUnit, Person.unit_id == OrgUnit.id).where(
-        in_branch(OrgUnit.path, unit.path)
+    return (
+        select(Person)
+        .join(OrgUnit, Person.unit_id == OrgUnit.id)
+        .where(in_branch(OrgUnit.path, unit.path))
     )
 
 
@@ -36,8 +38,9 @@ def unit_person_counts(customer: Customer) -> dict[int, tuple[int, int]]:
     return {unit_id: (int(active or 0), total) for unit_id, total, active in rows}
 
 
-def search_persons(customer: Customer, text: str = "", unit: OrgUnit | None = None,
-                   active: bool | None = None) -> Select:
+def search_persons(
+    customer: Customer, text: str = "", unit: OrgUnit | None = None, active: bool | None = None
+) -> Select:
     query = select(Person).where(Person.customer_id == customer.id)
     if unit is not None:
         query = query.join(OrgUnit, Person.unit_id == OrgUnit.id).where(
@@ -47,11 +50,13 @@ def search_persons(customer: Customer, text: str = "", unit: OrgUnit | None = No
         query = query.where(Person.is_active == active)
     for word in text.split():
         like = f"%{word.lower()}%"
-        query = query.where(or_(
-            func.lower(Person.username).like(like),
-            func.lower(Person.first_name).like(like),
-            func.lower(Person.last_name).like(like),
-            func.lower(Person.employee_number).like(like),
-            func.lower(Person.email).like(like),
-        ))
+        query = query.where(
+            or_(
+                func.lower(Person.username).like(like),
+                func.lower(Person.first_name).like(like),
+                func.lower(Person.last_name).like(like),
+                func.lower(Person.employee_number).like(like),
+                func.lower(Person.email).like(like),
+            )
+        )
     return query.order_by(Person.last_name, Person.first_name, Person.id)

@@ -63,13 +63,17 @@ def name_forms(first_name: str, last_name: str) -> set[str]:
     return forms
 
 
-def username_problem(username: str, first_name: str, last_name: str, prefix: str = "") -> str | None:
+def username_problem(
+    username: str, first_name: str, last_name: str, prefix: str = ""
+) -> str | None:
     """Return why `username` is refused, in plain words, or None when it is acceptable."""
     if not username:
         return "The username is empty; every person needs one."
     if not USERNAME_RE.match(username):
-        return ("The username may only hold letters, digits and . _ - @ + "
-                "(no spaces), at most 150 characters.")
+        return (
+            "The username may only hold letters, digits and . _ - @ + "
+            "(no spaces), at most 150 characters."
+        )
     bare = without_prefix(username, prefix)
     if not bare:
         return "The username holds only the customer's prefix."

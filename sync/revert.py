@@ -1,0 +1,186 @@
+"""Undo an applied run from its stored changes, newest first, persons before units.
+
+A value is put back only while it is still what the run set: if someone or a later run
+changed it since, the later value wins and the report says so.
+"""
+
+from sqlalchemy import func, select
+
+from portal.core.db import db, utcnow
+from portal.directory.models import OrgUnit, Person
+from sync.apply import rebuild_paths
+from sync.models import SyncChange, SyncRun
+from sync.plan import PERSON_FIELDS, Change, ChangeSet
+from sync.records import Issue
+
+UNIT_FIELDS = ("number", "name", "kind")
+
+
+def revert_changes(run: SyncRun, new_run_id: int) -> ChangeSet:
+    """Change the directory back and return what was done, for the new run's report."""
+    result = ChangeSet(run.customer_id, "revert")
+    stored = db.session.scalars(
+        select(SyncChange).where(SyncChange.run_id == run.id).order_by(SyncChange.id.desc())
+    ).all()
+    persons = _load(Person, [c.entity_id for c in stored if c.entity == "person"])
+    units = _load(OrgUnit, [c.entity_id for c in stored if c.entity == "unit"])
+    now = utcnow()
+    for change in (c for c in stored if c.entity == "person"):
+        person = persons.get(change.entity_id)
+        if person is not None:
+            _revert_person(change, person, result, now)
+    moved = False
+    for change in (c for c in stored if c.entity == "unit"):
+        unit = units.get(change.entity_id)
+        if unit is not None:
+            moved |= _revert_unit(change, unit, result, now)
+    db.session.flush()
+    if moved:
+        rebuild_paths(db.session.connection(), run.customer, {})
+        db.session.expire_all()
+    return result
+
+
+def _load(model, ids) -> dict:
+    found = {}
+    ids = [i for i in ids if i is not None]
+    for start in range(0, len(ids), 500):
+        rows = db.session.scalars(select(model).where(model.id.in_(ids[start : start + 500])))
+        found.update({row.id: row for row in rows})
+    return found
+
+
+def _revert_person(change: SyncChange, person: Person, result: ChangeSet, now) -> None:
+    key = person.username
+    if change.action in {"created", "reactivated"}:
+        if person.is_active:
+            _set_active(person, False, now)
+            result.changes.append(
+                Change("person", "inactivated", key, person.id, {"active": True}, {"active": False})
+            )
+    elif change.action == "inactivated":
+        if not person.is_active:
+            _set_active(person, True, now)
+            result.changes.append(
+                Change("person", "reactivated", key, person.id, {"active": False}, {"active": True})
+            )
+    elif change.action == "updated":
+        before, after = _restore(person, change, PERSON_FIELDS, result)
+        if before:
+            result.changes.append(
+                Change("person", "updated", person.username, person.id, before, after)
+            )
+    elif change.action == "moved":
+        current = db.session.get(OrgUnit, person.unit_id)
+        if current is None or current.number != change.after.get("unit"):
+            _conflict(result, change, "unit")
+            return
+        target = db.session.get(OrgUnit, change.before.get("unit_id"))
+        if target is None:
+            _conflict(result, change, "unit")
+            return
+        person.unit_id = target.id
+        result.changes.append(
+            Change(
+                "person",
+                "moved",
+                key,
+                person.id,
+                {"unit": current.number, "unit_id": current.id},
+                {"unit": target.number},
+            )
+        )
+
+
+def _revert_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) -> bool:
+    key = unit.number or ""
+    if change.action in {"created", "reactivated"}:
+        if unit.is_active and _is_empty(unit):
+            _set_active(unit, False, now)
+            result.changes.append(
+                Change("unit", "inactivated", key, unit.id, {"active": True}, {"active": False})
+            )
+        elif unit.is_active:
+            result.issues.append(
+                Issue(
+                    f"Unit {key} ({unit.name}) stays active: active persons or units are below it.",
+                    severity="notice",
+                    value=key,
+                )
+            )
+    elif change.action == "inactivated":
+        if not unit.is_active:
+            _set_active(unit, True, now)
+            result.changes.append(
+                Change("unit", "reactivated", key, unit.id, {"active": False}, {"active": True})
+            )
+    elif change.action == "updated":
+        before, after = _restore(unit, change, UNIT_FIELDS, result)
+        if before:
+            result.changes.append(
+                Change("unit", "updated", unit.number or "", unit.id, before, after)
+            )
+    elif change.action == "moved":
+        parent = _unit_by_number(unit.customer_id, change.before.get("parent"), unit)
+        current = db.session.get(OrgUnit, unit.parent_id)
+        current_number = None if current is None or current.number is None else current.number
+        if current_number != change.after.get("parent") or parent is None:
+            _conflict(result, change, "parent")
+            return False
+        unit.parent_id = parent.id
+        result.changes.append(
+            Change(
+                "unit", "moved", key, unit.id, {"parent": current_number}, {"parent": parent.number}
+            )
+        )
+        return True
+    return False
+
+
+def _restore(obj, change: SyncChange, fields, result: ChangeSet) -> tuple[dict, dict]:
+    before, after = {}, {}
+    for name, value in (change.before or {}).items():
+        if name not in fields:
+            continue
+        if (getattr(obj, name) or None) != (change.after.get(name) or None):
+            _conflict(result, change, name)
+            continue
+        before[name], after[name] = getattr(obj, name), value
+        setattr(obj, name, value)
+    return before, after
+
+
+def _unit_by_number(customer_id: int, number: str | None, unit: OrgUnit) -> OrgUnit | None:
+    if number is None:
+        return db.session.get(OrgUnit, unit.customer.root_unit_id)
+    return db.session.scalar(
+        select(OrgUnit).where(OrgUnit.customer_id == customer_id, OrgUnit.number == number)
+    )
+
+
+def _is_empty(unit: OrgUnit) -> bool:
+    db.session.flush()
+    persons = db.session.scalar(
+        select(func.count()).where(Person.unit_id == unit.id, Person.is_active.is_(True))
+    )
+    children = db.session.scalar(
+        select(func.count()).where(OrgUnit.parent_id == unit.id, OrgUnit.is_active.is_(True))
+    )
+    return not persons and not children
+
+
+def _set_active(obj, active: bool, now) -> None:
+    obj.is_active = active
+    obj.active_changed_at = now
+
+
+def _conflict(result: ChangeSet, change: SyncChange, field: str) -> None:
+    result.issues.append(
+        Issue(
+            f"The {field} of {change.entity} {change.key} was changed again after this run; the "
+            "later value is kept.",
+            severity="notice",
+            column=field,
+            value=change.key,
+        )
+    )

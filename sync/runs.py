@@ -1,0 +1,372 @@
+"""A sync run from start to report: read -> plan -> guards -> apply -> stored report.
+
+Unlike a request's operations, a run owns its transactions: the run row is committed first
+so that it outlives a failure, then everything the run changes is committed at once (or, on
+any error, rolled back and the run marked failed).
+"""
+
+import json
+import logging
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from portal.core import audit
+from portal.core.db import db, utcnow
+from portal.core.errors import Conflict, NotFound
+from portal.directory.models import Customer
+from sync.apply import apply_changes, store_issues, store_report
+from sync.guards import GuardLimits, hold_reason
+from sync.models import RunStatus, SyncChange, SyncFile, SyncIssue, SyncRun
+from sync.plan import ChangeSet, counts_from_tally, plan
+from sync.records import Issue, SourceData
+from sync.sources.files import FileInput, read_files
+
+__all__ = [
+    "FileInput",
+    "import_files",
+    "run_source",
+    "approve_run",
+    "apply_preview",
+    "revert_run",
+    "run_summary",
+    "report_rows",
+    "get_run",
+]
+logger = logging.getLogger(__name__)
+Progress = Callable[[str, float], None]
+
+
+def _no_progress(stage: str, done: float) -> None:
+    pass
+
+
+def import_files(
+    customer: Customer,
+    org: FileInput,
+    persons: FileInput,
+    *,
+    actor: str,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> SyncRun:
+    """Import the organisation and persons files of a customer."""
+    progress = progress or _no_progress
+    customer_settings = current_app.config["KURSA"].get("customers", {}).get(customer.slug, {})
+    data = read_files(
+        org, persons, match_by=customer.match_by, columns=customer_settings.get("columns")
+    )
+    progress("read", 1.0)
+    return run_source(customer, data, actor=actor, dry_run=dry_run, progress=progress)
+
+
+def run_source(
+    customer: Customer,
+    data: SourceData,
+    *,
+    actor: str,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    preview_of: int | None = None,
+) -> SyncRun:
+    """Plan what `data` means for the directory, then preview, hold or apply it."""
+    progress = progress or _no_progress
+    run = _start(customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of)
+    run_id, started = run.id, time.perf_counter()
+    try:
+        changes = plan(data, customer)
+        progress("plan", 1.0)
+        reason = None if dry_run or changes.fatal else hold_reason(changes, _limits())
+        if changes.fatal:
+            _store_outcome(run, RunStatus.FAILED, changes, error=_fatal_message(changes))
+        elif dry_run:
+            _store_outcome(run, RunStatus.DRY_RUN, changes, payload=data)
+        elif reason:
+            _store_outcome(run, RunStatus.HELD, changes, payload=data, hold_reason=reason)
+        else:
+            apply_changes(changes, customer, run_id, batch_size=_batch_size(), progress=progress)
+            _finish(run, RunStatus.APPLIED, changes)
+        _close(run, started)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        _mark_failed(run_id, exc, started)
+    run = db.session.get(SyncRun, run_id)
+    logger.info("sync run %s of customer %s by %s: %s", run.id, customer.slug, actor, run.status)
+    return run
+
+
+def approve_run(run_id: int, *, actor: str) -> SyncRun:
+    """Apply a held run, skipping the guard that held it."""
+    run = get_run(run_id)
+    if run.status != RunStatus.HELD:
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
+            "run can be approved."
+        )
+    data = _payload(run)
+    held_inactivations = run.counts["persons"]["inactivated"]
+    started = time.perf_counter()
+    try:
+        _clear_report(run.id)
+        changes = plan(data, run.customer)
+        if changes.fatal:
+            _store_outcome(run, RunStatus.FAILED, changes, error=_fatal_message(changes))
+        elif changes.count("person", "inactivated") > held_inactivations:
+            raise Conflict(
+                "The directory changed since the run was held: it would now "
+                "inactivate more persons than were approved. Import the files again."
+            )
+        else:
+            apply_changes(changes, run.customer, run.id, batch_size=_batch_size())
+            run.approved_by, run.approved_at = actor, utcnow()
+            _finish(run, RunStatus.APPLIED, changes)
+            audit.record(actor, "sync.approved", "sync_run", run.id)
+        _close(run, started)
+        db.session.commit()
+    except Conflict:
+        db.session.rollback()
+        raise
+    except Exception as exc:
+        db.session.rollback()
+        _mark_failed(run_id, exc, started)
+    logger.info("held sync run %s approved by %s", run_id, actor)
+    return db.session.get(SyncRun, run_id)
+
+
+def apply_preview(run_id: int, *, actor: str) -> SyncRun:
+    """Apply the records a dry run previewed, as a new run (which the guards may hold)."""
+    run = get_run(run_id)
+    if run.status != RunStatus.DRY_RUN or run.payload is None:
+        raise Conflict(f"Run {run.id} is not a dry run that can be applied.")
+    return run_source(run.customer, _payload(run), actor=actor, preview_of=run.id)
+
+
+def revert_run(run_id: int, *, actor: str) -> SyncRun:
+    """Undo what an applied run changed, as a new run. Later edits of the same values win."""
+    from sync.revert import revert_changes
+
+    run = get_run(run_id)
+    if run.status != RunStatus.APPLIED:
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}; only an applied run can be reverted."
+        )
+    if run.reverted_by_id:
+        raise Conflict(f"Run {run.id} was reverted already by run {run.reverted_by_id}.")
+    if run.revert_of_id:
+        raise Conflict(f"Run {run.id} is itself a revert; import the files again instead.")
+    new = SyncRun(
+        customer_id=run.customer_id,
+        source_kind="revert",
+        source_name=f"run {run.id}",
+        started_by=actor,
+        revert_of_id=run.id,
+    )
+    db.session.add(new)
+    db.session.commit()
+    new_id, started = new.id, time.perf_counter()
+    try:
+        changes = revert_changes(run, new_id)
+        store_report(db.session.connection(), new_id, changes, {}, _batch_size())
+        run.reverted_by_id = new_id
+        _finish(new, RunStatus.APPLIED, changes)
+        audit.record(actor, "sync.reverted", "sync_run", run.id, revert_run=new_id)
+        _close(new, started)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        _mark_failed(new_id, exc, started)
+    logger.info("sync run %s reverted by %s as run %s", run_id, actor, new_id)
+    return db.session.get(SyncRun, new_id)
+
+
+def get_run(run_id: int) -> SyncRun:
+    run = db.session.get(SyncRun, run_id)
+    if run is None:
+        raise NotFound(f"There is no sync run {run_id}.")
+    return run
+
+
+def run_summary(run: SyncRun) -> dict:
+    """The run as the CLI's JSON contract shows it."""
+    issues = db.session.scalars(
+        select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
+    )
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "counts": run.counts or counts_from_tally(_zero()),
+        "issues": [
+            {
+                "file": i.file,
+                "row": i.row,
+                "column": i.column,
+                "value": i.value,
+                "message": i.message,
+            }
+            for i in issues
+        ],
+    }
+
+
+REPORT_HEADER = [
+    "record",
+    "entity",
+    "key",
+    "action",
+    "before",
+    "after",
+    "severity",
+    "file",
+    "row",
+    "column",
+    "value",
+    "message",
+]
+
+
+def report_rows(run: SyncRun) -> Iterator[list[str]]:
+    """The run's changes and issues as CSV rows, header first; streams large runs."""
+    yield REPORT_HEADER
+    changes = db.session.execute(
+        select(SyncChange)
+        .where(SyncChange.run_id == run.id)
+        .order_by(SyncChange.id)
+        .execution_options(yield_per=2000)
+    ).scalars()
+    for c in changes:
+        yield [
+            "change",
+            c.entity,
+            c.key,
+            c.action,
+            _json(c.before),
+            _json(c.after),
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+    issues = db.session.scalars(
+        select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
+    )
+    for i in issues:
+        yield [
+            "issue",
+            "",
+            "",
+            "",
+            "",
+            "",
+            i.severity,
+            i.file or "",
+            "" if i.row is None else str(i.row),
+            i.column or "",
+            i.value or "",
+            i.message,
+        ]
+
+
+def _json(value) -> str:
+    return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _zero():
+    return defaultdict(int)
+
+
+def _start(
+    customer: Customer, data: SourceData, *, actor: str, dry_run: bool, preview_of: int | None
+) -> SyncRun:
+    run = SyncRun(
+        customer_id=customer.id,
+        source_kind=data.kind,
+        source_name=data.source_name,
+        started_by=actor,
+        is_dry_run=dry_run,
+        preview_of_id=preview_of,
+        counts=counts_from_tally(_zero()),
+    )
+    run.files = [
+        SyncFile(role=f.role, filename=f.filename, size=f.size, sha256=f.sha256) for f in data.files
+    ]
+    db.session.add(run)
+    db.session.commit()
+    return run
+
+
+def _store_outcome(
+    run: SyncRun,
+    status: RunStatus,
+    changes: ChangeSet,
+    *,
+    payload: SourceData | None = None,
+    error: str | None = None,
+    hold_reason: str | None = None,
+) -> None:
+    conn = db.session.connection()
+    if status == RunStatus.FAILED:
+        store_issues(conn, run.id, changes.issues)
+    else:
+        store_report(conn, run.id, changes, {}, _batch_size())
+    if payload is not None:
+        run.payload = zlib.compress(json.dumps(payload.to_json()).encode(), 6)
+    run.error, run.hold_reason = error, hold_reason
+    _finish(run, status, changes)
+
+
+def _finish(run: SyncRun, status: RunStatus, changes: ChangeSet) -> None:
+    run.status = status.value
+    run.counts = changes.counts() if status != RunStatus.FAILED else counts_from_tally(_zero())
+    if status == RunStatus.APPLIED:
+        run.payload = None
+
+
+def _close(run: SyncRun, started: float) -> None:
+    run.finished_at = utcnow()
+    run.duration_ms = int((time.perf_counter() - started) * 1000)
+
+
+def _mark_failed(run_id: int, exc: Exception, started: float) -> None:
+    logger.exception("sync run %s failed; nothing was changed", run_id, exc_info=exc)
+    run = db.session.get(SyncRun, run_id)
+    run.status = RunStatus.FAILED.value
+    run.counts = counts_from_tally(_zero())
+    run.error = (
+        f"The run stopped on an unexpected error ({type(exc).__name__}) and nothing "
+        f"was changed. The server log has the details under run {run_id}."
+    )
+    store_issues(db.session.connection(), run_id, [Issue(run.error)])
+    _close(run, started)
+    db.session.commit()
+
+
+def _clear_report(run_id: int) -> None:
+    db.session.execute(delete(SyncChange).where(SyncChange.run_id == run_id))
+    db.session.execute(delete(SyncIssue).where(SyncIssue.run_id == run_id))
+
+
+def _payload(run: SyncRun) -> SourceData:
+    if run.payload is None:
+        raise Conflict(f"Run {run.id} kept no records to apply.")
+    return SourceData.from_json(json.loads(zlib.decompress(run.payload)))
+
+
+def _fatal_message(changes: ChangeSet) -> str:
+    first = next((i for i in changes.issues if i.severity == "error"), None)
+    detail = f" {first.message}" if first else ""
+    return f"The source could not be used, so nothing was changed.{detail}"
+
+
+def _limits() -> GuardLimits:
+    return GuardLimits.from_settings(current_app.config["KURSA"])
+
+
+def _batch_size() -> int:
+    return current_app.config["KURSA"]["sync"]["batch_size"]

@@ -1,0 +1,1 @@
+"""Sources of directory data. Each turns what it reads into sync.records.SourceData."""

@@ -1,0 +1,424 @@
+"""The two-file source: organisation and persons, as CSV (UTF-8 or Windows-1252) or XLSX.
+
+Headers are matched case-, space- and punctuation-insensitively against English and Danish
+names, plus a customer's own names from config. Cells are read as text, so '00123' keeps its
+zeros. Anything that keeps a file from being read at all is fatal; a bad row is only skipped.
+"""
+
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from sync.records import FileInfo, Issue, PersonRecord, SourceData, UnitRecord
+
+XLSX_MAGIC = b"PK\x03\x04"
+DELIMITERS = (";", ",", "\t")
+_HEADER_NOISE = re.compile(r"[\s_\-.:/()#]+")
+
+ORG_COLUMNS: dict[str, tuple[str, ...]] = {
+    "number": (
+        "number",
+        "unit number",
+        "division number",
+        "unit id",
+        "afdelingsnummer",
+        "afdelingsnr",
+        "enhedsnummer",
+        "enhedsnr",
+        "nummer",
+        "nr",
+    ),
+    "name": ("name", "unit name", "division name", "navn", "afdelingsnavn", "enhedsnavn"),
+    "parent": (
+        "parent",
+        "parent number",
+        "parent unit",
+        "parent unit number",
+        "overordnet",
+        "overordnet afdeling",
+        "overordnet enhed",
+        "overordnet nummer",
+        "overordnet afdelingsnummer",
+        "forælder",
+    ),
+    "kind": ("kind", "type", "unit type", "unit kind", "enhedstype", "afdelingstype", "art"),
+}
+PERSON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "username": (
+        "username",
+        "user name",
+        "login",
+        "user id",
+        "brugernavn",
+        "bruger id",
+        "brugerid",
+    ),
+    "first_name": ("first name", "firstname", "given name", "fornavn", "fornavne"),
+    "last_name": ("last name", "lastname", "surname", "family name", "efternavn"),
+    "email": (
+        "email",
+        "e-mail",
+        "mail",
+        "email address",
+        "e-mail adresse",
+        "emailadresse",
+        "mailadresse",
+    ),
+    "employee_number": (
+        "employee number",
+        "employee no",
+        "employee id",
+        "medarbejdernummer",
+        "medarbejdernr",
+        "medarbejder id",
+        "lønnummer",
+        "loennummer",
+        "ansatnummer",
+    ),
+    "division_number": (
+        "division number",
+        "unit number",
+        "department number",
+        "division",
+        "afdelingsnummer",
+        "afdelingsnr",
+        "enhedsnummer",
+        "afdeling nr",
+    ),
+    "division_name": (
+        "division name",
+        "unit name",
+        "department",
+        "department name",
+        "afdeling",
+        "afdelingsnavn",
+        "enhedsnavn",
+    ),
+}
+KIND_NAMES = {
+    "": "department",
+    "department": "department",
+    "afdeling": "department",
+    "location": "location",
+    "lokation": "location",
+    "sted": "location",
+    "division": "division",
+    "divison": "division",
+}
+COLUMN_LABELS = {
+    "number": "unit number",
+    "name": "name",
+    "parent": "parent",
+    "kind": "kind",
+    "username": "username",
+    "first_name": "first name",
+    "last_name": "last name",
+    "email": "email",
+    "employee_number": "employee number",
+    "division_number": "division number",
+    "division_name": "division name",
+}
+
+
+@dataclass(frozen=True)
+class FileInput:
+    name: str
+    data: bytes
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> "FileInput":
+        path = Path(path)
+        return cls(path.name, path.read_bytes())
+
+
+class FileProblem(Exception):
+    """The file cannot be used at all; carries the issue that says why."""
+
+    def __init__(self, issue: Issue):
+        super().__init__(issue.message)
+        self.issue = issue
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: Iterator[tuple[int, list[str]]]  # (row number as the user sees it, cells)
+
+
+def header_key(text: str) -> str:
+    return _HEADER_NOISE.sub("", text.strip().lstrip("\ufeff").casefold())
+
+
+def read_table(file: FileInput) -> Table:
+    """Open a CSV or XLSX file; the first non-empty row is the header."""
+    if file.data.startswith(XLSX_MAGIC) or file.name.lower().endswith((".xlsx", ".xlsm")):
+        return _read_xlsx(file)
+    return _read_csv(file)
+
+
+def _read_csv(file: FileInput) -> Table:
+    text = _decode(file)
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        raise FileProblem(Issue("The file is empty.", file=file.name))
+    delimiter = max(DELIMITERS, key=first.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        for header in reader:
+            if any(cell.strip() for cell in header):
+                break
+        else:
+            raise FileProblem(Issue("The file has no header row.", file=file.name))
+    except csv.Error as exc:
+        raise FileProblem(Issue(f"The file is not valid CSV: {exc}.", file=file.name)) from None
+    return Table([h.strip() for h in header], _csv_rows(file, reader))
+
+
+def _csv_rows(file: FileInput, reader) -> Iterator[tuple[int, list[str]]]:
+    try:
+        for cells in reader:
+            yield reader.line_num, [c.strip() for c in cells]
+    except csv.Error as exc:
+        problem = f"The file is not valid CSV near line {reader.line_num}: {exc}."
+        raise FileProblem(Issue(problem, file=file.name, row=reader.line_num)) from None
+
+
+def _decode(file: FileInput) -> str:
+    if file.data.startswith(b"\xef\xbb\xbf"):
+        return file.data[3:].decode("utf-8", errors="strict")
+    try:
+        return file.data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if b"\x00" in file.data[:4096]:
+        raise FileProblem(
+            Issue("The file is neither CSV text nor an XLSX workbook.", file=file.name)
+        )
+    # Danish Excel saves "CSV" in Windows-1252; its 5 unused bytes are still errors.
+    try:
+        return file.data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise FileProblem(
+            Issue(
+                f"The file is neither UTF-8 nor Windows-1252 text (byte {exc.start}).",
+                file=file.name,
+            )
+        ) from None
+
+
+def _read_xlsx(file: FileInput) -> Table:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(io.BytesIO(file.data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise FileProblem(
+            Issue(f"The file is not a readable XLSX workbook ({exc}).", file=file.name)
+        ) from None
+    sheet = workbook.worksheets[0]
+    rows = sheet.iter_rows()
+    for header_cells in rows:
+        header = [_cell_text(c) for c in header_cells]
+        if any(header):
+            break
+    else:
+        workbook.close()
+        raise FileProblem(Issue("The workbook's first sheet is empty.", file=file.name))
+    return Table(header, _xlsx_rows(workbook, rows))
+
+
+def _xlsx_rows(workbook, rows) -> Iterator[tuple[int, list[str]]]:
+    try:
+        for cells in rows:
+            if not cells:
+                continue
+            yield cells[0].row, [_cell_text(c) for c in cells]
+    finally:
+        workbook.close()
+
+
+def _cell_text(cell) -> str:
+    value = getattr(cell, "value", None)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return (
+            value.date().isoformat()
+            if value.time() == datetime.min.time()
+            else value.isoformat(sep=" ")
+        )
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, int | float):
+        number = int(value) if float(value).is_integer() else value
+        text = str(number)
+        # A number formatted as '00000' shows its leading zeros in Excel: keep them.
+        fmt = getattr(cell, "number_format", "") or ""
+        if isinstance(number, int) and fmt and set(fmt) == {"0"} and len(fmt) > len(text):
+            text = text.rjust(len(fmt), "0")
+        return text
+    return str(value).strip()
+
+
+def map_columns(
+    headers: list[str],
+    aliases: dict[str, tuple[str, ...]],
+    extra: dict[str, list[str]] | None = None,
+) -> dict[str, int]:
+    """field -> column index, by the first header that names it."""
+    wanted: dict[str, str] = {}
+    for field, names in aliases.items():
+        for name in [*(extra or {}).get(field, []), *names]:
+            wanted.setdefault(header_key(name), field)
+    found: dict[str, int] = {}
+    for index, header in enumerate(headers):
+        field = wanted.get(header_key(header))
+        if field and field not in found:
+            found[field] = index
+    return found
+
+
+def file_info(role: str, file: FileInput) -> FileInfo:
+    return FileInfo(role, file.name, len(file.data), hashlib.sha256(file.data).hexdigest())
+
+
+class _Reader:
+    """Reads one file of the pair into records, collecting issues."""
+
+    def __init__(
+        self,
+        role: str,
+        file: FileInput,
+        required: list[str],
+        aliases: dict[str, tuple[str, ...]],
+        extra: dict[str, list[str]] | None,
+    ):
+        self.file = file
+        self.table = read_table(file)
+        self.columns = map_columns(self.table.headers, aliases, extra)
+        missing = [f for f in required if f not in self.columns]
+        if missing:
+            labels = ", ".join(COLUMN_LABELS[f] for f in missing)
+            seen = ", ".join(h for h in self.table.headers if h) or "none"
+            raise FileProblem(
+                Issue(
+                    f"The {role} file lacks the required column(s): {labels}. "
+                    f"Columns found: {seen}.",
+                    file=file.name,
+                    row=1,
+                    column=COLUMN_LABELS[missing[0]],
+                )
+            )
+        self.headers = {f: self.table.headers[i] for f, i in self.columns.items()}
+
+    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        count = 0
+        for row_number, cells in self.table.rows:
+            if not any(cells):
+                continue
+            count += 1
+            yield (
+                row_number,
+                {f: (cells[i] if i < len(cells) else "") for f, i in self.columns.items()},
+            )
+        if count == 0:
+            raise FileProblem(Issue("The file has a header but no data rows.", file=self.file.name))
+
+
+def read_files(
+    org: FileInput, persons: FileInput, *, match_by: str = "number", columns: dict | None = None
+) -> SourceData:
+    """Read the pair. A file that cannot be read makes the result fatal; nothing is planned."""
+    columns = columns or {}
+    unit_field = "division_number" if match_by == "number" else "division_name"
+    data = SourceData(
+        kind="files",
+        units=[],
+        persons=[],
+        files=[file_info("org", org), file_info("persons", persons)],
+        person_unit_by=match_by,
+        unit_match="number",
+    )
+    try:
+        org_reader = _Reader(
+            "organisation", org, ["number", "name"], ORG_COLUMNS, columns.get("org")
+        )
+        data.units = list(_unit_records(org_reader, data.issues, data.rejected_unit_keys))
+        person_reader = _Reader(
+            "persons",
+            persons,
+            ["username", "first_name", "last_name", unit_field],
+            PERSON_COLUMNS,
+            columns.get("persons"),
+        )
+        data.persons = list(_person_records(person_reader, unit_field, data.issues))
+        data.headers = {"org": org_reader.headers, "persons": person_reader.headers}
+    except FileProblem as problem:
+        data.issues.append(problem.issue)
+        data.fatal = True
+    return data
+
+
+def _unit_records(
+    reader: _Reader, issues: list[Issue], rejected: list[str]
+) -> Iterator[UnitRecord]:
+    name = reader.file.name
+    for row, cells in reader.rows():
+        number, title = cells["number"], cells["name"]
+        kind_text = cells.get("kind", "")
+        kind = KIND_NAMES.get(kind_text.casefold())
+        if number and (not title or kind is None):
+            rejected.append(number)
+        if not number:
+            issues.append(
+                Issue("The unit number is empty.", name, row, reader.headers["number"], "")
+            )
+        elif not title:
+            issues.append(Issue("The unit name is empty.", name, row, reader.headers["name"], ""))
+        elif kind is None:
+            issues.append(
+                Issue(
+                    "Unknown unit kind; use department, location or division.",
+                    name,
+                    row,
+                    reader.headers.get("kind"),
+                    kind_text,
+                )
+            )
+        else:
+            parent = cells.get("parent") or None
+            yield UnitRecord(
+                key=number,
+                number=number,
+                name=title,
+                parent_key=parent,
+                kind=kind,
+                file=name,
+                row=row,
+            )
+
+
+def _person_records(
+    reader: _Reader, unit_field: str, issues: list[Issue]
+) -> Iterator[PersonRecord]:
+    name = reader.file.name
+    for row, cells in reader.rows():
+        yield PersonRecord(
+            username=cells["username"],
+            first_name=cells["first_name"],
+            last_name=cells["last_name"],
+            email=cells.get("email") or None,
+            employee_number=cells.get("employee_number") or None,
+            unit_ref=cells[unit_field],
+            file=name,
+            row=row,
+        )
