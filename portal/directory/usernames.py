@@ -56,9 +56,10 @@ def name_forms(first_name: str, last_name: str) -> set[str]:
     initials = [p[0] for p in parts]
     forms.add(_squash("".join(initials)))
     forms.add(_squash("".join([p[0] for p in last_parts + first_parts])))
-    if first_parts and last_parts:
-        forms.add(_squash(first_parts[0][0] + last_parts[-1][0]))
-        forms.add(_squash(last_parts[-1][0] + first_parts[0][0]))
+    for first in first_parts:
+        for last in last_parts:
+            forms.update(_squash(f"{a}{b}") for a, b in ((first, last), (last, first)))
+            forms.update(_squash(f"{a[0]}{b[0]}") for a, b in ((first, last), (last, first)))
     forms.discard("")
     return forms
 
