@@ -2,11 +2,14 @@
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
-from flask import Flask, g, render_template, request
+from flask import Blueprint, Flask, current_app, g, render_template, request, url_for
 from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
 
 from portal.core.db import db
 from portal.core.errors import UserError
@@ -15,6 +18,18 @@ from portal.core.time import format_local
 logger = logging.getLogger(__name__)
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+# The hand-written style sheet; the repository keeps it beside the templates.
+ui = Blueprint(
+    "ui",
+    __name__,
+    static_folder=str(Path(__file__).resolve().parent.parent / "templates" / "static"),
+    static_url_path="/assets",
+)
+
+# A person panel takes a Person and returns HTML (or None) for the person page. Other
+# packages (sync, later sso and courses) add sections there without portal importing them.
+PersonPanel = Callable[[object], Markup | str | None]
 
 
 def init_app(app: Flask) -> None:
@@ -34,15 +49,19 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.permanent_session_lifetime = timedelta(hours=12)
     app.extensions["kursa_navigation"] = []
+    app.extensions["kursa_person_panels"] = []
     add_navigation(app, "Organisation", "directory.tree")
     add_navigation(app, "Persons", "directory.persons")
 
+    app.register_blueprint(ui)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(directory_bp)
     app.jinja_env.filters["local_time"] = format_local
+    app.jinja_env.globals["url_with"] = url_with
     app.before_request(_assign_request_id)
     app.context_processor(lambda: {"navigation": app.extensions["kursa_navigation"]})
     app.register_error_handler(UserError, _user_error)
+    app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(404, _not_found)
     app.register_error_handler(500, _server_error)
 
@@ -50,6 +69,23 @@ def init_app(app: Flask) -> None:
 def add_navigation(app: Flask, label: str, endpoint: str) -> None:
     """Add a link to the top navigation (sync and sso attach their pages this way)."""
     app.extensions["kursa_navigation"].append((label, endpoint))
+
+
+def add_person_panel(app: Flask, panel: PersonPanel) -> None:
+    """Add a section to the person page (sync adds the person's change history this way)."""
+    app.extensions["kursa_person_panels"].append(panel)
+
+
+def person_panels(person) -> list[Markup]:
+    """The HTML of every registered person panel that has something to say about `person`."""
+    shown = (panel(person) for panel in current_app.extensions.get("kursa_person_panels", []))
+    return [Markup(html) for html in shown if html]
+
+
+def url_with(**changes) -> str:
+    """The current page's URL with some query arguments changed (pagination, filters)."""
+    args = {**(request.view_args or {}), **request.args.to_dict(), **changes}
+    return url_for(request.endpoint, **{k: v for k, v in args.items() if v not in (None, "")})
 
 
 def _assign_request_id() -> None:
@@ -61,13 +97,22 @@ def _user_error(exc: UserError):
     return render_template("error.html", message=str(exc)), exc.status_code
 
 
+def _csrf_error(exc: CSRFError):
+    logger.warning("request %s refused: %s", g.get("request_id"), exc.description)
+    message = "The form had expired or was sent from elsewhere. Go back, reload it and try again."
+    return render_template("error.html", message=message), 400
+
+
 def _not_found(exc):
-    return render_template("error.html", message="There is nothing here, or it is not yours "
-                           "to see."), 404
+    message = "There is nothing here, or it is not yours to see."
+    return render_template("error.html", message=message), 404
 
 
 def _server_error(exc):
     db.session.rollback()
     logger.error("request %s failed", g.get("request_id"), exc_info=exc)
-    return render_template("error.html", message="Something went wrong on our side. Quote "
-                           f"reference {g.get('request_id')} if you contact support."), 500
+    message = (
+        "Something went wrong on our side. "
+        f"Quote reference {g.get('request_id')} if you contact support."
+    )
+    return render_template("error.html", message=message), 500

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
@@ -15,25 +15,31 @@ bp = Blueprint("accounts", __name__)
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
+    username = StringField("Username", validators=[DataRequired("Enter your username.")])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password.")])
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
     if form.validate_on_submit():
         web = current_app.config["KURSA"]["web"]
         account = authenticate(
-            form.username.data, form.password.data, max_failures=web["max_failed_logins"],
+            form.username.data,
+            form.password.data,
+            max_failures=web["max_failed_logins"],
             lockout=timedelta(minutes=web["lockout_minutes"]),
         )
         db.session.commit()
         if account is not None:
             login_user(account)
             return redirect(_safe_next(request.args.get("next")))
-        flash("That username and password do not match, or the account is locked for a while.",
-              "error")
+        flash(
+            "That username and password do not match, or the account is locked for a while.",
+            "error",
+        )
     return render_template("accounts/login.html", form=form)
 
 

@@ -1,18 +1,117 @@
 """HR and IT pages of the directory: the tree, persons, a person."""
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from flask import Blueprint, render_template, request
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice, SelectField, StringField
+
+from portal.core import access
+from portal.core.db import db
+from portal.core.errors import NotFound
+from portal.directory.models import OrgUnit, Person
+from portal.directory.queries import search_persons
+from portal.directory.tree import ancestors, unit_by_number, unit_tree
+from portal.web import person_panels
 
 bp = Blueprint("directory", __name__)
+PER_PAGE = 50
+STATUSES = {"active": True, "inactive": False, "all": None}
+
+
+class PersonSearchForm(FlaskForm):
+    """Read through GET, so it carries no CSRF token: it changes nothing."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Name, username or number")
+    unit = StringField("Unit number")
+    status = SelectField(
+        "Status",
+        choices=[
+            SelectChoice("active", "Active"),
+            SelectChoice("inactive", "Inactive"),
+            SelectChoice("all", "All"),
+        ],
+        default="active",
+    )
 
 
 @bp.route("/")
 @login_required
 def tree():
-    return render_template("directory/tree.html")
+    customer = access.chosen_customer(current_user, request.args.get("customer"))
+    customers = db.session.scalars(access.visible_customers(current_user)).all()
+    if customer is None:
+        return render_template("directory/tree.html", customer=None, customers=customers)
+
+    tops, nodes = unit_tree(customer)
+    focus = _focus(request.args.get("unit"), nodes)
+    trail = ancestors(db.session.get(OrgUnit, focus.id)) if focus else []
+    return render_template(
+        "directory/tree.html",
+        customer=customer,
+        customers=customers,
+        tops=[focus] if focus else tops,
+        trail=trail,
+        open_depth=(focus.depth if focus else 0) + 2,
+    )
 
 
 @bp.route("/persons")
 @login_required
 def persons():
-    return render_template("directory/persons.html")
+    customer = access.chosen_customer(current_user, request.args.get("customer"))
+    customers = db.session.scalars(access.visible_customers(current_user)).all()
+    form = PersonSearchForm(formdata=request.args)
+    form.validate()
+    if customer is None:
+        return render_template("directory/persons.html", form=form, customer=None, page=None)
+
+    unit = None
+    if form.unit.data:
+        unit = unit_by_number(customer, form.unit.data)
+        if unit is None:
+            form.unit.errors = [f"{customer.name} has no unit numbered {form.unit.data}."]
+    query = search_persons(
+        customer, form.q.data or "", unit=unit, active=STATUSES.get(form.status.data, True)
+    )
+    page = None
+    if not form.unit.errors:
+        page = db.paginate(
+            query.options(selectinload(Person.unit)),
+            page=request.args.get("page", 1, type=int),
+            per_page=PER_PAGE,
+            error_out=False,
+        )
+    return render_template(
+        "directory/persons.html",
+        form=form,
+        customer=customer,
+        customers=customers,
+        unit=unit,
+        page=page,
+    )
+
+
+@bp.route("/persons/<int:person_id>")
+@login_required
+def person(person_id: int):
+    person = access.get_visible(current_user, Person, person_id)
+    return render_template(
+        "directory/person.html",
+        person=person,
+        trail=ancestors(person.unit),
+        panels=person_panels(person),
+    )
+
+
+def _focus(unit_id: str | None, nodes: dict):
+    """The node the tree is narrowed to (?unit=<id>), or None for the whole tree."""
+    if not unit_id:
+        return None
+    node = nodes.get(int(unit_id)) if unit_id.isdigit() else None
+    if node is None:
+        raise NotFound("That unit is not in this customer's tree.")
+    return node
