@@ -1,18 +1,298 @@
-"""Sync pages: the run history, a run's report, uploading the two files."""
+"""Sync pages: the run history, a run's report, uploading the two files, a person's history."""
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+import csv
+import io
+import logging
 
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileRequired
+from markupsafe import Markup
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+from wtforms import BooleanField, SelectChoice, SelectField
+
+from portal.core import access
+from portal.core.db import db
+from portal.core.errors import UserError
+from portal.web import add_person_panel
+from sync.models import RunStatus, SyncChange, SyncIssue, SyncRun
+from sync.runs import FileInput, apply_preview, approve_run, import_files, report_rows, revert_run
+
+logger = logging.getLogger(__name__)
 bp = Blueprint("sync", __name__, url_prefix="/sync")
+RUNS_PER_PAGE = 50
+CHANGES_PER_PAGE = 100
+ISSUES_SHOWN = 500
+HISTORY_SHOWN = 50
+CSV_CHUNK_ROWS = 1000
+
+
+class UploadForm(FlaskForm):
+    customer = SelectField("Customer")
+    org = FileField(
+        "Organisation file",
+        validators=[
+            FileRequired("Choose the organisation file."),
+            FileAllowed(["csv", "xlsx"], "The organisation file must be a .csv or .xlsx file."),
+        ],
+    )
+    persons = FileField(
+        "Persons file",
+        validators=[
+            FileRequired("Choose the persons file."),
+            FileAllowed(["csv", "xlsx"], "The persons file must be a .csv or .xlsx file."),
+        ],
+    )
+    dry_run = BooleanField("Dry run: preview the changes without applying them", default=True)
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: it carries only the CSRF token."""
+
+
+@bp.app_template_filter("duration")
+def format_duration(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s"
+
+
+@bp.app_template_filter("counts_summary")
+def counts_summary(counts: dict | None) -> str:
+    """'persons: 3 created, 1 moved; units: 1 created' (only what is not zero)."""
+    parts = []
+    for entity in ("persons", "units"):
+        done = [f"{n} {action}" for action, n in (counts or {}).get(entity, {}).items() if n]
+        if done:
+            parts.append(f"{entity}: {', '.join(done)}")
+    return "; ".join(parts) or "no changes"
 
 
 @bp.route("/runs")
 @login_required
 def runs():
-    return render_template("sync/runs.html")
+    query = (
+        select(SyncRun)
+        .options(selectinload(SyncRun.customer))
+        .where(SyncRun.customer_id.in_(access.visible_customer_ids(current_user)))
+        .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+    )
+    page = db.paginate(
+        query, page=request.args.get("page", 1, type=int), per_page=RUNS_PER_PAGE, error_out=False
+    )
+    return render_template("sync/runs.html", page=page)
 
 
-@bp.route("/upload")
+@bp.route("/runs/<int:run_id>")
+@login_required
+def run(run_id: int):
+    run = access.get_visible(current_user, SyncRun, run_id)
+    action = request.args.get("action") or None
+    entity = request.args.get("entity") or None
+
+    changes = select(SyncChange).where(SyncChange.run_id == run.id).order_by(SyncChange.id)
+    if action:
+        changes = changes.where(SyncChange.action == action)
+    if entity:
+        changes = changes.where(SyncChange.entity == entity)
+    page = db.paginate(
+        changes,
+        page=request.args.get("page", 1, type=int),
+        per_page=CHANGES_PER_PAGE,
+        error_out=False,
+    )
+    return render_template(
+        "sync/run.html",
+        run=run,
+        form=ActionForm(),
+        kinds=_change_kinds(run),
+        action=action,
+        entity=entity,
+        page=page,
+        rows=[(change, changed_fields(change)) for change in page.items],
+        issues=_issues(run),
+        issue_count=db.session.scalar(
+            select(func.count()).select_from(SyncIssue).where(SyncIssue.run_id == run.id)
+        ),
+        applied_as=_applied_as(run),
+        shown=ISSUES_SHOWN,
+    )
+
+
+@bp.route("/runs/<int:run_id>/report.csv")
+@login_required
+def report_csv(run_id: int):
+    run = access.get_visible(current_user, SyncRun, run_id)
+
+    def generate():
+        buffer = io.StringIO()
+        buffer.write("\ufeff")  # so that Excel reads the file as UTF-8
+        writer = csv.writer(buffer)
+        for number, row in enumerate(report_rows(run), start=1):
+            writer.writerow(row)
+            if number % CSV_CHUNK_ROWS == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    filename = f"kursa-run-{run.id}.csv"
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.route("/runs/<int:run_id>/approve", methods=["POST"])
+@login_required
+def approve(run_id: int):
+    run = access.get_visible(current_user, SyncRun, run_id)
+    return _act(run, approve_run, "Run {id} is approved and applied.")
+
+
+@bp.route("/runs/<int:run_id>/apply", methods=["POST"])
+@login_required
+def apply(run_id: int):
+    run = access.get_visible(current_user, SyncRun, run_id)
+    return _act(run, apply_preview, "The preview was applied as run {id}.")
+
+
+@bp.route("/runs/<int:run_id>/revert", methods=["GET", "POST"])
+@login_required
+def revert(run_id: int):
+    run = access.get_visible(current_user, SyncRun, run_id)
+    form = ActionForm()
+    if form.validate_on_submit():
+        return _act(run, revert_run, "Run {id} reverted the changes.")
+    return render_template("sync/revert.html", run=run, form=form)
+
+
+@bp.route("/upload", methods=["GET", "POST"])
 @login_required
 def upload():
-    return render_template("sync/upload.html")
+    customers = db.session.scalars(access.visible_customers(current_user)).all()
+    form = UploadForm(customer=request.args.get("customer"))
+    form.customer.choices = [SelectChoice(c.slug, c.name) for c in customers]
+    if not form.validate_on_submit():
+        return render_template("sync/upload.html", form=form, customers=customers)
+
+    customer = access.chosen_customer(current_user, form.customer.data)
+    try:
+        run = import_files(
+            customer,
+            _file_input(form.org.data),
+            _file_input(form.persons.data),
+            actor=current_user.actor,
+            dry_run=form.dry_run.data,
+        )
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return render_template("sync/upload.html", form=form, customers=customers)
+    flash(_status_message(run), "error" if run.status == RunStatus.FAILED else "info")
+    return redirect(url_for("sync.run", run_id=run.id))
+
+
+def person_history(person) -> Markup:
+    """The person page's section: changes of applied runs to this person, newest first."""
+    query = (
+        select(SyncChange, SyncRun)
+        .join(SyncRun, SyncChange.run_id == SyncRun.id)
+        .where(SyncChange.entity == "person", SyncChange.entity_id == person.id)
+        .where(SyncRun.status == RunStatus.APPLIED)
+        .order_by(SyncChange.id.desc())
+        .limit(HISTORY_SHOWN)
+    )
+    rows = [(change, run, changed_fields(change)) for change, run in db.session.execute(query)]
+    return Markup(
+        render_template("sync/person_history.html", rows=rows, person=person, cap=HISTORY_SHOWN)
+    )
+
+
+def _attach(state) -> None:
+    add_person_panel(state.app, person_history)
+
+
+bp.record_once(_attach)
+
+
+def changed_fields(change: SyncChange) -> list[tuple[str, object, object]]:
+    """(field, before, after) for what the change altered; every filled field when created."""
+    before, after = change.before or {}, change.after or {}
+    if not before:
+        return [(name, None, value) for name, value in after.items() if value not in (None, "")]
+    names = list(before) + [name for name in after if name not in before]
+    return [
+        (name, before.get(name), after.get(name))
+        for name in names
+        if name in after and before.get(name) != after.get(name)
+    ]
+
+
+def _act(run: SyncRun, operation, done: str):
+    try:
+        result = operation(run.id, actor=current_user.actor)
+        db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("sync.run", run_id=run.id))
+    flash(done.format(id=result.id) + " " + _status_message(result), "info")
+    return redirect(url_for("sync.run", run_id=result.id))
+
+
+def _status_message(run: SyncRun) -> str:
+    return {
+        RunStatus.APPLIED: "The changes are applied.",
+        RunStatus.HELD: "The run is held: nothing has changed until an admin approves it.",
+        RunStatus.FAILED: "The run failed and nothing changed. The report below says why.",
+        RunStatus.DRY_RUN: "This is a preview: nothing has changed yet.",
+    }.get(run.status, "")
+
+
+def _change_kinds(run: SyncRun) -> list[tuple[str, str, int]]:
+    """(entity, action, count) of the run's changes, for the filter links."""
+    query = (
+        select(SyncChange.entity, SyncChange.action, func.count())
+        .where(SyncChange.run_id == run.id)
+        .group_by(SyncChange.entity, SyncChange.action)
+        .order_by(SyncChange.entity.desc(), SyncChange.action)
+    )
+    return [tuple(row) for row in db.session.execute(query)]
+
+
+def _issues(run: SyncRun) -> list[SyncIssue]:
+    query = select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
+    return list(db.session.scalars(query.limit(ISSUES_SHOWN)))
+
+
+def _applied_as(run: SyncRun) -> SyncRun | None:
+    """The run that applied this dry run, if one did."""
+    if run.status != RunStatus.DRY_RUN:
+        return None
+    query = select(SyncRun).where(SyncRun.preview_of_id == run.id).order_by(SyncRun.id.desc())
+    return db.session.scalars(query).first()
+
+
+def _file_input(upload) -> FileInput:
+    # Browsers on Windows may send a whole path; keep only the file's own name.
+    name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+    return FileInput(name=name, data=upload.read())

@@ -1,0 +1,264 @@
+"""The sync pages: run list, run report and its buttons, CSV download, upload, person history."""
+
+import csv
+import io
+import re
+
+import pytest
+from sqlalchemy import select
+
+from portal.core.db import db
+from portal.directory.models import Person
+from sync.models import SyncRun
+from tests.conftest import csrf_token, csv_bytes
+
+UNITS = [["10", "Sales", "", "department"], ["20", "Finance", "", "department"]]
+PERSONS = [
+    ["u1001", "Anna", "Berg", "anna@acme.test", "E-501", "10"],
+    ["u1002", "Bo", "Dahl", "bo@acme.test", "E-502", "10"],
+    ["u1003", "Carl", "Engel", "carl@acme.test", "E-503", "20"],
+    ["u1004", "Dina", "Falk", "dina@acme.test", "E-504", "20"],
+]
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def person(username: str) -> Person:
+    db.session.expire_all()
+    return db.session.scalar(select(Person).where(Person.username == username))
+
+
+def post(client, url: str, **data):
+    return client.post(url, data={"csrf_token": csrf_token(client, "/sync/runs"), **data})
+
+
+@pytest.fixture
+def first_run(customer, import_csv):
+    run = import_csv(customer, UNITS, PERSONS)
+    assert run.status == "applied", run.error
+    return run
+
+
+@pytest.fixture
+def held_run(customer, first_run, import_csv, guard_limits):
+    guard_limits(count=1000, share=0.10)
+    run = import_csv(customer, UNITS, PERSONS[:1])  # 3 of 4 leave: above the 10 % guard
+    assert run.status == "held"
+    return run
+
+
+def test_run_list_shows_newest_first_with_status_and_counts(first_run, held_run, admin_client):
+    html = text_of(admin_client.get("/sync/runs"))
+
+    assert html.index(f"#{held_run.id}<") < html.index(f"#{first_run.id}<")
+    assert "persons: 4 created; units: 2 created" in html
+    assert 'class="run-held"' in html and 'class="badge status-held"' in html
+    assert '<td data-label="By">test</td>' in html
+
+
+def test_run_report_shows_files_counts_and_changes(first_run, admin_client):
+    html = text_of(admin_client.get(f"/sync/runs/{first_run.id}"))
+
+    assert "persons.csv" in html and first_run.files[0].sha256 in html
+    assert re.search(r"<th>created</th><td>2</td><td>4</td>", html)
+    assert "u1003" in html and "Engel" in html
+    assert "Revert" in html and "Approve" not in html
+
+
+def test_update_shows_only_the_changed_fields(customer, first_run, import_csv, admin_client):
+    renamed = [["u1001", "Anna", "Holm", "anna@acme.test", "E-501", "10"], *PERSONS[1:]]
+    run = import_csv(customer, UNITS, renamed)
+
+    html = text_of(admin_client.get(f"/sync/runs/{run.id}"))
+    change = re.search(
+        r'<tr>\s*<td data-label="Entity">(<a [^>]*>)?person<.*?</tr>', html, re.S
+    ).group(0)
+
+    assert "<del>Berg</del> &rarr; <ins>Holm</ins>" in change
+    assert "Anna" not in change and "anna@acme.test" not in change
+
+
+def test_report_lists_issues_by_file_row_and_column(customer, first_run, import_csv, admin_client):
+    bad = [*PERSONS, ["0101901234", "Eva", "Gram", "", "", "10"]]  # a CPR number as username
+    run = import_csv(customer, UNITS, bad)
+
+    html = text_of(admin_client.get(f"/sync/runs/{run.id}"))
+    issue = re.search(r'<tr class="sev-error">.*?</tr>', html, re.S).group(0)
+
+    assert "persons.csv" in issue and ">6<" in issue and "0101901234" in issue
+    assert "CPR" in issue
+
+
+def test_approve_applies_a_held_run(customer, held_run, admin_client):
+    page = text_of(admin_client.get(f"/sync/runs/{held_run.id}"))
+    assert "Approve and apply" in page and "would inactivate 3 of 4" in page
+    assert person("u1004").is_active
+
+    response = post(admin_client, f"/sync/runs/{held_run.id}/approve")
+
+    assert response.status_code == 302
+    assert response.location.endswith(f"/sync/runs/{held_run.id}")
+    assert db.session.get(SyncRun, held_run.id).status == "applied"
+    assert not person("u1004").is_active
+    assert "approved and applied" in text_of(admin_client.get(response.location))
+
+
+def test_approve_without_a_csrf_token_changes_nothing(held_run, admin_client):
+    response = admin_client.post(f"/sync/runs/{held_run.id}/approve")
+
+    assert response.status_code == 400
+    db.session.expire_all()
+    assert db.session.get(SyncRun, held_run.id).status == "held"
+    assert person("u1004").is_active
+
+
+def test_approving_a_run_that_is_not_held_says_why(first_run, admin_client):
+    response = post(admin_client, f"/sync/runs/{first_run.id}/approve")
+
+    assert response.status_code == 302
+    assert "only a held run can be approved" in text_of(admin_client.get(response.location))
+
+
+def test_dry_run_is_a_preview_with_an_apply_button(customer, import_csv, admin_client):
+    preview = import_csv(customer, UNITS, PERSONS, dry_run=True)
+    page = text_of(admin_client.get(f"/sync/runs/{preview.id}"))
+    assert "Preview: nothing has changed yet" in page and ">Apply</button>" in page
+    assert "Planned changes" in page and "u1002" in page
+    assert person("u1002") is None
+
+    response = post(admin_client, f"/sync/runs/{preview.id}/apply")
+
+    applied = db.session.scalar(select(SyncRun).where(SyncRun.preview_of_id == preview.id))
+    assert response.location.endswith(f"/sync/runs/{applied.id}")
+    assert applied.status == "applied" and person("u1002").is_active
+    again = text_of(admin_client.get(f"/sync/runs/{preview.id}"))
+    assert f'applied as <a href="/sync/runs/{applied.id}">run #{applied.id}</a>' in again
+    assert ">Apply</button>" not in again
+
+
+def test_revert_asks_first_then_undoes_the_run(first_run, admin_client):
+    confirm = admin_client.get(f"/sync/runs/{first_run.id}/revert")
+    assert "Yes, revert run" in text_of(confirm)
+    assert person("u1001").is_active
+
+    response = post(admin_client, f"/sync/runs/{first_run.id}/revert")
+
+    revert = db.session.scalar(select(SyncRun).where(SyncRun.revert_of_id == first_run.id))
+    assert response.location.endswith(f"/sync/runs/{revert.id}")
+    assert not person("u1001").is_active
+    report = text_of(admin_client.get(f"/sync/runs/{first_run.id}"))
+    assert f'Reverted by <a href="/sync/runs/{revert.id}">' in report
+    assert "Revert…" not in report
+
+
+def test_report_csv_holds_every_change_and_issue(
+    customer, first_run, import_csv, admin_client, guard_limits
+):
+    guard_limits(count=1000, share=0.10)
+    bad = ["0101901234", "Eva", "Gram", "", "", "10"]
+    run = import_csv(customer, UNITS, [PERSONS[0], PERSONS[1], bad])  # held: 2 of 4 leave
+    assert run.status == "held"
+    response = admin_client.get(f"/sync/runs/{run.id}/report.csv")
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert f"kursa-run-{run.id}.csv" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][:4] == ["record", "entity", "key", "action"]
+    assert {row[2] for row in rows[1:] if row[0] == "change"} == {"u1003", "u1004"}
+    issues = [row for row in rows[1:] if row[0] == "issue"]
+    assert [(row[7], row[8], row[10]) for row in issues] == [("persons.csv", "4", "0101901234")]
+
+
+def test_changes_can_be_filtered_and_paged(customer, import_csv, admin_client):
+    persons = [[f"id{i:03d}", f"First{i}", f"Last{i}", "", "", "10"] for i in range(130)]
+    run = import_csv(customer, UNITS, persons)
+
+    first = text_of(admin_client.get(f"/sync/runs/{run.id}"))
+    units_only = text_of(admin_client.get(f"/sync/runs/{run.id}?entity=unit&action=created"))
+
+    assert "Page 1 of 2" in first and first.count('<td data-label="Entity">') == 100
+    assert units_only.count('<td data-label="Entity">') == 2
+    assert "person created <span" in first
+
+
+def test_upload_runs_a_dry_run_and_shows_the_preview(customer, admin_client):
+    page = text_of(admin_client.get("/sync/upload"))
+    assert 'name="dry_run" type="checkbox" value="y"' in page and "checked" in page
+    token = csrf_token(admin_client, "/sync/upload")
+    files = {
+        "org": (
+            io.BytesIO(csv_bytes([["Number", "Name", "Parent"], *[u[:3] for u in UNITS]])),
+            "Afdelinger.csv",
+        ),
+        "persons": (
+            io.BytesIO(
+                csv_bytes(
+                    [
+                        [
+                            "Username",
+                            "First name",
+                            "Last name",
+                            "Email",
+                            "Employee number",
+                            "Division number",
+                        ],
+                        *PERSONS,
+                    ]
+                )
+            ),
+            "Medarbejdere.csv",
+        ),
+    }
+
+    response = admin_client.post(
+        "/sync/upload",
+        data={"csrf_token": token, "customer": customer.slug, "dry_run": "y", **files},
+        content_type="multipart/form-data",
+    )
+
+    run = db.session.scalar(select(SyncRun))
+    assert response.location.endswith(f"/sync/runs/{run.id}")
+    assert run.status == "dry_run" and run.started_by == "account:root-admin"
+    assert {f.filename for f in run.files} == {"Afdelinger.csv", "Medarbejdere.csv"}
+    assert person("u1001") is None
+
+
+def test_upload_refuses_other_file_types(customer, admin_client):
+    token = csrf_token(admin_client, "/sync/upload")
+    response = admin_client.post(
+        "/sync/upload",
+        data={
+            "csrf_token": token,
+            "customer": customer.slug,
+            "org": (io.BytesIO(b"x"), "org.txt"),
+            "persons": (io.BytesIO(b"x"), "persons.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+
+    assert response.status_code == 200
+    assert "must be a .csv or .xlsx file" in text_of(response)
+    assert db.session.scalar(select(SyncRun)) is None
+
+
+def test_unknown_runs_are_404(app, admin_client):
+    for url in ("/sync/runs/999", "/sync/runs/999/report.csv", "/sync/runs/999/revert"):
+        assert admin_client.get(url).status_code == 404
+    assert post(admin_client, "/sync/runs/999/approve").status_code == 404
+
+
+def test_person_page_lists_the_syncs_that_changed_them(
+    customer, first_run, import_csv, admin_client
+):
+    moved = [[*PERSONS[0][:5], "20"], *PERSONS[1:]]
+    second = import_csv(customer, UNITS, moved)
+    anna = person("u1001")
+
+    html = text_of(admin_client.get(f"/persons/{anna.id}"))
+    history = re.search(r'<section class="history">.*?</section>', html, re.S).group(0)
+
+    assert history.index(f"#{second.id}<") < history.index(f"#{first_run.id}<")
+    assert "moved" in history and "<del>10</del> &rarr; <ins>20</ins>" in history
