@@ -3,7 +3,9 @@
 `PostgresServer().start()` runs initdb in a temporary folder and starts the server on a free
 loopback port with durability switched off (a test cluster need not survive a power cut), then
 returns the SQLAlchemy URL of a fresh database. `stop()` stops it at once and removes the
-folder; it is also registered with atexit, so nothing is left running when a test run fails.
+folder. Nothing is left running even when the tests fail or are killed: stop() is registered
+with atexit, and a watchdog process does the same once the test process is gone for any
+reason (a signal, a timeout, SIGKILL), because the pipe it waits on closes then.
 
 When KURSA_TEST_POSTGRES_URL is set, that server is used instead and nothing is started.
 As root, the server runs as the `postgres` OS user: PostgreSQL refuses to run as root.
@@ -54,6 +56,8 @@ class PostgresServer:
         self.folder: Path | None = None
         self._bindir: Path | None = None
         self._user: str | None = None
+        self._watchdog: subprocess.Popen | None = None
+        self._lifeline: int | None = None
 
     @property
     def is_external(self) -> bool:
@@ -73,6 +77,7 @@ class PostgresServer:
         atexit.register(self.stop)
         try:
             self._initdb()
+            self._start_watchdog()
             self._start_on_free_port()
             self.url = self.create_database(DEFAULT_DATABASE)
         except BaseException:
@@ -101,6 +106,7 @@ class PostgresServer:
             self._stop_server(data)
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
+        self._stop_watchdog()
         with contextlib.suppress(ValueError):
             atexit.unregister(self.stop)
         self.url = None
@@ -161,6 +167,36 @@ class PostgresServer:
             except PostgresUnavailable:
                 if attempt == START_ATTEMPTS:
                     raise
+
+    def _start_watchdog(self) -> None:
+        # The watchdog reads a pipe whose only writer is this process; end of file means this
+        # process has ended, however it ended. The pipe's ends are not inherited by the server.
+        read_end, self._lifeline = os.pipe()
+        script = 'cat >/dev/null; "$0" stop -D "$1" -m immediate -w -t 30; rm -rf "$2"'
+        pg_ctl, data = str(self._bindir / "pg_ctl"), str(self.folder / "data")
+        try:
+            self._watchdog = subprocess.Popen(
+                ["sh", "-c", script, pg_ctl, data, str(self.folder)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,
+                user=self._user,
+                group=self._user,
+                extra_groups=[] if self._user else None,
+            )
+        finally:
+            os.close(read_end)
+
+    def _stop_watchdog(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        if self._watchdog is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._watchdog.wait(timeout=10)
+            self._watchdog = None
 
     def _stop_server(self, data: Path) -> None:
         try:

@@ -1,5 +1,12 @@
 """The throw-away PostgreSQL cluster starts, serves, and leaves nothing behind."""
 
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
@@ -50,6 +57,37 @@ def test_create_database_returns_a_usable_url(own_cluster):
     assert make_url(url).database == "kursa_other"
     assert _select_one(url) == 1
     assert own_cluster.create_database("kursa_other") == url  # exists already: reused
+
+
+def test_a_killed_test_process_leaves_no_server_behind(own_cluster):
+    # own_cluster skips without the binaries and unsets the URL; the cluster is the child's.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started = json.loads(child.stdout.readline())
+    assert Path(started["folder"]).is_dir()
+
+    child.send_signal(signal.SIGKILL)  # no atexit, no finalizer: only the watchdog is left
+    child.wait()
+
+    assert wait_until_closed(started["port"], timeout=10)
+    deadline = time.monotonic() + 10
+    while Path(started["folder"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(started["folder"]).exists()
+
+
+_CHILD = """
+import json, time
+from tests.servers.postgres import PostgresServer
+server = PostgresServer()
+server.start()
+print(json.dumps({"folder": str(server.folder), "port": server.port}), flush=True)
+time.sleep(120)
+"""
 
 
 def test_external_server_is_used_as_given(monkeypatch):
