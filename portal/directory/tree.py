@@ -1,5 +1,6 @@
 """The organisation tree of a customer, shaped for display: nesting and person counts."""
 
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -7,6 +8,8 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.directory.models import Customer, OrgUnit
 from portal.directory.queries import unit_person_counts
+
+_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(slots=True)
@@ -80,4 +83,13 @@ def unit_by_number(customer: Customer, number: str) -> OrgUnit | None:
 
 def _display_order(node: TreeNode) -> tuple:
     # Active units first, then by name, so a department reads like the company's own chart.
-    return (not node.is_active, node.name.lower(), node.number or "")
+    return (not node.is_active, _natural(node.name), _natural(node.number or ""))
+
+
+def _natural(text: str) -> list:
+    """A sort key that puts 'Team 9' before 'Team 10'."""
+    return [
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in _DIGITS.split(text.lower())
+        if part
+    ]

@@ -209,3 +209,12 @@ def test_pages_load_the_style_sheet(app, admin_client):
 
     assert response.status_code == 200
     assert b"@media (max-width: 640px)" in response.data
+
+
+def test_tree_orders_sibling_units_by_name_numbers_naturally(customer, import_csv, admin_client):
+    units = [["1", "Team 10", "", ""], ["2", "Team 9", "", ""], ["3", "Archive", "", ""]]
+    import_csv(customer, units, [["u1", "Eva", "Gram", "", "", "1"]])
+
+    html = text_of(admin_client.get("/"))
+
+    assert html.index("Archive") < html.index("Team 9") < html.index("Team 10")
