@@ -165,14 +165,14 @@ def report_csv(run_id: int):
 @login_required
 def approve(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
-    return _act(run, approve_run, "Run {id} is approved and applied.")
+    return _act(run, approve_run)
 
 
 @bp.route("/runs/<int:run_id>/apply", methods=["POST"])
 @login_required
 def apply(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
-    return _act(run, apply_preview, "The preview was applied as run {id}.")
+    return _act(run, apply_preview)
 
 
 @bp.route("/runs/<int:run_id>/revert", methods=["GET", "POST"])
@@ -181,7 +181,7 @@ def revert(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
     form = ActionForm()
     if form.validate_on_submit():
-        return _act(run, revert_run, "Run {id} reverted the changes.")
+        return _act(run, revert_run)
     return render_template("sync/revert.html", run=run, form=form)
 
 
@@ -247,7 +247,8 @@ def changed_fields(change: SyncChange) -> list[tuple[str, object, object]]:
     ]
 
 
-def _act(run: SyncRun, operation, done: str):
+def _act(run: SyncRun, operation):
+    """Call an engine operation on the run; show the run it leaves (or why it refused)."""
     try:
         result = operation(run.id, actor=current_user.actor)
         db.session.commit()
@@ -255,17 +256,17 @@ def _act(run: SyncRun, operation, done: str):
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("sync.run", run_id=run.id))
-    flash(done.format(id=result.id) + " " + _status_message(result), "info")
+    flash(_status_message(result), "error" if result.status == RunStatus.FAILED else "info")
     return redirect(url_for("sync.run", run_id=result.id))
 
 
 def _status_message(run: SyncRun) -> str:
     return {
-        RunStatus.APPLIED: "The changes are applied.",
-        RunStatus.HELD: "The run is held: nothing has changed until an admin approves it.",
-        RunStatus.FAILED: "The run failed and nothing changed. The report below says why.",
-        RunStatus.DRY_RUN: "This is a preview: nothing has changed yet.",
-    }.get(run.status, "")
+        RunStatus.APPLIED: "Run #{id} is applied.",
+        RunStatus.HELD: "Run #{id} is held: nothing changes until an admin approves it.",
+        RunStatus.FAILED: "Run #{id} failed and nothing changed. The report below says why.",
+        RunStatus.DRY_RUN: "Run #{id} is a preview: nothing has changed yet.",
+    }.get(run.status, "Run #{id} is {status}.").format(id=run.id, status=run.status)
 
 
 def _change_kinds(run: SyncRun) -> list[tuple[str, str, int]]:

@@ -102,7 +102,7 @@ def test_approve_applies_a_held_run(customer, held_run, admin_client):
     assert response.location.endswith(f"/sync/runs/{held_run.id}")
     assert db.session.get(SyncRun, held_run.id).status == "applied"
     assert not person("u1004").is_active
-    assert "approved and applied" in text_of(admin_client.get(response.location))
+    assert f"Run #{held_run.id} is applied." in text_of(admin_client.get(response.location))
 
 
 def test_approve_without_a_csrf_token_changes_nothing(held_run, admin_client):
