@@ -1,0 +1,160 @@
+"""The command-line contract: arguments, JSON shape, exit codes (other tools rely on them)."""
+
+import json
+
+import pytest
+
+from tests.conftest import PERSON_HEADER, csv_bytes
+from tests.sync.test_import import PERSONS, UNITS
+
+ORG_HEADER = ["Afdelingsnummer", "Navn", "Overordnet", "Type"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    def write(units, persons, persons_header=PERSON_HEADER):
+        org = tmp_path / "org.csv"
+        people = tmp_path / "persons.csv"
+        org.write_bytes(csv_bytes([ORG_HEADER, *units]))
+        people.write_bytes(csv_bytes([persons_header, *persons]))
+        return ["--org", str(org), "--persons", str(people)]
+
+    return write
+
+
+@pytest.fixture
+def flask(app):
+    runner = app.test_cli_runner()
+
+    def invoke(*args):
+        return runner.invoke(args=list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_customer_create_then_import_json(flask, files):
+    result = flask(
+        "customer",
+        "create",
+        "acme",
+        "--name",
+        "Acme A/S",
+        "--username-prefix",
+        "ACME_",
+        "--match-by",
+        "number",
+    )
+    assert result.exit_code == 0, result.output
+
+    result = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
+    assert result.exit_code == 0
+    body = json.loads(result.stdout)
+    assert set(body) == {"run_id", "status", "counts", "issues"}
+    assert body["status"] == "applied"
+    assert body["counts"] == {
+        "units": {"created": 3, "updated": 0, "moved": 0, "inactivated": 0},
+        "persons": {"created": 3, "updated": 0, "moved": 0, "inactivated": 0, "reactivated": 0},
+    }
+    assert body["issues"] == []
+
+
+def test_issues_in_json_name_file_row_column_value(flask, files, customer):
+    rows = [*PERSONS, ["u9", "Ida", "Lund", "nope", "", "20"]]
+    result = flask("directory", "import", "--customer", "acme", *files(UNITS, rows), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["issues"] == [
+        {
+            "file": "persons.csv",
+            "row": 5,
+            "column": "Email",
+            "value": "nope",
+            "message": "This is not an email address.",
+        }
+    ]
+
+
+def test_dry_run_exits_0_and_failed_run_exits_1(flask, files, customer):
+    result = flask(
+        "directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--dry-run", "--json"
+    )
+    assert (result.exit_code, json.loads(result.stdout)["status"]) == (0, "dry_run")
+
+    broken = files(UNITS, PERSONS, persons_header=["Username", "First name"])
+    result = flask("directory", "import", "--customer", "acme", *broken, "--json")
+    body = json.loads(result.stdout)
+    assert (result.exit_code, body["status"]) == (1, "failed")
+    assert body["issues"][0]["file"] == "persons.csv"
+
+
+def test_held_run_exits_3_and_approve_applies_it(flask, files, customer, guard_limits):
+    flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
+    guard_limits(count=0, share=1.0)
+    result = flask(
+        "directory", "import", "--customer", "acme", *files(UNITS, PERSONS[:1]), "--json"
+    )
+    body = json.loads(result.stdout)
+    assert (result.exit_code, body["status"]) == (3, "held")
+
+    result = flask("directory", "approve", str(body["run_id"]))
+    assert result.exit_code == 0, result.output
+    assert "applied" in result.output
+
+    export = json.loads(flask("directory", "export", "--customer", "acme", "--json").stdout)
+    assert [p["active"] for p in export["persons"]] == [True, False, False]
+
+
+def test_revert_command(flask, files, customer):
+    first = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
+    run_id = json.loads(first.stdout)["run_id"]
+    result = flask("directory", "revert", str(run_id))
+    assert result.exit_code == 0, result.output
+    export = json.loads(flask("directory", "export", "--customer", "acme", "--json").stdout)
+    assert not any(p["active"] for p in export["persons"])
+
+    again = flask("directory", "revert", str(run_id))
+    assert again.exit_code == 1 and "reverted already" in again.output
+
+
+def test_progress_and_summary_without_json(flask, files, customer):
+    result = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS))
+    assert result.exit_code == 0
+    assert "Run 1: applied" in result.output
+    assert "persons: 3 created" in result.output
+
+
+def test_export_json_contract(flask, files, customer):
+    flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
+    export = json.loads(flask("directory", "export", "--customer", "acme", "--json").stdout)
+    assert export["units"] == [
+        {"number": "10", "name": "Sales", "parent": None, "kind": "division", "active": True},
+        {
+            "number": "20",
+            "name": "Sales North",
+            "parent": "10",
+            "kind": "department",
+            "active": True,
+        },
+        {"number": "30", "name": "Warehouse", "parent": None, "kind": "location", "active": True},
+    ]
+    assert export["persons"][0] == {
+        "username": "u1",
+        "first_name": "Ida",
+        "last_name": "Lund",
+        "email": "ida@example.test",
+        "employee_number": "00123",
+        "unit": "20",
+        "active": True,
+    }
+
+
+def test_unknown_customer_is_a_clear_error(flask, files):
+    result = flask("directory", "import", "--customer", "nobody", *files(UNITS, PERSONS))
+    assert result.exit_code == 1
+    assert "No customer with the slug 'nobody'" in result.output
+
+
+def test_customer_create_refuses_a_bad_slug_and_a_duplicate(flask):
+    assert flask("customer", "create", "Bad Slug", "--name", "X").exit_code == 1
+    assert flask("customer", "create", "acme", "--name", "Acme").exit_code == 0
+    again = flask("customer", "create", "acme", "--name", "Acme")
+    assert again.exit_code == 1 and "exists already" in again.output
