@@ -37,11 +37,24 @@ ENV_URL = "KURSA_TEST_POSTGRES_URL"
 DEFAULT_DATABASE = "kursa_test"
 OS_USER = "postgres"
 START_ATTEMPTS = 3
+INITDB_OPTIONS = "-U postgres -A trust -E UTF8 --locale=C --no-sync --no-instructions".split()
 SERVER_OPTIONS = (
     "-F",  # fsync off
     "-c synchronous_commit=off",
     "-c full_page_writes=off",
 )
+
+# sh -c WATCHDOG pg_ctl DATA FOLDER, stdin a pipe. After end of file it repeats until the
+# folder is gone, since an initdb or pg_ctl start cut short may still be writing into it.
+WATCHDOG = """
+cat >/dev/null
+for attempt in $(seq 60); do
+    [ -e "$1/postmaster.pid" ] && "$0" stop -D "$1" -m immediate -w -t 30
+    rm -rf "$2"
+    [ -e "$2" ] || exit 0
+    sleep 0.5
+done
+"""
 
 
 class PostgresUnavailable(RuntimeError):
@@ -76,8 +89,9 @@ class PostgresServer:
         self.folder = Path(tempfile.mkdtemp(prefix="kursa-pg-"))
         atexit.register(self.stop)
         try:
+            self._prepare_folder()
+            self._start_watchdog()  # before initdb: a kill during initdb leaves nothing either
             self._initdb()
-            self._start_watchdog()
             self._start_on_free_port()
             self.url = self.create_database(DEFAULT_DATABASE)
         except BaseException:
@@ -119,50 +133,28 @@ class PostgresServer:
             raise PostgresUnavailable("The test PostgreSQL server is not running.")
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _initdb(self) -> None:
+    def _prepare_folder(self) -> None:
         for sub in ("data", "sock"):
             (self.folder / sub).mkdir()
         if self._user:
             user = pwd.getpwnam(self._user)
             for path in (self.folder, self.folder / "data", self.folder / "sock"):
                 os.chown(path, user.pw_uid, user.pw_gid)
-        self._run(
-            "initdb",
-            "-D",
-            str(self.folder / "data"),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-            "--no-instructions",
-        )
+
+    def _initdb(self) -> None:
+        self._run("initdb", "-D", str(self.folder / "data"), *INITDB_OPTIONS)
 
     def _start_on_free_port(self) -> None:
         # The port is free when we look, but another process may take it before the server
         # binds it: try another one then.
+        data, log = str(self.folder / "data"), str(self.folder / "server.log")
         for attempt in range(1, START_ATTEMPTS + 1):
             self.port = free_port()
             options = " ".join(
                 (f"-h 127.0.0.1 -p {self.port} -k {self.folder / 'sock'}",) + SERVER_OPTIONS
             )
             try:
-                self._run(
-                    "pg_ctl",
-                    "start",
-                    "-D",
-                    str(self.folder / "data"),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-l",
-                    str(self.folder / "server.log"),
-                    "-o",
-                    options,
-                )
+                self._run("pg_ctl", "start", "-D", data, "-l", log, "-w", "-t", "60", "-o", options)
                 return
             except PostgresUnavailable:
                 if attempt == START_ATTEMPTS:
@@ -172,19 +164,16 @@ class PostgresServer:
         # The watchdog reads a pipe whose only writer is this process; end of file means this
         # process has ended, however it ended. The pipe's ends are not inherited by the server.
         read_end, self._lifeline = os.pipe()
-        script = 'cat >/dev/null; "$0" stop -D "$1" -m immediate -w -t 30; rm -rf "$2"'
         pg_ctl, data = str(self._bindir / "pg_ctl"), str(self.folder / "data")
         try:
             self._watchdog = subprocess.Popen(
-                ["sh", "-c", script, pg_ctl, data, str(self.folder)],
+                ["sh", "-c", WATCHDOG, pg_ctl, data, str(self.folder)],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd="/",
                 start_new_session=True,
-                user=self._user,
-                group=self._user,
-                extra_groups=[] if self._user else None,
+                **self._as_user(),
             )
         finally:
             os.close(read_end)
@@ -207,6 +196,12 @@ class PostgresServer:
                 pid = int((data / "postmaster.pid").read_text().split()[0])
                 os.kill(pid, signal.SIGKILL)
 
+    def _as_user(self) -> dict:
+        """subprocess arguments that run a program as the server's OS user (when root)."""
+        if not self._user:
+            return {}
+        return {"user": self._user, "group": self._user, "extra_groups": []}
+
     def _run(self, program: str, *args: str) -> None:
         command = [str(self._bindir / program), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -220,9 +215,7 @@ class PostgresServer:
             stderr=subprocess.STDOUT,
             text=True,
             timeout=120,
-            user=self._user,
-            group=self._user,
-            extra_groups=[] if self._user else None,
+            **self._as_user(),
         )
         if result.returncode != 0:
             log = self.folder / "server.log"
