@@ -9,7 +9,7 @@ from flask import Flask
 from flask_migrate import Migrate
 
 import config
-from portal.core.db import db
+from portal.core.db import db, json_text
 
 MIGRATIONS = str(Path(__file__).with_name("portal") / "migrations")
 logger = logging.getLogger("kursa")
@@ -25,7 +25,7 @@ def create_app(overrides: dict | None = None, environ=None) -> Flask:
         KURSA=settings,
         SQLALCHEMY_DATABASE_URI=_database_url(app, settings),
         SQLALCHEMY_ECHO=settings["database"]["echo"],
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "json_serializer": json_text},
         SECRET_KEY=settings["web"]["secret_key"] or _stored_secret(app),
         MAX_CONTENT_LENGTH=settings["web"]["max_upload_mb"] * 1024 * 1024,
         SESSION_COOKIE_SECURE=settings["web"]["secure_cookies"],

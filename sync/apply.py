@@ -7,7 +7,7 @@ sync.runs commits once everything, the run report included, is written.
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from portal.core.db import db, utcnow
 from portal.directory.models import OrgUnit, Person
@@ -95,31 +95,23 @@ def _write_units(conn, changes: ChangeSet, customer, now) -> dict:
                 for u in old
             ],
         )
-        changed_state = [u.id for u in old if _active_changed(changes, u.id)]
+        switched = {
+            c.entity_id
+            for c in changes.changes
+            if c.entity == "unit" and c.action in {"inactivated", "reactivated"}
+        }
+        changed_state = [u.id for u in old if u.id in switched]
         if changed_state:
             conn.execute(
                 update(units_t).where(units_t.c.id.in_(changed_state)).values(active_changed_at=now)
             )
     parents = {unit_ids[u.key]: unit_ids[u.parent_key] for u in changes.units}
     rebuild_paths(conn, customer, parents)
+    key_of_new_number = {u.number: u.key for u in new}
     for change in changes.changes:
         if change.entity == "unit" and change.entity_id is None:
-            change.entity_id = unit_ids.get(_key_for_number(changes, change.key))
+            change.entity_id = unit_ids.get(key_of_new_number.get(change.key))
     return unit_ids
-
-
-def _key_for_number(changes: ChangeSet, number: str):
-    for unit in changes.units:
-        if unit.number == number and unit.id is None:
-            return unit.key
-    return None
-
-
-def _active_changed(changes: ChangeSet, unit_id: int) -> bool:
-    return any(
-        c.entity == "unit" and c.entity_id == unit_id and c.action in {"inactivated", "reactivated"}
-        for c in changes.changes
-    )
 
 
 def rebuild_paths(conn, customer, new_parents: dict[int, int]) -> None:
@@ -159,81 +151,126 @@ def rebuild_paths(conn, customer, new_parents: dict[int, int]) -> None:
         )
 
 
+class _Driver:
+    """Bulk statements straight through the database driver.
+
+    At 100,000 rows SQLAlchemy's per-value bind processing costs more than the database's own
+    work, so values are put in driver form here: constants once per run, JSON per value.
+    """
+
+    def __init__(self, conn, batch_size: int):
+        self.conn = conn
+        self.batch_size = batch_size
+        self.mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        self.quote = conn.dialect.identifier_preparer.quote
+
+    def convert(self, column):
+        dialect = self.conn.dialect
+        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+        return processor or (lambda value: value)
+
+    def insert(self, table, columns: list[str], rows: list[tuple], progress=None) -> None:
+        names = ", ".join(self.quote(c) for c in columns)
+        marks = ", ".join([self.mark] * len(columns))
+        self._many(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows, progress)
+
+    def update(self, table, columns: list[str], rows: list[tuple], progress=None) -> None:
+        """Each row holds the new values of `columns`, then the id."""
+        sets = ", ".join(f"{self.quote(c)} = {self.mark}" for c in columns)
+        self._many(f"UPDATE {table.name} SET {sets} WHERE id = {self.mark}", rows, progress)
+
+    def _many(self, sql: str, rows: list[tuple], progress) -> None:
+        for start in range(0, len(rows), self.batch_size):
+            self.conn.exec_driver_sql(sql, rows[start : start + self.batch_size])
+            if progress:
+                progress(min(start + self.batch_size, len(rows)))
+
+
+PERSON_INSERT = [
+    "customer_id",
+    "unit_id",
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "employee_number",
+    "anchor",
+    "source",
+    "is_active",
+    "active_changed_at",
+    "created_at",
+    "updated_at",
+]
+PERSON_UPDATE = [
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "employee_number",
+    "unit_id",
+    "anchor",
+    "is_active",
+    "source",
+    "updated_at",
+]
+
+
 def _write_persons(
     conn, changes: ChangeSet, customer, unit_ids, now, batch_size, progress
 ) -> dict[str, int]:
+    driver = _Driver(conn, batch_size)
+    stamp = driver.convert(persons_t.c.created_at)(now)
     source = changes.source_label
     new = [p for p in changes.persons if p.id is None]
     old = [p for p in changes.persons if p.id is not None]
     total = max(len(new) + len(old), 1)
-    done = 0
-    for start in range(0, len(new), batch_size):
-        batch = new[start : start + batch_size]
-        conn.execute(
-            insert(persons_t),
-            [
-                {
-                    "customer_id": customer.id,
-                    "unit_id": unit_ids[p.unit_key],
-                    "username": p.username,
-                    "first_name": p.first_name,
-                    "last_name": p.last_name,
-                    "email": p.email,
-                    "employee_number": p.employee_number,
-                    "anchor": p.anchor,
-                    "source": source,
-                    "is_active": p.is_active,
-                    "active_changed_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for p in batch
-            ],
-        )
-        done += len(batch)
-        progress("persons", done / total)
-    statement = (
-        update(persons_t)
-        .where(persons_t.c.id == bindparam("b_id"))
-        .values(
-            username=bindparam("username"),
-            first_name=bindparam("first_name"),
-            last_name=bindparam("last_name"),
-            email=bindparam("email"),
-            employee_number=bindparam("employee_number"),
-            unit_id=bindparam("unit_id"),
-            anchor=bindparam("anchor"),
-            is_active=bindparam("is_active"),
-            active_changed_at=func.coalesce(
-                bindparam("changed_at", type_=persons_t.c.active_changed_at.type),
-                persons_t.c.active_changed_at,
-            ),
-            source=source,
-            updated_at=now,
-        )
+
+    driver.insert(
+        persons_t,
+        PERSON_INSERT,
+        [
+            (
+                customer.id,
+                unit_ids[p.unit_key],
+                p.username,
+                p.first_name,
+                p.last_name,
+                p.email,
+                p.employee_number,
+                p.anchor,
+                source,
+                p.is_active,
+                stamp,
+                stamp,
+                stamp,
+            )
+            for p in new
+        ],
+        lambda done: progress("persons", done / total),
     )
-    for start in range(0, len(old), batch_size):
-        batch = old[start : start + batch_size]
-        conn.execute(
-            statement,
-            [
-                {
-                    "b_id": p.id,
-                    "username": p.username,
-                    "first_name": p.first_name,
-                    "last_name": p.last_name,
-                    "email": p.email,
-                    "employee_number": p.employee_number,
-                    "unit_id": unit_ids[p.unit_key],
-                    "anchor": p.anchor,
-                    "is_active": p.is_active,
-                    "changed_at": now if p.active_changed else None,
-                }
-                for p in batch
-            ],
-        )
-        done += len(batch)
-        progress("persons", done / total)
+    driver.update(
+        persons_t,
+        PERSON_UPDATE,
+        [
+            (
+                p.username,
+                p.first_name,
+                p.last_name,
+                p.email,
+                p.employee_number,
+                unit_ids[p.unit_key],
+                p.anchor,
+                p.is_active,
+                source,
+                stamp,
+                p.id,
+            )
+            for p in old
+        ],
+        lambda done: progress("persons", (len(new) + done) / total),
+    )
+    switched = [(stamp, p.id) for p in old if p.active_changed]
+    driver.update(persons_t, ["active_changed_at"], switched)
     if not new:
         return {}
     rows = conn.execute(
@@ -244,28 +281,32 @@ def _write_persons(
     return {username.lower(): person_id for person_id, username in rows}
 
 
+CHANGE_INSERT = ["run_id", "entity", "entity_id", "key", "action", "before", "after"]
+
+
 def store_report(
     conn, run_id: int, changes: ChangeSet, person_ids: dict[str, int], batch_size: int
 ) -> None:
     """Write one row per change and per issue of the run."""
+    driver = _Driver(conn, batch_size)
+    as_json = driver.convert(SyncChange.__table__.c.after)
     rows = []
     for c in changes.changes:
         entity_id = c.entity_id
         if entity_id is None and c.entity == "person":
             entity_id = person_ids.get(c.key.lower())
         rows.append(
-            {
-                "run_id": run_id,
-                "entity": c.entity,
-                "entity_id": entity_id,
-                "key": c.key or "",
-                "action": c.action,
-                "before": c.before,
-                "after": c.after,
-            }
+            (
+                run_id,
+                c.entity,
+                entity_id,
+                c.key or "",
+                c.action,
+                None if c.before is None else as_json(c.before),
+                None if c.after is None else as_json(c.after),
+            )
         )
-    for start in range(0, len(rows), batch_size):
-        conn.execute(insert(SyncChange.__table__), rows[start : start + batch_size])
+    driver.insert(SyncChange.__table__, CHANGE_INSERT, rows)
     store_issues(conn, run_id, changes.issues)
 
 

@@ -6,7 +6,7 @@ nothing active remains below them.
 """
 
 import re
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -100,6 +100,26 @@ def counts_from_tally(tally) -> dict:
     }
 
 
+ExistingUnit = namedtuple("ExistingUnit", "id parent_id number name kind anchor is_active")
+ExistingPerson = namedtuple(
+    "ExistingPerson",
+    "id username first_name last_name email employee_number unit_id anchor source is_active",
+)
+
+
+def _snapshot(row_type, statement) -> list:
+    """The rows as plain named tuples, read straight from the driver's cursor.
+
+    A daily run compares 100,000s of persons; SQLAlchemy's Row objects cost more than the
+    query itself, and only plain columns without type conversion are read here.
+    """
+    result = db.session.connection().execute(statement)
+    try:
+        return list(map(row_type._make, result.cursor.fetchall()))
+    finally:
+        result.close()
+
+
 def source_label(data: SourceData) -> str:
     return f"{data.kind}:{data.source_name}" if data.source_name else data.kind
 
@@ -126,17 +146,13 @@ class _UnitPlanner:
         self.changes = changes
         self.number_header = data.headers.get("org", {}).get("number")
         self.parent_header = data.headers.get("org", {}).get("parent")
-        rows = db.session.execute(
-            select(
-                OrgUnit.id,
-                OrgUnit.parent_id,
-                OrgUnit.number,
-                OrgUnit.name,
-                OrgUnit.kind,
-                OrgUnit.anchor,
-                OrgUnit.is_active,
-            ).where(OrgUnit.customer_id == customer.id, OrgUnit.id != customer.root_unit_id)
-        ).all()
+        u = OrgUnit.__table__.c
+        rows = _snapshot(
+            ExistingUnit,
+            select(*(u[name] for name in ExistingUnit._fields)).where(
+                u.customer_id == customer.id, u.id != customer.root_unit_id
+            ),
+        )
         key_of_id = {r.id: self._existing_key(r) for r in rows}
         key_of_id[customer.root_unit_id] = ROOT
         self.existing = {key_of_id[r.id]: r for r in rows}
@@ -381,20 +397,13 @@ class _PersonPlanner:
         self.unit_header = self.headers.get(
             "division_number" if data.person_unit_by == "number" else "division_name"
         )
-        rows = db.session.execute(
-            select(
-                Person.id,
-                Person.username,
-                Person.first_name,
-                Person.last_name,
-                Person.email,
-                Person.employee_number,
-                Person.unit_id,
-                Person.anchor,
-                Person.source,
-                Person.is_active,
-            ).where(Person.customer_id == customer.id)
-        ).all()
+        p = Person.__table__.c
+        rows = _snapshot(
+            ExistingPerson,
+            select(*(p[name] for name in ExistingPerson._fields)).where(
+                p.customer_id == customer.id
+            ),
+        )
         self.by_username = {r.username.lower(): r for r in rows}
         self.by_anchor = {r.anchor: r for r in rows if r.anchor}
         changes.active_persons_before = sum(1 for r in rows if r.is_active)
@@ -584,6 +593,21 @@ class _PersonPlanner:
             self.active_per_unit[unit_key] += 1
 
     def _update(self, record: PersonRecord, old, unit_key) -> None:
+        if (
+            record.is_active == old.is_active
+            and self.unit_key_of_id.get(old.unit_id) == unit_key
+            and (
+                record.username,
+                record.first_name,
+                record.last_name,
+                record.email,
+                record.employee_number,
+            )
+            == (old.username, old.first_name, old.last_name, old.email, old.employee_number)
+        ):
+            if record.is_active:
+                self.active_per_unit[unit_key] += 1
+            return  # the common case on a daily run: nothing to compare field by field
         add = self.changes.changes.append
         touched = False
         if record.is_active and not old.is_active:

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import orjson
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import JSON, DateTime, Engine, MetaData, String, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
@@ -17,6 +18,11 @@ NAMING_CONVENTION = {
 
 # Materialised paths are compared byte-wise so that a branch is one index range scan.
 PathString = String(1000).with_variant(String(1000, collation="C"), "postgresql")
+
+
+def json_text(value) -> str:
+    """JSON columns are written with orjson: sync reports hold 100,000s of them."""
+    return orjson.dumps(value).decode()
 
 
 def utcnow() -> datetime:

@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 from pathlib import Path
 
 from sync.records import FileInfo, Issue, PersonRecord, SourceData, UnitRecord
@@ -322,14 +323,17 @@ class _Reader:
 
     def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
         count = 0
+        fields = list(self.columns)
+        indexes = list(self.columns.values())
+        width = max(indexes) + 1
+        pick = itemgetter(*indexes) if len(indexes) > 1 else lambda cells: (cells[indexes[0]],)
         for row_number, cells in self.table.rows:
             if not any(cells):
                 continue
             count += 1
-            yield (
-                row_number,
-                {f: (cells[i] if i < len(cells) else "") for f, i in self.columns.items()},
-            )
+            if len(cells) < width:
+                cells = cells + [""] * (width - len(cells))
+            yield row_number, dict(zip(fields, pick(cells), strict=True))
         if count == 0:
             raise FileProblem(Issue("The file has a header but no data rows.", file=self.file.name))
 
