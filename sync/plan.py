@@ -481,8 +481,20 @@ class _PersonPlanner:
             return "first_name", "The first name is empty.", ""
         if not record.last_name:
             return "last_name", "The last name is empty.", ""
-        problem = username_problem(
-            record.username, record.first_name, record.last_name, self.customer.username_prefix
+        known = self.by_username.get(record.username.lower())
+        unchanged = known is not None and (known.username, known.first_name, known.last_name) == (
+            record.username,
+            record.first_name,
+            record.last_name,
+        )
+        # The rules depend on username and names only: a person whose three are unchanged
+        # passed them before (and a rejected row would leave them as they are anyway).
+        problem = (
+            None
+            if unchanged
+            else username_problem(
+                record.username, record.first_name, record.last_name, self.customer.username_prefix
+            )
         )
         if problem:
             return "username", problem, record.username

@@ -7,6 +7,7 @@ from datetime import date
 USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
 CPR_RE = re.compile(r"^(\d{2})(\d{2})(\d{2})-?(\d{4})$")
 _NOT_ALNUM = re.compile(r"[\W_]+")
+_SEPARATORS = set("._-@+")
 
 
 def with_prefix(username: str, prefix: str) -> str:
@@ -80,11 +81,12 @@ def username_problem(
         return "The username holds only the customer's prefix."
     if is_cpr_number(bare):
         return "The username looks like a CPR number; use an id that is not personal data."
-    squashed = _squash(bare)
     # A name form holds only the name's own characters: a username with any other character
     # cannot be one. That spares building the forms for nearly every row.
-    if not squashed or not set(squashed) <= set(_squash(first_name + last_name)):
+    folded = bare.casefold()
+    chars = set(folded) - _SEPARATORS if folded.isascii() else set(_squash(bare))
+    if not chars or not chars <= set((first_name + last_name).casefold()):
         return None
-    if squashed in name_forms(first_name, last_name):
+    if _squash(bare) in name_forms(first_name, last_name):
         return "The username is the person's name or initials; use an id that is not their name."
     return None
