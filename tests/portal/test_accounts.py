@@ -1,0 +1,58 @@
+"""Local logins of platform admins: hashed, locked after repeated failures, audited."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from portal.accounts.models import Account
+from portal.accounts.operations import authenticate, create_admin
+from portal.core.audit import AuditEntry
+from portal.core.db import db, utcnow
+from portal.core.errors import UserError
+from tests.conftest import ADMIN_PASSWORD
+
+LOCKOUT = timedelta(minutes=15)
+
+
+def login(username, password):
+    return authenticate(username, password, max_failures=3, lockout=LOCKOUT)
+
+
+def test_password_is_stored_hashed(admin):
+    assert ADMIN_PASSWORD not in admin.password_hash
+    assert admin.password_hash.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_right_password_logs_in_and_is_audited(admin):
+    assert login("ROOT-ADMIN", ADMIN_PASSWORD) == admin
+    actions = db.session.scalars(select(AuditEntry.action)).all()
+    assert "login.local" in actions
+
+
+def test_three_failures_lock_the_account_even_for_the_right_password(admin):
+    for _ in range(3):
+        assert login("root-admin", "wrong password here") is None
+    assert admin.locked_until > utcnow()
+    assert login("root-admin", ADMIN_PASSWORD) is None
+    refused = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "login.refused"))
+    assert [e.details["reason"] for e in refused] == ["password"] * 3 + ["locked"]
+
+
+def test_lock_ends_after_the_lockout(admin):
+    for _ in range(3):
+        login("root-admin", "wrong password here")
+    admin.locked_until = utcnow() - timedelta(seconds=1)
+    assert login("root-admin", ADMIN_PASSWORD) == admin
+
+
+def test_unknown_account_is_refused(app):
+    assert login("nobody", "whatever password") is None
+
+
+def test_short_password_and_duplicate_name_are_refused(admin):
+    with pytest.raises(UserError, match="12 characters"):
+        create_admin("other", "short", actor="test")
+    with pytest.raises(UserError, match="exists already"):
+        create_admin("Root-Admin", "another long password", actor="test")
+    assert len(db.session.scalars(select(Account)).all()) == 1

@@ -1,0 +1,66 @@
+"""Settings: defaults, the KURSA_CONFIG file, KURSA_* variables, and loud failure at start."""
+
+import pytest
+
+from config import ConfigError, load_config
+
+
+def test_defaults_hold_every_documented_key():
+    settings = load_config(environ={})
+    assert settings["sync"]["guard_max_inactivations"] == 50
+    assert settings["sync"]["guard_max_inactivation_share"] == 0.10
+    assert settings["directory"]["default_timezone"] == "Europe/Copenhagen"
+    assert settings["database"]["url"] == ""
+
+
+def test_file_then_environment_override_defaults(tmp_path):
+    path = tmp_path / "kursa.toml"
+    path.write_text('[sync]\nguard_max_inactivations = 7\n[log]\nlevel = "DEBUG"\n')
+    environ = {
+        "KURSA_CONFIG": str(path),
+        "KURSA_SYNC_GUARD_MAX_INACTIVATIONS": "9",
+        "KURSA_DATABASE_URL": "postgresql+psycopg://kursa@db.example.test/kursa",
+    }
+    settings = load_config(environ=environ)
+    assert settings["sync"]["guard_max_inactivations"] == 9
+    assert settings["log"]["level"] == "DEBUG"
+    assert settings["database"]["url"].startswith("postgresql+psycopg://")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[sync]\nguard_max_inactivation = 5\n", "unknown setting sync.guard_max_inactivation"),
+        ("[nope]\nx = 1\n", "unknown section [nope]"),
+        ('[sync]\nguard_max_inactivations = "five"\n', "must be int"),
+        ("[sync]\nguard_max_inactivation_share = 1.5\n", "between 0 and 1"),
+        ('[log]\nlevel = "LOUD"\n', "log.level"),
+        ('[directory]\ndefault_timezone = "Mars/Olympus"\n', "not a known time zone"),
+        ('[database]\nurl = "kursa.db"\n', "not a SQLAlchemy URL"),
+        ('[customers.acme.columns.persons]\nshoe_size = ["Sko"]\n', "unknown column"),
+        ("[sync\n", "not valid TOML"),
+    ],
+)
+def test_bad_settings_fail_at_start_with_the_key_named(tmp_path, toml, message):
+    path = tmp_path / "kursa.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(environ={"KURSA_CONFIG": str(path)})
+
+
+def test_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigError, match="KURSA_SYNC_BATCH_SIZE='many'"):
+        load_config(environ={"KURSA_SYNC_BATCH_SIZE": "many"})
+
+
+def test_missing_config_file_is_named():
+    with pytest.raises(ConfigError, match="/nowhere/kursa.toml"):
+        load_config(environ={"KURSA_CONFIG": "/nowhere/kursa.toml"})
+
+
+def test_customer_column_mapping_is_kept():
+    settings = load_config(
+        environ={},
+        overrides={"customers": {"acme": {"columns": {"persons": {"username": ["Login"]}}}}},
+    )
+    assert settings["customers"]["acme"]["columns"]["persons"]["username"] == ["Login"]
