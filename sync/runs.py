@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from portal.core import audit
 from portal.core.db import db, utcnow
@@ -78,6 +78,7 @@ def run_source(
     run = _start(customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of)
     run_id, started = run.id, time.perf_counter()
     try:
+        lock_customer(customer.id)
         changes = plan(data, customer)
         progress("plan", 1.0)
         reason = None if dry_run or changes.fatal else hold_reason(changes, _limits())
@@ -112,6 +113,7 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
     held_inactivations = run.counts["persons"]["inactivated"]
     started = time.perf_counter()
     try:
+        lock_customer(run.customer_id)
         _clear_report(run.id)
         changes = plan(data, run.customer)
         if changes.fatal:
@@ -170,6 +172,7 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
     db.session.commit()
     new_id, started = new.id, time.perf_counter()
     try:
+        lock_customer(run.customer_id)
         changes = revert_changes(run, new_id)
         store_report(db.session.connection(), new_id, changes, {}, _batch_size())
         run.reverted_by_id = new_id
@@ -182,6 +185,17 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
         _mark_failed(new_id, exc, started)
     logger.info("sync run %s reverted by %s as run %s", run_id, actor, new_id)
     return db.session.get(SyncRun, new_id)
+
+
+def lock_customer(customer_id: int) -> None:
+    """Serialise runs of one customer until this transaction ends, across processes.
+
+    Writing the customer's row takes a row lock on PostgreSQL and the database's write lock on
+    SQLite, so a second run waits here and then plans against what the first one committed.
+    """
+    db.session.execute(
+        update(Customer).where(Customer.id == customer_id).values(updated_at=utcnow())
+    )
 
 
 def get_run(run_id: int) -> SyncRun:

@@ -185,3 +185,36 @@ def test_person_history_survives_inactivation(customer, import_csv):
         )
     ).all()
     assert history == ["created", "inactivated"]
+
+
+def test_two_runs_of_one_customer_at_once_are_serialised(customer, import_csv, app):
+    """Two imports started together: the second plans against what the first committed."""
+    import threading
+
+    from sync.runs import FileInput, import_files
+    from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes
+
+    org = FileInput("org.csv", csv_bytes([ORG_HEADER, *UNITS]))
+    people = FileInput("persons.csv", csv_bytes([PERSON_HEADER, *PERSONS]))
+    results, errors = [], []
+
+    def run():
+        try:
+            with app.app_context():
+                mine = db.session.merge(customer)
+                results.append(import_files(mine, org, people, actor="thread").status)
+                db.session.remove()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == [] and results == ["applied", "applied"]
+    db.session.expire_all()
+    assert set(persons(customer)) == {"u1", "u2", "u3"}
+    runs = db.session.scalars(select(SyncChange.run_id).where(SyncChange.action == "created"))
+    assert len(set(runs)) == 1  # the second run found everything in place
