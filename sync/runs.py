@@ -92,6 +92,14 @@ def run_source(
             apply_changes(changes, customer, run_id, batch_size=_batch_size(), progress=progress)
             _finish(run, RunStatus.APPLIED, changes)
         _close(run, started)
+        audit.record(
+            actor,
+            f"sync.{run.status}",
+            "sync_run",
+            run_id,
+            customer=customer.slug,
+            counts=run.counts,
+        )
         db.session.commit()
     except Exception as exc:
         db.session.rollback()

@@ -218,3 +218,16 @@ def test_two_runs_of_one_customer_at_once_are_serialised(customer, import_csv, a
     assert set(persons(customer)) == {"u1", "u2", "u3"}
     runs = db.session.scalars(select(SyncChange.run_id).where(SyncChange.action == "created"))
     assert len(set(runs)) == 1  # the second run found everything in place
+
+
+def test_each_run_leaves_an_audit_entry(customer, import_csv):
+    from portal.core.audit import AuditEntry
+
+    run = import_csv(customer, UNITS, PERSONS, actor="account:hr")
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.object_type == "sync_run"))
+    assert (entry.actor, entry.action, entry.object_id) == (
+        "account:hr",
+        "sync.applied",
+        str(run.id),
+    )
+    assert entry.details["counts"]["persons"]["created"] == 3
