@@ -3,7 +3,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.db import db, utcnow
@@ -69,6 +69,7 @@ class SyncChange(db.Model):
     """One change to one unit or person, with the values before and after it."""
 
     __tablename__ = "sync_changes"
+    __table_args__ = (Index("ix_sync_changes_entity", "entity", "entity_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), index=True)

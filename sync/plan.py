@@ -428,6 +428,7 @@ class _PersonPlanner:
         prefix = self.customer.username_prefix
         records: dict[str, list[PersonRecord]] = defaultdict(list)
         for record in self.data.persons:
+            record.raw_username = record.raw_username or record.username
             record.username = with_prefix(record.username, prefix) if record.username else ""
             records[record.username.lower()].append(record)
         self.taken_elsewhere = self._find_taken_elsewhere(
@@ -741,4 +742,6 @@ class _PersonPlanner:
 
     def _issue(self, record: PersonRecord, message: str, field_name: str, value) -> None:
         column = self.headers.get(field_name, field_name)
+        if field_name == "username":
+            value = record.raw_username or value  # name the value as the file has it
         self.changes.issues.append(Issue(message, record.file, record.row, column, value))

@@ -36,6 +36,7 @@ class PersonRecord:
     is_active: bool = True
     file: str | None = None
     row: int | None = None
+    raw_username: str = ""  # as the source wrote it, before the customer's prefix
 
 
 @dataclass(slots=True)

@@ -3,7 +3,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.db import PathString, TimestampMixin, db, utcnow
@@ -78,7 +78,7 @@ class Person(TimestampMixin, db.Model):
 
     __tablename__ = "persons"
     __table_args__ = (
-        Index("uq_persons_username_lower", func.lower("username"), unique=True),
+        Index("uq_persons_username_lower", text("lower(username)"), unique=True),
         Index("ix_persons_customer_anchor", "customer_id", "anchor"),
     )
 
