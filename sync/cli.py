@@ -161,9 +161,11 @@ def _print_summary(run: SyncRun, summary: dict) -> None:
     for entity in ("units", "persons"):
         figures = ", ".join(f"{n} {action}" for action, n in summary["counts"][entity].items())
         click.echo(f"  {entity}: {figures}")
-    if run.hold_reason:
+    if run.hold_reason and run.status == RunStatus.HELD:
         click.echo(f"Held: {run.hold_reason}")
         click.echo(f"Approve with: flask directory approve {run.id}")
+    elif run.hold_reason and run.status == RunStatus.DRY_RUN:
+        click.echo(f"Applying this preview would be held: {run.hold_reason}")
     if run.error:
         click.echo(f"Failed: {run.error}", err=True)
     errors = [i for i in summary["issues"]]

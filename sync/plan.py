@@ -351,10 +351,11 @@ class _UnitPlanner:
                     reason.append(f"{persons} active person{'s' if persons != 1 else ''}")
                 if units:
                     reason.append(f"{units} active unit{'s' if units != 1 else ''}")
+                verb = "remain" if persons + units > 1 else "remains"
                 self.changes.issues.append(
                     Issue(
                         f"Unit {row.number} ({row.name}) is not in the source any more but stays "
-                        f"active: {' and '.join(reason)} remain below it.",
+                        f"active: {' and '.join(reason)} {verb} below it.",
                         severity="notice",
                         column=self.number_header,
                         value=row.number,

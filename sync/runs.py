@@ -81,11 +81,12 @@ def run_source(
         lock_customer(customer.id)
         changes = plan(data, customer)
         progress("plan", 1.0)
-        reason = None if dry_run or changes.fatal else hold_reason(changes, _limits())
+        reason = None if changes.fatal else hold_reason(changes, _limits())
         if changes.fatal:
             _store_outcome(run, RunStatus.FAILED, changes, error=_fatal_message(changes))
         elif dry_run:
-            _store_outcome(run, RunStatus.DRY_RUN, changes, payload=data)
+            # The preview says up front when applying it would be held for approval.
+            _store_outcome(run, RunStatus.DRY_RUN, changes, payload=data, hold_reason=reason)
         elif reason:
             _store_outcome(run, RunStatus.HELD, changes, payload=data, hold_reason=reason)
         else:
@@ -153,7 +154,14 @@ def apply_preview(run_id: int, *, actor: str) -> SyncRun:
     run = get_run(run_id)
     if run.status != RunStatus.DRY_RUN or run.payload is None:
         raise Conflict(f"Run {run.id} is not a dry run that can be applied.")
-    return run_source(run.customer, _payload(run), actor=actor, preview_of=run.id)
+    lock_customer(run.customer_id)  # two clicks on Apply must not both pass the check below
+    earlier = db.session.scalar(select(SyncRun.id).where(SyncRun.preview_of_id == run.id))
+    if earlier is not None:
+        db.session.rollback()
+        raise Conflict(f"This preview was applied already, as run {earlier}.")
+    data = _payload(run)
+    db.session.commit()
+    return run_source(run.customer, data, actor=actor, preview_of=run.id)
 
 
 def revert_run(run_id: int, *, actor: str) -> SyncRun:

@@ -112,6 +112,16 @@ KIND_NAMES = {
     "division": "division",
     "divison": "division",
 }
+# For messages about a missing column: an English and a Danish header that would do.
+EXAMPLE_HEADERS = {
+    "number": "'Number' or 'Afdelingsnummer'",
+    "name": "'Name' or 'Navn'",
+    "username": "'Username' or 'Brugernavn'",
+    "first_name": "'First name' or 'Fornavn'",
+    "last_name": "'Last name' or 'Efternavn'",
+    "division_number": "'Division number' or 'Afdelingsnummer'",
+    "division_name": "'Division name' or 'Afdelingsnavn'",
+}
 COLUMN_LABELS = {
     "number": "unit number",
     "name": "name",
@@ -308,18 +318,33 @@ class _Reader:
         self.columns = map_columns(self.table.headers, aliases, extra)
         missing = [f for f in required if f not in self.columns]
         if missing:
-            labels = ", ".join(COLUMN_LABELS[f] for f in missing)
+            labels = "; ".join(f"{COLUMN_LABELS[f]} ({EXAMPLE_HEADERS[f]})" for f in missing)
             seen = ", ".join(h for h in self.table.headers if h) or "none"
             raise FileProblem(
                 Issue(
                     f"The {role} file lacks the required column(s): {labels}. "
-                    f"Columns found: {seen}.",
+                    f"Columns found: {seen}. docs/import-files.md lists every accepted name.",
                     file=file.name,
                     row=1,
                     column=COLUMN_LABELS[missing[0]],
                 )
             )
         self.headers = {f: self.table.headers[i] for f, i in self.columns.items()}
+        used = set(self.columns.values())
+        self.unused = [h for i, h in enumerate(self.table.headers) if h and i not in used]
+
+    def notices(self) -> list[Issue]:
+        """Columns the import does not read: a misspelt header would otherwise go unseen."""
+        return [
+            Issue(
+                f"The column {header!r} is not one the import reads; it was ignored.",
+                self.file.name,
+                1,
+                header,
+                severity="notice",
+            )
+            for header in self.unused
+        ]
 
     def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
         count = 0
@@ -366,6 +391,7 @@ def read_files(
         )
         data.persons = list(_person_records(person_reader, unit_field, data.issues))
         data.headers = {"org": org_reader.headers, "persons": person_reader.headers}
+        data.issues.extend(org_reader.notices() + person_reader.notices())
     except FileProblem as problem:
         data.issues.append(problem.issue)
         data.fatal = True

@@ -148,3 +148,24 @@ def test_unit_row_with_unknown_kind_is_rejected_and_remembered():
         "Type",
         "planet",
     )
+
+
+def test_missing_column_message_gives_header_names_that_would_do():
+    persons = [["Brugernavn", "Fornavn", "Efternavn", "Enhed"], ["u1", "Ida", "Lund", "1"]]
+    data = read(csv_bytes(ORG), csv_bytes(persons))
+    message = data.issues[0].message
+    assert "division number ('Division number' or 'Afdelingsnummer')" in message
+    assert "Columns found: Brugernavn, Fornavn, Efternavn, Enhed." in message
+
+
+def test_columns_the_import_does_not_read_are_named_in_a_notice():
+    persons = [[*PERSONS[0], "Titel"], [*PERSONS[1], "Chef"]]
+    data = read(csv_bytes(ORG), csv_bytes(persons))
+    assert not data.fatal
+    (notice,) = data.issues
+    assert (notice.severity, notice.file, notice.row, notice.column) == (
+        "notice",
+        "persons.csv",
+        1,
+        "Titel",
+    )

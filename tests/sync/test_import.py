@@ -279,7 +279,7 @@ def test_unit_missing_from_file_stays_while_active_persons_remain(customer, impo
     notice = [m for *_, m in issues(run) if "stays active" in m]
     assert notice == [
         "Unit 30 (Warehouse) is not in the source any more but stays active: "
-        "1 active person remain below it."
+        "1 active person remains below it."
     ]
 
 

@@ -231,3 +231,18 @@ def test_each_run_leaves_an_audit_entry(customer, import_csv):
         str(run.id),
     )
     assert entry.details["counts"]["persons"]["created"] == 3
+
+
+def test_dry_run_says_when_applying_it_would_be_held(customer, import_csv, guard_limits):
+    import_csv(customer, UNITS, MANY)
+    guard_limits(count=5, share=1.0)
+    preview = import_csv(customer, UNITS, MANY[:10], dry_run=True)
+    assert preview.status == "dry_run"
+    assert "inactivate 10 of 20" in preview.hold_reason
+
+
+def test_a_preview_is_applied_once_only(customer, import_csv):
+    preview = import_csv(customer, UNITS, PERSONS, dry_run=True)
+    first = apply_preview(preview.id, actor="test")
+    with pytest.raises(Exception, match=f"applied already, as run {first.id}"):
+        apply_preview(preview.id, actor="test")
