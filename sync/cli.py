@@ -87,9 +87,11 @@ def demo_command(slug):
     from sync.demo import write_demo_files
 
     customer = customer_by_slug(slug)
-    if customer is None:
-        customer = create_customer(slug, "Demo A/S", actor=CLI_ACTOR, username_prefix="DEMO_")
-        db.session.commit()
+    if customer is not None:
+        click.echo(f"Demo customer {slug} exists already; nothing imported.")
+        return
+    customer = create_customer(slug, "Demo A/S", actor=CLI_ACTOR, username_prefix="DEMO_")
+    db.session.commit()
     with tempfile.TemporaryDirectory() as folder:
         org_path, persons_path = write_demo_files(Path(folder))
         run = import_files(

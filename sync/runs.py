@@ -274,8 +274,8 @@ def report_rows(run: SyncRun) -> Iterator[list[str]]:
             c.entity,
             c.key,
             c.action,
-            _json(c.before),
-            _json(c.after),
+            _plain(c.before),
+            _plain(c.after),
             "",
             "",
             "",
@@ -303,8 +303,20 @@ def report_rows(run: SyncRun) -> Iterator[list[str]]:
         ]
 
 
-def _json(value) -> str:
-    return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+def _plain(values: dict | None) -> str:
+    """Before/after values as HR reads them ('name: Sales, active: no'), without internal ids."""
+    if not values:
+        return ""
+    shown = {k: v for k, v in values.items() if not k.endswith("_id")}
+    return ", ".join(f"{k.replace('_', ' ')}: {_word(v)}" for k, v in shown.items())
+
+
+def _word(value) -> str:
+    if value is None:
+        return "(empty)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _zero():

@@ -158,3 +158,15 @@ def test_customer_create_refuses_a_bad_slug_and_a_duplicate(flask):
     assert flask("customer", "create", "acme", "--name", "Acme").exit_code == 0
     again = flask("customer", "create", "acme", "--name", "Acme")
     assert again.exit_code == 1 and "exists already" in again.output
+
+
+def test_demo_imports_through_the_real_path_once(flask):
+    result = flask("demo")
+    assert result.exit_code == 0, result.output
+    assert "500 persons created" in result.output
+    export = json.loads(flask("directory", "export", "--customer", "demo", "--json").stdout)
+    assert len(export["persons"]) == 500 and all(p["active"] for p in export["persons"])
+    assert all(p["username"].startswith("DEMO_") for p in export["persons"])
+
+    again = flask("demo")
+    assert again.exit_code == 0 and "exists already" in again.output

@@ -170,7 +170,7 @@ def test_report_csv_holds_changes_and_issues(customer, import_csv):
     assert rows[0][:4] == ["record", "entity", "key", "action"]
     created = [r for r in rows if r[0] == "change" and r[1] == "person"]
     assert len(created) == 3 and created[0][3] == "created"
-    assert '"last_name": "Lund"' in created[0][5]
+    assert "last name: Lund" in created[0][5] and "email: ida@example.test" in created[0][5]
     (issue,) = [r for r in rows if r[0] == "issue"]
     assert issue[7:] == ["persons.csv", "5", "Email", "bad", "This is not an email address."]
 
@@ -246,3 +246,13 @@ def test_a_preview_is_applied_once_only(customer, import_csv):
     first = apply_preview(preview.id, actor="test")
     with pytest.raises(Exception, match=f"applied already, as run {first.id}"):
         apply_preview(preview.id, actor="test")
+
+
+def test_report_csv_shows_values_as_words_without_internal_ids(customer, import_csv):
+    import_csv(customer, UNITS, PERSONS)
+    run = import_csv(customer, UNITS, [["u1", "Ida", "Lund", "", "00123", "30"], *PERSONS[1:]])
+    rows = [r for r in report_rows(run) if r[0] == "change"]
+    assert [(r[3], r[4], r[5]) for r in rows] == [
+        ("updated", "email: ida@example.test", "email: (empty)"),
+        ("moved", "unit: 20", "unit: 30"),
+    ]
