@@ -56,7 +56,7 @@ def database_url(request, tmp_path_factory):
             url = request.getfixturevalue("postgres_server").create_database(name)
         app = create_app(settings_for(url), environ={})
         with app.app_context():
-            flask_migrate.upgrade()
+            flask_migrate.upgrade(revision="heads")
             db.engine.dispose()
         made[engine, name] = url
         return url
