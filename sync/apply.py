@@ -314,16 +314,5 @@ def store_issues(conn, run_id: int, issues: list[Issue]) -> None:
     if issues:
         conn.execute(
             insert(SyncIssue.__table__),
-            [
-                {
-                    "run_id": run_id,
-                    "severity": i.severity,
-                    "file": i.file,
-                    "row": i.row,
-                    "column": i.column,
-                    "value": i.value,
-                    "message": i.message,
-                }
-                for i in issues
-            ],
+            [{"run_id": run_id, "severity": i.severity, **i.where()} for i in issues],
         )

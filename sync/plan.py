@@ -543,23 +543,11 @@ class _PersonPlanner:
         if old is None:
             old = self.by_username.get(record.username.lower())
             if old is not None and record.anchor and old.anchor and old.anchor != record.anchor:
-                self._issue(
-                    record,
-                    "Another person of this customer already has this username.",
-                    "username",
-                    record.username,
-                )
-                return False
+                return self._username_clash(record)
         elif old.username.lower() != record.username.lower():
             clash = self.by_username.get(record.username.lower())
             if clash is not None and clash.id != old.id:
-                self._issue(
-                    record,
-                    "Another person of this customer already has this username.",
-                    "username",
-                    record.username,
-                )
-                return False
+                return self._username_clash(record)
         if old is None and record.username.lower() in self.taken_elsewhere:
             self._issue(
                 record,
@@ -595,6 +583,11 @@ class _PersonPlanner:
                 )
             )
         return taken
+
+    def _username_clash(self, record: PersonRecord) -> bool:
+        message = "Another person of this customer already has this username."
+        self._issue(record, message, "username", record.username)
+        return False
 
     def _create(self, record: PersonRecord, unit_key) -> None:
         after = {f: getattr(record, f) for f in PERSON_FIELDS}

@@ -12,6 +12,16 @@ class Issue:
     value: str | None = None
     severity: str = "error"  # error: row skipped or run failed; notice: for information
 
+    def where(self) -> dict:
+        """File, row, column, value and message: how the JSON contract shows an issue."""
+        return {
+            "file": self.file,
+            "row": self.row,
+            "column": self.column,
+            "value": self.value,
+            "message": self.message,
+        }
+
 
 @dataclass(slots=True)
 class UnitRecord:

@@ -230,16 +230,7 @@ def run_summary(run: SyncRun) -> dict:
         "run_id": run.id,
         "status": run.status,
         "counts": run.counts or counts_from_tally(_zero()),
-        "issues": [
-            {
-                "file": i.file,
-                "row": i.row,
-                "column": i.column,
-                "value": i.value,
-                "message": i.message,
-            }
-            for i in issues
-        ],
+        "issues": [Issue(i.message, i.file, i.row, i.column, i.value).where() for i in issues],
     }
 
 
