@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.core.db import db, utcnow
+from portal.core.db import TimestampMixin, db, utcnow
 from portal.directory.models import Customer
 
 
@@ -94,3 +94,31 @@ class SyncIssue(db.Model):
     column: Mapped[str | None] = mapped_column(String(200))
     value: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
+
+
+class SyncSource(TimestampMixin, db.Model):
+    """A directory a customer's units and persons are read from (LDAP or AD), by name.
+
+    `settings` holds what the source's profile does not fill in (URI, bind DN, bases, filter,
+    attribute mapping, timeouts); the bind password is stored apart, encrypted. `state` is what
+    an incremental run starts from (the highest modifyTimestamp or uSNChanged seen).
+    """
+
+    __tablename__ = "sync_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    # The CLI addresses a source by its name alone, so names are unique across customers.
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="ldap")
+    profile: Mapped[str] = mapped_column(String(20))
+    settings: Mapped[dict] = mapped_column(default=dict)
+    password_encrypted: Mapped[str | None] = mapped_column(Text)
+    schedule: Mapped[str] = mapped_column(String(100), default="0 2 * * *")
+    state: Mapped[dict] = mapped_column(default=dict)
+    is_enabled: Mapped[bool] = mapped_column(default=True)
+
+    customer: Mapped[Customer] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<SyncSource {self.name} {self.kind}/{self.profile}>"
