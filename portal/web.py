@@ -8,8 +8,10 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, render_template, request, url_for
 from flask_login import LoginManager
+from flask_sqlalchemy.pagination import Pagination
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
+from sqlalchemy import Select
 
 from portal.core.db import db
 from portal.core.errors import UserError
@@ -86,6 +88,20 @@ def url_with(**changes) -> str:
     """The current page's URL with some query arguments changed (pagination, filters)."""
     args = {**(request.view_args or {}), **request.args.to_dict(), **changes}
     return url_for(request.endpoint, **{k: v for k, v in args.items() if v not in (None, "")})
+
+
+def paginate(query: Select, per_page: int) -> Pagination:
+    """The page of `query` that ?page= asks for; past the end, the last page.
+
+    A bookmarked or hand-typed page number beyond the results would otherwise show a count,
+    no rows and no links back.
+    """
+    page = db.paginate(
+        query, page=request.args.get("page", 1, type=int), per_page=per_page, error_out=False
+    )
+    if page.page > page.pages > 0:
+        page = db.paginate(query, page=page.pages, per_page=per_page, error_out=False)
+    return page
 
 
 def _assign_request_id() -> None:

@@ -1,9 +1,28 @@
 """Read-only questions about the tree: branches, counts, search."""
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 
 from portal.core.db import branch_bounds, db
 from portal.directory.models import Customer, OrgUnit, Person
+
+# Letters of Nordic and German names, each with the two ways people type it on an English
+# keyboard: without the mark ("kare" for Kåre) and spelt out ("aase" for Åse). A name matches a
+# search word in either spelling. SQLite's lower() leaves these letters as they are, so both
+# cases are listed and replaced in SQL, which works the same on SQLite and PostgreSQL.
+LETTER_SPELLINGS = {
+    "å": ("a", "aa"),
+    "æ": ("ae", "ae"),
+    "ø": ("o", "oe"),
+    "ä": ("a", "ae"),
+    "ö": ("o", "oe"),
+    "ü": ("u", "ue"),
+    "é": ("e", "e"),
+    "è": ("e", "e"),
+    "á": ("a", "a"),
+    "ó": ("o", "o"),
+    "ß": ("ss", "ss"),
+}
+SPELLINGS = (0, 1)
 
 
 def in_branch(path_column, path: str):
@@ -50,13 +69,35 @@ def search_persons(
         query = query.where(Person.is_active == active)
     for word in text.split():
         like = f"%{word.lower()}%"
+        names = [
+            folded(column, spelling).like(f"%{fold(word, spelling)}%")
+            for column in (Person.first_name, Person.last_name)
+            for spelling in SPELLINGS
+        ]
         query = query.where(
             or_(
                 func.lower(Person.username).like(like),
-                func.lower(Person.first_name).like(like),
-                func.lower(Person.last_name).like(like),
                 func.lower(Person.employee_number).like(like),
                 func.lower(Person.email).like(like),
+                *names,
             )
         )
     return query.order_by(Person.last_name, Person.first_name, Person.id)
+
+
+def fold(text: str, spelling: int) -> str:
+    """`text` in lower case with its special letters written in plain ASCII, one of two ways."""
+    text = text.lower()
+    for letter, spelt in LETTER_SPELLINGS.items():
+        text = text.replace(letter, spelt[spelling])
+    return text
+
+
+def folded(column, spelling: int) -> ColumnElement[str]:
+    """The SQL twin of `fold`: nested replace() calls around lower(column)."""
+    expression = func.lower(column)
+    for letter, spelt in LETTER_SPELLINGS.items():
+        upper = letter.upper()
+        for case in (letter, upper) if len(upper) == 1 else (letter,):  # "ß".upper() is "SS"
+            expression = func.replace(expression, case, spelt[spelling])
+    return expression

@@ -187,6 +187,36 @@ def test_persons_are_listed_fifty_to_a_page(customer, import_csv, admin_client):
     assert names_listed(first).isdisjoint(names_listed(second))
 
 
+def test_a_page_past_the_end_shows_the_last_page(customer, import_csv, admin_client):
+    persons = [[f"id{i:03d}", f"First{i:03d}", f"Last{i:03d}", "", "", "10"] for i in range(60)]
+    import_csv(customer, UNITS, persons)
+
+    html = text_of(admin_client.get("/persons?page=999"))
+
+    assert len(names_listed(html)) == 10 and "Page 2 of 2" in html
+    assert 'rel="prev"' in html and "page=1" in html
+
+
+def test_search_finds_nordic_names_typed_without_their_letters(customer, import_csv, admin_client):
+    persons = [
+        ["u1", "Kåre", "Østergaard", "", "", "10"],
+        ["u2", "Åse", "Bæk", "", "", "10"],
+        ["u3", "Lis", "Aaberg", "", "", "10"],
+    ]
+    import_csv(customer, UNITS, persons)
+
+    def search(text):
+        return names_listed(text_of(admin_client.get("/persons", query_string={"q": text})))
+
+    assert search("kare") == {"Østergaard, Kåre"}
+    assert search("aase") == {"Bæk, Åse"}
+    assert search("åse") == {"Bæk, Åse"}
+    assert search("ÅSE") == {"Bæk, Åse"}
+    assert search("oestergaard") == search("ostergaard") == {"Østergaard, Kåre"}
+    assert search("baek") == {"Bæk, Åse"}
+    assert search("åberg") == {"Aaberg, Lis"}
+
+
 def test_person_page_shows_fields_and_unit_ancestry(acme, admin_client):
     anna = db.session.scalar(select(Person).where(Person.first_name == "Anna"))
 
