@@ -2,8 +2,10 @@
 
 Starts the portal on a local port and headless Chromium speaking the DevTools protocol over a
 pipe (no extra Python package). Skipped, with the reason shown, where Chromium is missing.
+Set KURSA_SCREENSHOTS to a folder to keep a screenshot of each page, to look at by eye.
 """
 
+import base64
 import fcntl
 import json
 import os
@@ -11,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -23,9 +26,10 @@ from tests.conftest import ADMIN_PASSWORD
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 
-UNITS = [["10", "Sales and Marketing Scandinavia", "", "department"]] + [
-    [str(100 + i), f"Regional Sales Office Number {i}", "10", "location"] for i in range(8)
-]
+UNITS = [
+    ["10", "Sales and Marketing Scandinavia", "", "department"],
+    ["20", "Department of Customer Relationship Management and Aftersales", "", "department"],
+] + [[str(100 + i), f"Regional Sales Office Number {i}", "10", "location"] for i in range(8)]
 PERSONS = [
     [
         f"emp{i:04d}",
@@ -114,6 +118,17 @@ class Browser:
             assert time.monotonic() < deadline, f"timed out waiting for {condition}"
             time.sleep(0.05)
 
+    def screenshot(self, path) -> None:
+        """The whole page as a PNG, not only the first screenful."""
+        height = self.evaluate("document.documentElement.scrollHeight")
+        shot = self.call(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": 375, "height": height, "scale": 1},
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
+
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -173,6 +188,35 @@ def test_pages_fit_a_phone_screen(app, served, browser, customer, admin, import_
         assert browser.evaluate("document.title") != "Sorry · Kursa", path
         assert width <= 375, f"{path} is {width} px wide on a 375 px screen"
         assert browser.evaluate("window.innerWidth") == 375
+        if os.environ.get("KURSA_SCREENSHOTS"):
+            name = path.strip("/").replace("/", "-").replace("?", "-") or "tree"
+            browser.screenshot(Path(os.environ["KURSA_SCREENSHOTS"]) / f"{name}.png")
 
     browser.open(f"{served}/sync/runs/{run.id}")
     assert browser.evaluate("getComputedStyle(document.querySelector('thead')).display") == "none"
+
+    browser.open(f"{served}/")
+    assert browser.evaluate(COUNTS_OFF_THE_NAME_LINE) == []
+    browser.open(f"{served}/persons")
+    assert browser.evaluate(PLACEHOLDER_OVERFLOW) <= 0
+
+
+# The tree rows whose count badge is not on the first line of the unit's name.
+COUNTS_OFF_THE_NAME_LINE = """
+[...document.querySelectorAll('#tree .unit')].filter(function (unit) {
+  var name = unit.querySelector('.unit-name').getBoundingClientRect();
+  var line = parseFloat(getComputedStyle(unit.querySelector('.unit-name')).lineHeight);
+  return unit.querySelector('.count').getBoundingClientRect().top >= name.top + line;
+}).map(function (unit) { return unit.querySelector('.unit-name').textContent; })
+"""
+
+# How many pixels of the search field's placeholder do not fit in the field.
+PLACEHOLDER_OVERFLOW = """
+(function () {
+  var field = document.querySelector('input[name=q]'), style = getComputedStyle(field);
+  var context = document.createElement('canvas').getContext('2d');
+  context.font = style.font;
+  var room = field.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return context.measureText(field.placeholder).width - room;
+})()
+"""
