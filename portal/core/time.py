@@ -14,5 +14,6 @@ def local(value: datetime | None, zone: str | None = None) -> datetime | None:
 
 
 def format_local(value: datetime | None, zone: str | None = None) -> str:
+    """'2024-01-05 18:34 CET': with the zone's abbreviation, so nobody has to guess it."""
     shown = local(value, zone)
-    return "" if shown is None else shown.strftime("%Y-%m-%d %H:%M")
+    return "" if shown is None else shown.strftime("%Y-%m-%d %H:%M %Z")

@@ -5,7 +5,7 @@ import io
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from portal.core.db import db
 from portal.directory.models import Person
@@ -72,12 +72,10 @@ def test_update_shows_only_the_changed_fields(customer, first_run, import_csv, a
     run = import_csv(customer, UNITS, renamed)
 
     html = text_of(admin_client.get(f"/sync/runs/{run.id}"))
-    change = re.search(
-        r'<tr>\s*<td data-label="Entity">(<a [^>]*>)?person<.*?</tr>', html, re.S
-    ).group(0)
+    diff = re.search(r'<ul class="diff">.*?</ul>', html, re.S).group(0)
 
-    assert "<del>Berg</del> &rarr; <ins>Holm</ins>" in change
-    assert "Anna" not in change and "anna@acme.test" not in change
+    assert "<del>Berg</del> &rarr; <ins>Holm</ins>" in diff
+    assert "Anna" not in diff and "anna@acme.test" not in diff
 
 
 def test_report_lists_issues_by_file_row_and_column(customer, first_run, import_csv, admin_client):
@@ -261,4 +259,134 @@ def test_person_page_lists_the_syncs_that_changed_them(
     history = re.search(r'<section class="history">.*?</section>', html, re.S).group(0)
 
     assert history.index(f"#{second.id}<") < history.index(f"#{first_run.id}<")
-    assert "moved" in history and "<del>10</del> &rarr; <ins>20</ins>" in history
+    assert "moved" in history
+    assert (
+        '<del>10 <span class="unit-label">Sales</span></del> &rarr; '
+        '<ins>20 <span class="unit-label">Finance</span></ins>'
+    ) in history
+    assert "unit id" not in history
+
+
+def change_rows(html: str) -> dict[str, str]:
+    """The run report's change rows by the key they show (username or unit number)."""
+    rows = re.findall(r"<tr>\s*<td data-label=\"Entity\">.*?</tr>", html, re.S)
+    return {re.search(r"<code>([^<]+)</code>", row).group(1): row for row in rows}
+
+
+def test_report_names_and_links_the_persons_it_changed(
+    customer, first_run, import_csv, admin_client
+):
+    anna, dina = person("u1001"), person("u1004")
+    persons = [[*PERSONS[0][:5], "20"], PERSONS[1], [*PERSONS[2][:2], "Holm", *PERSONS[2][3:]]]
+    run = import_csv(customer, UNITS, persons)  # Anna moves, Carl is renamed, Dina leaves
+
+    html = text_of(admin_client.get(f"/sync/runs/{run.id}"))
+    rows = change_rows(html)
+
+    assert f'<a href="/persons/{anna.id}">Anna Berg</a> <code>u1001</code>' in rows["u1001"]
+    assert f'<a href="/persons/{dina.id}">Dina Falk</a>' in rows["u1004"]
+    assert "Carl Holm</a>" in rows["u1003"]
+    moved = rows["u1001"]
+    assert '<del>10 <span class="unit-label">Sales</span></del>' in moved
+    assert '<ins>20 <span class="unit-label">Finance</span></ins>' in moved
+    assert "unit id" not in html and "unit_id" not in html
+    assert f">{anna.unit_id}<" not in moved
+
+
+def test_report_shows_unit_names_beside_their_numbers(
+    customer, first_run, import_csv, admin_client
+):
+    units = [UNITS[0], ["20", "Finance", "10", "department"], ["30", "Legal", "", "department"]]
+    run = import_csv(customer, units, PERSONS)
+
+    rows = change_rows(text_of(admin_client.get(f"/sync/runs/{run.id}")))
+
+    assert "<code>20</code> Finance" in rows["20"]
+    assert '<ins>10 <span class="unit-label">Sales</span></ins>' in rows["20"]
+    assert "<code>30</code> Legal" in rows["30"]
+
+
+def test_preview_names_persons_it_would_create(customer, import_csv, admin_client):
+    preview = import_csv(customer, UNITS, PERSONS, dry_run=True)
+
+    rows = change_rows(text_of(admin_client.get(f"/sync/runs/{preview.id}")))
+
+    assert "Anna Berg <code>u1001</code>" in rows["u1001"]
+    assert "<a " not in rows["u1001"]
+
+
+def test_report_names_changes_with_a_fixed_number_of_queries(
+    customer, first_run, import_csv, admin_client
+):
+    def statements_for(run) -> int:
+        admin_client.get(f"/sync/runs/{run.id}")  # warm up the session the same way
+        statements = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            admin_client.get(f"/sync/runs/{run.id}")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+        return len(statements)
+
+    one = import_csv(customer, UNITS, [[*PERSONS[0][:5], "20"], *PERSONS[1:]])
+    many = import_csv(customer, UNITS, [[*p[:5], "10"] for p in PERSONS])  # 3 move back, 1 too
+
+    assert statements_for(one) == statements_for(many)
+
+
+def test_issues_say_skipped_rows_left_persons_as_they_were(
+    customer, first_run, import_csv, admin_client
+):
+    bad = [*PERSONS, ["0101901234", "Eva", "Gram", "", "", "10"]]
+    run = import_csv(customer, UNITS, bad)
+
+    html = text_of(admin_client.get(f"/sync/runs/{run.id}"))
+    intro = html.index("Rows listed as errors were skipped")
+
+    assert "left exactly as it was; notices are for information." in html
+    assert intro < html.index('<table class="list issues">')
+
+
+def test_revert_report_does_not_claim_rows_were_read(first_run, admin_client):
+    post(admin_client, f"/sync/runs/{first_run.id}/revert")
+    revert = db.session.scalar(select(SyncRun).where(SyncRun.revert_of_id == first_run.id))
+
+    html = text_of(admin_client.get(f"/sync/runs/{revert.id}"))
+
+    assert "every row was read" not in html
+    assert f"No issues: every change of run #{first_run.id} was undone." in html
+
+
+def test_a_long_report_shows_a_hundred_changes_a_page_from_the_first_visit(
+    customer, import_csv, admin_client
+):
+    persons = [[f"id{i:03d}", f"First{i}", f"Last{i}", "", "", "10"] for i in range(534)]
+    run = import_csv(customer, UNITS, persons)  # 2 units and 534 persons: 536 changes
+
+    first = text_of(admin_client.get(f"/sync/runs/{run.id}"))
+    last = text_of(admin_client.get(f"/sync/runs/{run.id}?page=6"))
+    beyond = text_of(admin_client.get(f"/sync/runs/{run.id}?page=99"))
+
+    assert len(change_rows(first)) == 100 and "(536)" in first
+    assert "Page 1 of 6" in first and f'href="/sync/runs/{run.id}?page=2#changes"' in first
+    assert len(change_rows(last)) == 36 and "Page 6 of 6" in last
+    assert change_rows(beyond).keys() == change_rows(last).keys()
+
+
+def test_times_show_the_customers_zone(customer, first_run, admin_client):
+    customer.timezone = "America/New_York"
+    db.session.commit()
+    anna = person("u1001")
+
+    report = text_of(admin_client.get(f"/sync/runs/{first_run.id}"))
+    person_page = text_of(admin_client.get(f"/persons/{anna.id}"))
+
+    assert re.search(r"<dt>Started</dt><dd>[-\d]+ \d\d:\d\d E[SD]T by test", report)
+    assert re.search(r"since</dt><dd>[-\d]+ \d\d:\d\d E[SD]T<", person_page)
+
+
+def test_times_fall_back_to_the_configured_zone(first_run, admin_client):
+    report = text_of(admin_client.get(f"/sync/runs/{first_run.id}"))
+
+    assert re.search(r"<dt>Started</dt><dd>[-\d]+ \d\d:\d\d CES?T by test", report)
