@@ -46,6 +46,7 @@ def _register(app: Flask) -> None:
     # Imported here so that every model is known to the metadata before migrations run.
     from portal import web
     from portal.accounts.cli import account_cli
+    from portal.courses.cli import activity_cli, role_cli
     from portal.directory.cli import customer_cli, directory_cli
     from sync import cli as sync_cli
     from sync import models as sync_models  # noqa: F401
@@ -62,6 +63,8 @@ def _register(app: Flask) -> None:
     app.cli.add_command(directory_cli)
     app.cli.add_command(account_cli)
     app.cli.add_command(sync_cli.demo_command)
+    app.cli.add_command(activity_cli)
+    app.cli.add_command(role_cli)
 
 
 def _database_url(app: Flask, settings: dict) -> str:

@@ -1,9 +1,10 @@
 """Local accounts. Passwords exist only for platform admins (break-glass); staff use SSO."""
 
+import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.core.db import TimestampMixin, db
@@ -30,3 +31,27 @@ class Account(UserMixin, TimestampMixin, db.Model):
     def actor(self) -> str:
         """How this account is named in audit entries and logs."""
         return f"account:{self.username}"
+
+
+class Role(enum.StrEnum):
+    """Roles granted at a unit; each reaches the unit's whole branch."""
+
+    HR = "hr"
+    IT_ADMIN = "it_admin"
+    COURSE_ADMIN = "course_admin"
+
+
+class RoleGrant(TimestampMixin, db.Model):
+    """`role` for `person` over the branch of `unit`. Granted to the person, not to an account,
+    so it holds whichever way the person logs in (SSO later); an Account links by person_id."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        UniqueConstraint("person_id", "role", "unit_id", name="uq_role_grants_person_role_unit"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    granted_by: Mapped[str] = mapped_column(String(200))

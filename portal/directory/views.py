@@ -12,7 +12,7 @@ from portal.core.errors import NotFound
 from portal.directory.models import OrgUnit, Person
 from portal.directory.queries import search_persons
 from portal.directory.tree import ancestors, unit_by_number, unit_tree
-from portal.web import paginate, person_panels
+from portal.web import person_panels
 
 bp = Blueprint("directory", __name__)
 PER_PAGE = 50
@@ -48,14 +48,18 @@ def tree():
 
     tops, nodes = unit_tree(customer)
     focus = _focus(request.args.get("unit"), nodes)
-    trail = ancestors(db.session.get(OrgUnit, focus.id)) if focus else []
+    unit = access.get_visible(current_user, OrgUnit, focus.id) if focus else None
+    trail = access.visible_only(current_user, ancestors(unit)) if unit else []
+    reach = access.branch_tops(current_user, customer.id)
+    if reach is not None:  # a role below the root: the tree starts at its branches
+        tops = [nodes[unit_id] for unit_id in reach if unit_id in nodes]
     return render_template(
         "directory/tree.html",
         customer=customer,
         customers=customers,
         tops=[focus] if focus else tops,
         trail=trail,
-        open_depth=(focus.depth if focus else 0) + 2,
+        open_depth=(focus.depth if focus else min((t.depth for t in tops), default=0)) + 2,
     )
 
 
@@ -72,14 +76,21 @@ def persons():
     unit = None
     if form.unit.data:
         unit = unit_by_number(customer, form.unit.data)
+        if unit is not None and not access.visible_only(current_user, [unit]):
+            unit = None  # outside the branch: answered like a unit that does not exist
         if unit is None:
             form.unit.errors = [f"{customer.name} has no unit numbered {form.unit.data}."]
     query = search_persons(
         customer, form.q.data or "", unit=unit, active=STATUSES.get(form.status.data, True)
-    )
+    ).where(access.visible_person_condition(current_user))
     page = None
     if not form.unit.errors:
-        page = paginate(query.options(selectinload(Person.unit)), PER_PAGE)
+        page = db.paginate(
+            query.options(selectinload(Person.unit)),
+            page=request.args.get("page", 1, type=int),
+            per_page=PER_PAGE,
+            error_out=False,
+        )
     return render_template(
         "directory/persons.html",
         form=form,

@@ -1,0 +1,1 @@
+"""Courses: categories, templates, activities, signups and their waiting lists."""

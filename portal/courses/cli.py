@@ -1,0 +1,183 @@
+"""`flask activity ...` and `flask role grant` (exact contracts: other tools rely on them).
+
+Each command commits at its end; a refusal rolls back and exits 1 with the reason.
+"""
+
+import json
+
+import click
+from sqlalchemy import select
+
+from portal.core import access
+from portal.core.db import db
+from portal.core.errors import UserError
+from portal.courses.models import Activity, ActivityTemplate, SignupStatus
+from portal.courses.operations import cancel_signup, create_activity, sign_up
+from portal.courses.queries import person_by_username, signups_in_order
+from portal.courses.times import parse_local, shown, zone_of
+from portal.directory.models import Customer, OrgUnit
+from portal.directory.queries import customer_by_slug
+
+CLI_ACTOR = "cli"
+
+
+@click.group("activity", help="Activities and their signups.")
+def activity_cli():
+    pass
+
+
+@activity_cli.command("create")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+@click.option("--unit", "number", required=True, help="Number of the owner unit.")
+@click.option("--title", required=True)
+@click.option("--start", required=True, help="ISO time; without an offset, the customer's zone.")
+@click.option("--end", required=True, help="ISO time; without an offset, the customer's zone.")
+@click.option("--capacity", type=int, required=True, help="Seats.")
+@click.option("--template", "template_id", type=int, help="Id of the template it is made from.")
+@click.option("--publish", is_flag=True, help="Publish at once (else a draft).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ...}.')
+def create_command(slug, number, title, start, end, capacity, template_id, publish, as_json):
+    """Create an activity owned by a unit."""
+    with _refusals():
+        customer = _customer(slug)
+        unit = _unit(customer, number)
+        zone = zone_of(customer)
+        template = None
+        if template_id is not None:
+            template = db.session.get(ActivityTemplate, template_id)
+            if template is None or template.customer_id != customer.id:
+                raise UserError(f"{customer.slug} has no template {template_id}.")
+        activity = create_activity(
+            unit,
+            title=title,
+            starts_at=parse_local(start, zone),
+            ends_at=parse_local(end, zone),
+            capacity=capacity,
+            template=template,
+            publish=publish,
+            actor=CLI_ACTOR,
+        )
+        db.session.commit()
+    click.echo(json.dumps({"id": activity.id}) if as_json else f"Activity {activity.id} created.")
+
+
+@activity_cli.command("signup")
+@click.argument("activity_id", type=int)
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help='Print {"status": ...}.')
+def signup_command(activity_id, username, as_json):
+    """Sign a person up (or put them on the waiting list)."""
+    with _refusals():
+        signup = sign_up(activity_id, _person(username), actor=CLI_ACTOR)
+        db.session.commit()
+    if as_json:
+        click.echo(json.dumps({"status": signup.status}))
+    elif signup.status == SignupStatus.WAITLISTED:
+        click.echo(f"{username} is number {signup.position} on the waiting list.")
+    else:
+        click.echo(f"{username} is registered.")
+
+
+@activity_cli.command("cancel")
+@click.argument("activity_id", type=int)
+@click.argument("username")
+def cancel_command(activity_id, username):
+    """Cancel a person's signup; a freed seat goes to the first on the waiting list."""
+    with _refusals():
+        cancel_signup(activity_id, _person(username), actor=CLI_ACTOR)
+        db.session.commit()
+    click.echo(f"The signup of {username} is cancelled.")
+
+
+@activity_cli.command("show")
+@click.argument("activity_id", type=int)
+@click.option("--json", "as_json", is_flag=True, required=True, help="Print JSON (required).")
+def show_command(activity_id, as_json):
+    """Print an activity with its signups in order."""
+    activity = db.session.get(Activity, activity_id)
+    if activity is None:
+        raise click.ClickException(f"There is no activity {activity_id}.")
+    click.echo(json.dumps(activity_summary(activity), ensure_ascii=False, indent=2))
+
+
+def activity_summary(activity: Activity) -> dict:
+    """The activity as the CLI's JSON shows it; times in UTC and in the customer's zone."""
+    zone = zone_of(db.session.get(Customer, activity.customer_id))
+    return {
+        "id": activity.id,
+        "title": activity.title,
+        "status": activity.status,
+        "unit": activity.owner_unit.number,
+        "starts_at": activity.starts_at.isoformat(),
+        "ends_at": activity.ends_at.isoformat(),
+        "starts_local": activity.starts_at.astimezone(zone).isoformat(),
+        "ends_local": activity.ends_at.astimezone(zone).isoformat(),
+        "shown": f"{shown(activity.starts_at, zone)} - {shown(activity.ends_at, zone)}",
+        "capacity": activity.capacity,
+        "template_id": activity.template_id,
+        "signups": [
+            {"username": username, "status": signup.status, "position": signup.position}
+            for signup, username in signups_in_order(activity.id)
+        ],
+    }
+
+
+# TODO: `role` belongs with accounts (portal/accounts/cli.py); it lives here until the
+# accounts package is free to change, since courses were built in parallel with it.
+@click.group("role", help="Roles granted at a unit, reaching its whole branch.")
+def role_cli():
+    pass
+
+
+@role_cli.command("grant")
+@click.argument("username")
+@click.argument("role", type=click.Choice(sorted(r.value for r in access.Role)))
+@click.option("--unit", "number", help="The unit's number (default: the customer's root).")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+def grant_command(username, role, number, slug):
+    """Grant ROLE over a unit's branch to the person USERNAME (an account is made if needed)."""
+    with _refusals():
+        customer = _customer(slug)
+        unit = _unit(customer, number) if number else customer.root_unit
+        person = _person(username)
+        if person.customer_id != customer.id:
+            raise UserError(f"{username} is not a person of {customer.slug}.")
+        access.grant_role(person, role, unit, actor=CLI_ACTOR)
+        db.session.commit()
+    click.echo(f"{username} is {role} of {unit.name} and everything below it.")
+
+
+class _refusals:
+    """Turn a UserError into exit 1 with its message, after rolling back."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and isinstance(exc, UserError):
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from None
+        return False
+
+
+def _customer(slug: str) -> Customer:
+    customer = customer_by_slug(slug)
+    if customer is None:
+        raise UserError(f"No customer with the slug {slug!r}.")
+    return customer
+
+
+def _unit(customer: Customer, number: str) -> OrgUnit:
+    unit = db.session.scalar(
+        select(OrgUnit).where(OrgUnit.customer_id == customer.id, OrgUnit.number == number)
+    )
+    if unit is None:
+        raise UserError(f"{customer.slug} has no unit numbered {number}.")
+    return unit
+
+
+def _person(username: str):
+    person = person_by_username(username)
+    if person is None:
+        raise UserError(f"No person with the username {username!r}.")
+    return person

@@ -1,0 +1,256 @@
+"""State changes of courses: activities, signups, the waiting list and its promotions.
+
+Seats are counted and taken under a lock on the activity's row in the database, so two
+processes (or gunicorn nodes) can never both take the last seat: `SELECT ... FOR UPDATE` on
+PostgreSQL; on SQLite an UPDATE of the row as the transaction's first statement, which takes
+the database's write lock (and waits for it, busy_timeout) before anything is read.
+"""
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from portal.core import audit
+from portal.core.db import db, utcnow
+from portal.core.errors import Conflict, NotFound, UserError
+from portal.courses.models import (
+    SEAT_HOLDING,
+    Activity,
+    ActivityStatus,
+    ActivityTemplate,
+    OutboxMessage,
+    Signup,
+    SignupStatus,
+)
+from portal.courses.times import shown, zone_of
+from portal.directory.models import Customer, OrgUnit, Person
+
+logger = logging.getLogger(__name__)
+
+
+def create_activity(
+    unit: OrgUnit,
+    *,
+    title: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    capacity: int | None = None,
+    template: ActivityTemplate | None = None,
+    publish: bool = False,
+    actor: str,
+    **fields,
+) -> Activity:
+    """An activity owned by `unit`; what is not given comes from `template`."""
+    if template is not None:
+        fields.setdefault("description", template.description)
+        fields.setdefault("location", template.default_location)
+        fields.setdefault("price", template.price)
+        fields.setdefault("category_id", template.category_id)
+        capacity = capacity if capacity is not None else template.capacity
+        title = title or template.title
+    if not (title or "").strip():
+        raise UserError("The activity needs a title.")
+    if capacity is None or capacity < 1:
+        raise UserError("The capacity must be at least 1.")
+    if ends_at <= starts_at:
+        raise UserError("The activity must end after it starts.")
+
+    activity = Activity(
+        customer_id=unit.customer_id,
+        owner_unit_id=unit.id,
+        template_id=template.id if template else None,
+        title=title.strip(),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        capacity=capacity,
+        status=(ActivityStatus.PUBLISHED if publish else ActivityStatus.DRAFT).value,
+        **fields,
+    )
+    db.session.add(activity)
+    db.session.flush()
+    audit.record(actor, "activity.created", "activity", activity.id, status=activity.status)
+    logger.info("activity %s created by %s (%s)", activity.id, actor, activity.status)
+    return activity
+
+
+def lock_activity(activity_id: int) -> Activity:
+    """The activity, locked until the transaction ends (see the module's docstring)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(
+            update(Activity).where(Activity.id == activity_id).values(updated_at=utcnow())
+        )
+    activity = db.session.scalar(
+        select(Activity)
+        .where(Activity.id == activity_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if activity is None:
+        raise NotFound(f"There is no activity {activity_id}.")
+    return activity
+
+
+def sign_up(activity_id: int, person: Person, *, actor: str) -> Signup:
+    """Register `person`, or put them at the end of the waiting list when every seat is taken.
+
+    Refused (UserError, with the reason) when the activity is not published, signup is not
+    open, the person is inactive, outside the activity's audience or signed up already.
+    """
+    activity = lock_activity(activity_id)
+    _check_may_sign_up(activity, person)
+    signup = db.session.scalar(
+        select(Signup).where(Signup.activity_id == activity.id, Signup.person_id == person.id)
+    )
+    if signup is not None and signup.status != SignupStatus.CANCELLED:
+        raise Conflict(f"{person.username} is signed up already ({signup.status}).")
+
+    if seats_taken(activity.id) < activity.capacity:
+        status, position = SignupStatus.REGISTERED, None
+    else:
+        status, position = SignupStatus.WAITLISTED, _last_position(activity.id) + 1
+    if signup is None:
+        signup = Signup(activity_id=activity.id, person_id=person.id)
+        db.session.add(signup)
+    signup.status, signup.position, signup.signed_up_by = status.value, position, actor
+    db.session.flush()
+
+    _notify(f"signup.{status.value}", signup, position=position)
+    audit.record(actor, f"signup.{status.value}", "signup", signup.id, activity=activity.id)
+    logger.info("signup %s on activity %s by %s: %s", signup.id, activity.id, actor, status)
+    return signup
+
+
+def cancel_signup(activity_id: int, person: Person, *, actor: str) -> Signup:
+    """Cancel `person`'s signup; a freed seat goes to the first on the waiting list."""
+    activity = lock_activity(activity_id)
+    signup = db.session.scalar(
+        select(Signup).where(Signup.activity_id == activity.id, Signup.person_id == person.id)
+    )
+    if signup is None or signup.status not in (SignupStatus.REGISTERED, SignupStatus.WAITLISTED):
+        raise UserError(f"{person.username} has no signup to cancel on this activity.")
+    deadline = activity.cancellation_deadline_at
+    if deadline is not None and utcnow() > deadline:
+        zone = zone_of(db.session.get(Customer, activity.customer_id))
+        raise UserError(f"Cancelling closed at {shown(deadline, zone)}.")
+
+    was, position = signup.status, signup.position
+    signup.status, signup.position = SignupStatus.CANCELLED.value, None
+    db.session.flush()
+    if was == SignupStatus.WAITLISTED:
+        _close_gap(activity.id, position)
+    else:
+        promote_waiting(activity, actor=actor)
+
+    audit.record(actor, "signup.cancelled", "signup", signup.id, activity=activity.id, was=was)
+    logger.info("signup %s on activity %s cancelled by %s", signup.id, activity.id, actor)
+    return signup
+
+
+def set_capacity(activity_id: int, capacity: int, *, actor: str) -> Activity:
+    """Change the number of seats; raising it promotes from the waiting list."""
+    activity = lock_activity(activity_id)
+    if capacity < 1:
+        raise UserError("The capacity must be at least 1.")
+    taken = seats_taken(activity.id)
+    if capacity < taken:
+        raise Conflict(f"{taken} persons are registered: the capacity cannot go below that.")
+
+    before, activity.capacity = activity.capacity, capacity
+    db.session.flush()
+    promote_waiting(activity, actor=actor)
+    audit.record(actor, "activity.capacity_set", "activity", activity.id, before=before)
+    logger.info("activity %s capacity %s -> %s by %s", activity.id, before, capacity, actor)
+    return activity
+
+
+def promote_waiting(activity: Activity, *, actor: str) -> list[Signup]:
+    """Fill free seats from the waiting list, first come first served, while signup is open.
+
+    The caller holds the activity's lock. Each promoted person is told through the outbox.
+    """
+    if activity.status != ActivityStatus.PUBLISHED or utcnow() > activity.signup_deadline():
+        return []
+    free = activity.capacity - seats_taken(activity.id)
+    if free <= 0:
+        return []
+    promoted = list(
+        db.session.scalars(
+            select(Signup)
+            .where(Signup.activity_id == activity.id, Signup.status == SignupStatus.WAITLISTED)
+            .order_by(Signup.position, Signup.id)
+            .limit(free)
+        )
+    )
+    for signup in promoted:
+        signup.status, signup.position = SignupStatus.REGISTERED.value, None
+    db.session.flush()
+    if promoted:
+        db.session.execute(
+            update(Signup)
+            .where(Signup.activity_id == activity.id, Signup.status == SignupStatus.WAITLISTED)
+            .values(position=Signup.position - len(promoted))
+        )
+    for signup in promoted:
+        _notify("signup.promoted", signup)
+        audit.record(actor, "signup.promoted", "signup", signup.id, activity=activity.id)
+        logger.info(
+            "signup %s on activity %s promoted from the waiting list", signup.id, activity.id
+        )
+    return promoted
+
+
+def seats_taken(activity_id: int) -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Signup)
+        .where(Signup.activity_id == activity_id, Signup.status.in_(SEAT_HOLDING))
+    )
+
+
+def _last_position(activity_id: int) -> int:
+    last = db.session.scalar(
+        select(func.max(Signup.position)).where(
+            Signup.activity_id == activity_id, Signup.status == SignupStatus.WAITLISTED
+        )
+    )
+    return last or 0
+
+
+def _close_gap(activity_id: int, position: int | None) -> None:
+    """Move everyone behind a cancelled waiting position one step forward."""
+    if position is None:
+        return
+    db.session.execute(
+        update(Signup)
+        .where(
+            Signup.activity_id == activity_id,
+            Signup.status == SignupStatus.WAITLISTED,
+            Signup.position > position,
+        )
+        .values(position=Signup.position - 1)
+    )
+
+
+def _check_may_sign_up(activity: Activity, person: Person) -> None:
+    zone = zone_of(db.session.get(Customer, activity.customer_id))
+    now = utcnow()
+    if not person.is_active:
+        raise UserError(f"{person.username} is inactive and cannot sign up.")
+    if activity.status != ActivityStatus.PUBLISHED:
+        raise UserError(f"The activity is {activity.status}: it takes no signups.")
+    if activity.signup_opens_at is not None and now < activity.signup_opens_at:
+        raise UserError(f"Signup opens at {shown(activity.signup_opens_at, zone)}.")
+    if now > activity.signup_deadline():
+        raise UserError(f"Signup closed at {shown(activity.signup_deadline(), zone)}.")
+    audience = [int(part) for part in person.unit.path.strip("/").split("/") if part]
+    if person.customer_id != activity.customer_id or activity.owner_unit_id not in audience:
+        raise UserError(f"The activity is not offered to {person.username}'s unit.")
+
+
+def _notify(kind: str, signup: Signup, **payload) -> None:
+    db.session.add(
+        OutboxMessage(
+            kind=kind, person_id=signup.person_id, activity_id=signup.activity_id, payload=payload
+        )
+    )

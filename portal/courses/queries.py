@@ -1,0 +1,97 @@
+"""Read-only questions about courses: an employee's catalogue, an activity's signups."""
+
+from datetime import datetime
+
+from sqlalchemy import Select, func, or_, select
+
+from portal.core.db import db
+from portal.courses.models import SEAT_HOLDING, Activity, ActivityStatus, Signup, SignupStatus
+from portal.directory.models import OrgUnit, Person
+
+
+def audience_unit_ids(unit: OrgUnit) -> list[int]:
+    """The unit and its ancestors, read from its materialised path ('/1/7/42/')."""
+    return [int(part) for part in unit.path.strip("/").split("/") if part]
+
+
+def catalogue(
+    unit: OrgUnit,
+    *,
+    text: str = "",
+    category_id: int | None = None,
+    location: str = "",
+    starts_from: datetime | None = None,
+    starts_before: datetime | None = None,
+) -> Select:
+    """Published activities owned by `unit` or one of its ancestors, soonest first.
+
+    The ancestors are the ids in the unit's materialised path, so this is an IN over a handful
+    of ids on the (owner, status, start) index, whatever the size of the tree.
+    """
+    query = select(Activity).where(
+        Activity.owner_unit_id.in_(audience_unit_ids(unit)),
+        Activity.status == ActivityStatus.PUBLISHED,
+    )
+    if category_id is not None:
+        query = query.where(Activity.category_id == category_id)
+    if location:
+        query = query.where(func.lower(Activity.location).like(f"%{location.lower()}%"))
+    if starts_from is not None:
+        query = query.where(Activity.starts_at >= starts_from)
+    if starts_before is not None:
+        query = query.where(Activity.starts_at < starts_before)
+    for word in text.split():
+        like = f"%{word.lower()}%"
+        query = query.where(
+            or_(func.lower(Activity.title).like(like), func.lower(Activity.description).like(like))
+        )
+    return query.order_by(Activity.starts_at, Activity.id)
+
+
+def with_free_seats(query: Select) -> Select:
+    """Narrow an activity query to those with a seat left."""
+    taken = (
+        select(func.count())
+        .select_from(Signup)
+        .where(Signup.activity_id == Activity.id, Signup.status.in_(SEAT_HOLDING))
+        .scalar_subquery()
+    )
+    return query.where(taken < Activity.capacity)
+
+
+SIGNUP_ORDER = {
+    SignupStatus.REGISTERED: 0,
+    SignupStatus.ATTENDED: 0,
+    SignupStatus.COMPLETED: 0,
+    SignupStatus.NO_SHOW: 0,
+    SignupStatus.WAITLISTED: 1,
+    SignupStatus.CANCELLED: 2,
+}
+
+
+def signups_in_order(activity_id: int) -> list[tuple[Signup, str]]:
+    """(signup, username): seat holders in signup order, then the waiting list by position,
+    then the cancelled."""
+    rows = db.session.execute(
+        select(Signup, Person.username)
+        .join(Person, Signup.person_id == Person.id)
+        .where(Signup.activity_id == activity_id)
+        .order_by(Signup.id)
+    ).all()
+    return sorted(rows, key=lambda r: (SIGNUP_ORDER[r[0].status], r[0].position or 0, r[0].id))
+
+
+def person_by_username(username: str) -> Person | None:
+    return db.session.scalar(
+        select(Person).where(func.lower(Person.username) == username.strip().lower())
+    )
+
+
+def my_signups(person: Person) -> Select:
+    """A person's signups, newest activity first: what 'my activities' lists (history too)."""
+    return (
+        select(Signup)
+        .join(Activity, Signup.activity_id == Activity.id)
+        .where(Signup.person_id == person.id)
+        .order_by(Activity.starts_at.desc(), Signup.id)
+    )
