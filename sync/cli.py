@@ -13,6 +13,7 @@ from portal.directory.operations import create_customer
 from portal.directory.queries import customer_by_slug
 from sync.models import RunStatus, SyncRun
 from sync.runs import FileInput, apply_preview, approve_run, import_files, revert_run, run_summary
+from sync.sources_cli import ldap_commands
 
 CLI_ACTOR = "cli"
 EXIT_CODES = {RunStatus.APPLIED: 0, RunStatus.DRY_RUN: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}
@@ -77,7 +78,7 @@ def revert_command(run_id, as_json):
     _report(run, as_json)
 
 
-directory_commands = [import_command, approve_command, revert_command]
+directory_commands = [import_command, approve_command, revert_command, *ldap_commands]
 
 
 @click.command("demo")

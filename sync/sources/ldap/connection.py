@@ -1,0 +1,155 @@
+"""Bind and search, always paged (RFC 2696); LDAP errors become sentences for an IT admin.
+
+Every failure raises DirectoryError with a message that says what happened and what to check;
+it never contains the password. The caller turns it into a failed run.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+
+import ldap
+from ldap.controls import SimplePagedResultsControl
+
+logger = logging.getLogger(__name__)
+
+Entry = tuple[str, dict[str, list[bytes]]]
+
+
+class DirectoryError(Exception):
+    """The directory could not be read completely; the message is for the IT admin."""
+
+
+def connect(settings: dict, password: str):
+    """A bound connection, or DirectoryError."""
+    uri = settings["uri"]
+    try:
+        conn = ldap.initialize(uri)
+        conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+        conn.set_option(ldap.OPT_REFERRALS, 0)  # referrals are skipped, not chased
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, float(settings["network_timeout"]))
+        conn.set_option(ldap.OPT_TIMEOUT, float(settings["timeout"]))
+        if settings["ca_file"]:
+            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, settings["ca_file"])
+        demand = ldap.OPT_X_TLS_DEMAND if settings["verify_certificates"] else ldap.OPT_X_TLS_NEVER
+        conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, demand)
+        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        if settings["starttls"]:
+            conn.start_tls_s()
+        conn.simple_bind_s(settings["bind_dn"], password)
+    except ldap.LDAPError as exc:
+        raise translate(exc, settings) from None
+    return conn
+
+
+def paged_search(
+    conn,
+    settings: dict,
+    base: str,
+    search_filter: str,
+    attributes: list[str],
+    *,
+    scope: int = ldap.SCOPE_SUBTREE,
+    on_page: Callable[[int], None] | None = None,
+) -> Iterator[Entry]:
+    """Every entry below `base` matching the filter, page by page; referrals skipped."""
+    control = SimplePagedResultsControl(
+        criticality=True, size=int(settings["page_size"]), cookie=""
+    )
+    timeout = float(settings["timeout"])
+    pages = 0
+    try:
+        while True:
+            msgid = conn.search_ext(
+                base, scope, search_filter, attributes, serverctrls=[control], timeout=timeout
+            )
+            _, entries, _, controls = conn.result3(msgid, timeout=timeout)
+            pages += 1
+            for dn, values in entries:
+                if dn is not None:  # a referral (search reference) has no DN
+                    yield dn, values
+            cookie = _next_cookie(controls)
+            if on_page is not None:
+                on_page(pages)
+            if not cookie:
+                return
+            control.cookie = cookie
+    except ldap.LDAPError as exc:
+        raise translate(exc, settings, base) from None
+
+
+def _next_cookie(controls) -> bytes:
+    for control in controls or ():
+        if control.controlType == SimplePagedResultsControl.controlType:
+            return control.cookie
+    raise DirectoryError(
+        "The directory server answered without the paging control (RFC 2696), so Kursa "
+        "cannot know it read every entry. Nothing was changed."
+    )
+
+
+def read_one(conn, settings: dict, dn: str, attributes: list[str]) -> dict[str, list[bytes]]:
+    """The attributes of one entry (the root DSE when `dn` is empty)."""
+    try:
+        found = conn.search_ext_s(
+            dn, ldap.SCOPE_BASE, "(objectClass=*)", attributes, timeout=float(settings["timeout"])
+        )
+    except ldap.LDAPError as exc:
+        raise translate(exc, settings, dn) from None
+    return found[0][1] if found else {}
+
+
+def close(conn) -> None:
+    try:
+        conn.unbind_s()
+    except ldap.LDAPError:
+        pass
+
+
+def translate(exc: ldap.LDAPError, settings: dict, base: str | None = None) -> DirectoryError:
+    """The error as a sentence for an IT admin (logged without DNs or passwords)."""
+    uri, seconds = settings["uri"], settings["timeout"]
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    detail = info.get("info") or info.get("desc") or type(exc).__name__
+    logger.warning("LDAP source at %s failed: %s (%s)", uri, type(exc).__name__, detail)
+    if isinstance(exc, ldap.INVALID_CREDENTIALS):
+        text = (
+            f"The directory server at {uri} refused the bind DN and password (invalid "
+            "credentials). Check the bind DN, and whether the password expired or changed."
+        )
+    elif isinstance(exc, ldap.SERVER_DOWN):
+        text = (
+            f"The directory server at {uri} could not be reached or closed the connection "
+            f"({detail}). Check the address, the port, the firewall and that the server runs."
+        )
+    elif isinstance(exc, ldap.TIMEOUT):
+        text = f"The directory server at {uri} did not answer within {seconds} seconds."
+    elif isinstance(exc, ldap.NO_SUCH_OBJECT):
+        text = (
+            f"The base DN {base!r} does not exist on the directory server at {uri} (or the "
+            "bind account may not see it). Check the user base and org base."
+        )
+    elif isinstance(exc, ldap.SIZELIMIT_EXCEEDED | ldap.ADMINLIMIT_EXCEEDED):
+        text = (
+            f"The directory server at {uri} stopped the search at its size limit although "
+            "Kursa pages its searches. Allow paged searches of this size for the bind account."
+        )
+    elif isinstance(exc, ldap.UNAVAILABLE_CRITICAL_EXTENSION):
+        text = (
+            f"The directory server at {uri} does not support paged searches (RFC 2696), "
+            "so Kursa cannot read it completely."
+        )
+    elif isinstance(exc, ldap.PARTIAL_RESULTS | ldap.REFERRAL):
+        text = (
+            f"The directory server at {uri} returned only part of the result and referred "
+            f"Kursa to another server for {base!r}. Use a base DN that this server holds."
+        )
+    elif isinstance(exc, ldap.CONNECT_ERROR):
+        text = (
+            f"No secure connection to {uri} could be set up ({detail}). Check the CA file "
+            "and the server's certificate."
+        )
+    elif isinstance(exc, ldap.FILTER_ERROR):
+        text = "The user filter is not a valid LDAP filter."
+    else:
+        text = f"The directory server at {uri} answered with an error: {detail}."
+    return DirectoryError(text + " Nothing was changed.")

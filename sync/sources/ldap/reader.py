@@ -1,0 +1,320 @@
+"""Directory entries -> the records every source yields, keyed on the directory's stable id.
+
+Units and persons are keyed on objectGUID (AD) or entryUUID (OpenLDAP), never on the DN, so
+renaming or moving an OU or a person is an update or a move, never a delete plus a create.
+Anything that keeps the directory from being read completely -- or an empty result -- makes
+the whole read fatal: the run fails and nothing changes.
+"""
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ldap
+import ldap.dn
+import ldap.filter
+
+from sync.records import Issue, PersonRecord, SourceData, UnitRecord
+from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
+
+logger = logging.getLogger(__name__)
+UAC_DISABLED = 0x2
+
+
+@dataclass
+class Reading:
+    """What one read produced: the records, what was counted, and the state to keep."""
+
+    data: SourceData
+    state: dict = field(default_factory=dict)
+    incremental: bool = False
+
+
+def read_directory(
+    settings: dict,
+    password: str,
+    *,
+    source_name: str,
+    state: dict | None = None,
+    full: bool = True,
+    on_page: Callable[[int], None] | None = None,
+) -> Reading:
+    """Read units and persons; a DirectoryError becomes a fatal SourceData with its message."""
+    try:
+        conn = connect(settings, password)
+    except DirectoryError as exc:
+        return Reading(_fatal(source_name, str(exc)), dict(state or {}))
+    try:
+        return _Reader(conn, settings, source_name, state or {}, full, on_page).read()
+    except DirectoryError as exc:
+        return Reading(_fatal(source_name, str(exc)), dict(state or {}))
+    finally:
+        close(conn)
+
+
+def _fatal(source_name: str, message: str) -> SourceData:
+    return SourceData("ldap", [], [], issues=[Issue(message)], fatal=True, source_name=source_name)
+
+
+def normal_dn(dn: str) -> str:
+    """One spelling per DN: escapes, spaces and case do not matter."""
+    return ldap.dn.dn2str(ldap.dn.str2dn(dn)).lower()
+
+
+def parent_dn(dn: str) -> str:
+    return ldap.dn.dn2str(ldap.dn.str2dn(dn)[1:])
+
+
+def rdn_value(dn: str) -> str:
+    return ldap.dn.str2dn(dn)[0][0][1]
+
+
+class _Reader:
+    def __init__(self, conn, settings, source_name, state, full, on_page):
+        self.conn = conn
+        self.settings = settings
+        self.attrs = settings["attributes"]
+        self.source_name = source_name
+        self.state = state
+        self.on_page = on_page
+        self.is_ad = settings["profile"] == "ad"
+        self.new_state: dict = {}
+        self.incremental = not full and self._can_resume()
+        self.issues: list[Issue] = []
+        self.unit_names: dict[str, str] = {}  # attribute mode: person anchor -> unit name
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _can_resume(self) -> bool:
+        if "last_change" not in self.state:
+            return False
+        if not self.is_ad:
+            return True
+        # uSNChanged counts per domain controller: another DC (or a restored one) means full.
+        return self.state.get("invocation_id") == self._invocation_id()
+
+    def _invocation_id(self) -> str | None:
+        root = read_one(self.conn, self.settings, "", ["dsServiceName"])
+        service = root.get("dsServiceName", [b""])[0].decode()
+        if not service:
+            return None
+        found = read_one(self.conn, self.settings, service, ["invocationId"])
+        raw = found.get("invocationId", [b""])[0]
+        return str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else None
+
+    def _changed_since(self, search_filter: str) -> str:
+        if not self.incremental:
+            return search_filter
+        attribute, last = self.settings["change_attribute"], self.state["last_change"]
+        if self.is_ad:  # uSNChanged is a number: >= last + 1 is "after"
+            last = str(int(last) + 1)
+        return f"(&{search_filter}({attribute}>={ldap.filter.escape_filter_chars(str(last))}))"
+
+    def _track(self, values: dict) -> None:
+        raw = values.get(self.settings["change_attribute"])
+        if not raw:
+            return
+        value = raw[0].decode()
+        last = self.new_state.get("last_change")
+        if last is None or (int(value) > int(last) if self.is_ad else value > last):
+            self.new_state["last_change"] = value
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read(self) -> Reading:
+        if self.is_ad:
+            self.new_state["invocation_id"] = self._invocation_id()
+        units, ou_of_dn = self._read_units()
+        persons = self._read_persons(ou_of_dn)
+        if not self.incremental and not persons:
+            bases = ", ".join(repr(b) for b in self.settings["user_bases"])
+            raise DirectoryError(
+                f"The directory returned no persons below {bases} with the filter "
+                f"{self.settings['user_filter']}. Kursa never inactivates everyone because a "
+                "source came back empty; check the base DN, the filter and the bind account's "
+                "rights. Nothing was changed."
+            )
+        if self.settings["org_from"] == "attribute":
+            units = self._units_from_persons(persons)
+        if "last_change" not in self.new_state and "last_change" in self.state:
+            self.new_state["last_change"] = self.state["last_change"]
+        if self.incremental:
+            self.issues.append(
+                Issue(
+                    "Incremental run: only entries changed since the last run were read, so "
+                    "nobody was inactivated. A full run catches deletions.",
+                    severity="notice",
+                )
+            )
+        data = SourceData(
+            "ldap",
+            units,
+            persons,
+            issues=self.issues,
+            units_complete=not self.incremental,
+            persons_complete=not self.incremental,
+            person_unit_by="key",
+            unit_match="anchor",
+            source_name=self.source_name,
+        )
+        logger.info(
+            "LDAP source %s read: %s units, %s persons (%s)",
+            self.source_name,
+            len(units),
+            len(persons),
+            "incremental" if self.incremental else "full",
+        )
+        return Reading(data, self.new_state, self.incremental)
+
+    def _search(self, base: str, search_filter: str, attributes: list[str]):
+        return paged_search(
+            self.conn, self.settings, base, search_filter, attributes, on_page=self.on_page
+        )
+
+    def _read_units(self) -> tuple[list[UnitRecord], dict[str, str]]:
+        """OU mode: every OU below the org base, keyed on its id; and DN -> key."""
+        if self.settings["org_from"] != "ou":
+            return [], {}
+        base = self.settings["org_base"]
+        number_attr = self.settings["unit_number_attribute"]
+        wanted = [self.attrs["anchor"], number_attr, self.settings["change_attribute"]]
+        found = []
+        for dn, values in self._search(base, self.settings["ou_filter"], wanted):
+            if normal_dn(dn) == normal_dn(base):
+                continue  # the base itself is the customer, not a unit
+            self._track(values)
+            found.append((dn, self._anchor(values), values))
+        if not found:
+            raise DirectoryError(
+                f"There are no OUs below the org base {base!r}, so there is no org tree to "
+                "read. Check the org base, or take units from an attribute. Nothing was changed."
+            )
+        ou_of_dn = {normal_dn(dn): key for dn, key, _ in found}
+        names = {key: rdn_value(dn) for dn, key, _ in found}
+        numbers = {
+            key: (
+                names[key]
+                if number_attr.lower() == "ou"
+                else _text(values, number_attr) or names[key]
+            )
+            for dn, key, values in found
+        }
+        units = []
+        folded = Counter(n.casefold() for n in numbers.values())
+        repeated = {n for n, count in folded.items() if count > 1}
+        for dn, key, _ in found:
+            parent = ou_of_dn.get(normal_dn(parent_dn(dn)))
+            number = numbers[key]
+            if number.casefold() in repeated:
+                number = self._qualified(dn, base)  # "IT" under two branches: "Salg/IT"
+            units.append(UnitRecord(key, number[:64], names[key], parent, file=self.source_name))
+        return units, ou_of_dn
+
+    def _qualified(self, dn: str, base: str) -> str:
+        depth = len(ldap.dn.str2dn(dn)) - len(ldap.dn.str2dn(base))
+        return "/".join(rdn[0][1] for rdn in reversed(ldap.dn.str2dn(dn)[:depth]))
+
+    def _read_persons(self, ou_of_dn: dict[str, str]) -> list[PersonRecord]:
+        a = self.attrs
+        wanted = [
+            a["anchor"],
+            a["username"],
+            a["first_name"],
+            a["last_name"],
+            a["email"],
+            a["employee_number"],
+            a["unit_number"],
+            a["unit_name"],
+            self.settings["change_attribute"],
+        ]
+        if self.is_ad:
+            wanted.append("userAccountControl")
+        inactive = self._inactive_anchors()
+        search_filter = self._changed_since(self.settings["user_filter"])
+        persons, seen = [], set()
+        for base in self.settings["user_bases"]:
+            for dn, values in self._search(base, search_filter, wanted):
+                anchor = self._anchor(values)
+                if anchor in seen:
+                    continue  # overlapping user bases
+                seen.add(anchor)
+                self._track(values)
+                persons.append(self._person(dn, anchor, values, ou_of_dn, inactive))
+        return persons
+
+    def _inactive_anchors(self) -> set[str]:
+        extra = self.settings.get("inactive_filter") or ""
+        if self.is_ad or not extra:
+            return set()
+        if not extra.startswith("("):
+            extra = f"({extra})"
+        search_filter = self._changed_since(f"(&{self.settings['user_filter']}{extra})")
+        return {
+            self._anchor(values)
+            for base in self.settings["user_bases"]
+            for _, values in self._search(base, search_filter, [self.attrs["anchor"]])
+        }
+
+    def _person(self, dn, anchor, values, ou_of_dn, inactive) -> PersonRecord:
+        a = self.attrs
+        if self.settings["org_from"] == "ou":
+            unit_ref = self._enclosing_unit(dn, ou_of_dn)
+        else:
+            unit_ref = _text(values, a["unit_number"])
+            self.unit_names[anchor] = _text(values, a["unit_name"])
+        if self.is_ad:
+            active = not int(_text(values, "userAccountControl") or 0) & UAC_DISABLED
+        else:
+            active = anchor not in inactive
+        return PersonRecord(
+            username=_text(values, a["username"]),
+            first_name=_text(values, a["first_name"]),
+            last_name=_text(values, a["last_name"]),
+            email=_text(values, a["email"]) or None,
+            employee_number=_text(values, a["employee_number"]) or None,
+            unit_ref=unit_ref,
+            anchor=anchor,
+            is_active=active,
+            file=self.source_name,
+        )
+
+    def _enclosing_unit(self, dn: str, ou_of_dn: dict[str, str]) -> str:
+        """The nearest OU above the entry that is a unit; '' when it is outside the tree."""
+        rdns = ldap.dn.str2dn(dn)
+        for start in range(1, len(rdns)):
+            key = ou_of_dn.get(ldap.dn.dn2str(rdns[start:]).lower())
+            if key:
+                return key
+        return ""
+
+    def _units_from_persons(self, persons: list[PersonRecord]) -> list[UnitRecord]:
+        """Attribute mode: one unit per department number, named by the department name."""
+        names: dict[str, Counter] = {}
+        for person in persons:
+            if person.unit_ref:
+                name = self.unit_names.get(person.anchor) or person.unit_ref
+                names.setdefault(person.unit_ref, Counter())[name] += 1
+        return [
+            UnitRecord(number, number, counter.most_common(1)[0][0], None, file=self.source_name)
+            for number, counter in sorted(names.items())
+        ]
+
+    def _anchor(self, values: dict) -> str:
+        attribute = self.attrs["anchor"]
+        raw = values.get(attribute)
+        if not raw:
+            raise DirectoryError(
+                f"An entry came back without its {attribute}, which Kursa keys every unit and "
+                "person on. Check the attribute mapping and the bind account's rights. "
+                "Nothing was changed."
+            )
+        if attribute.lower() == "objectguid":
+            return str(uuid.UUID(bytes_le=raw[0]))
+        return raw[0].decode()
+
+
+def _text(values: dict, attribute: str) -> str:
+    raw = values.get(attribute)
+    return raw[0].decode("utf-8", "replace").strip() if raw else ""

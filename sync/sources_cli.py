@@ -1,0 +1,137 @@
+"""`flask directory source add-ldap|list|test` and `flask directory sync` (a contract).
+
+`sync` prints the same JSON and uses the same exit codes as `flask directory import`:
+0 applied or dry run, 1 failed, 3 held for approval.
+"""
+
+import json
+import os
+
+import click
+
+from portal.core.db import db
+from portal.core.errors import UserError
+from portal.directory.queries import customer_by_slug
+from sync.sources.ldap import operations
+from sync.sources.ldap.profiles import ORG_FROM, PROFILES
+
+CLI_ACTOR = "cli"
+
+
+@click.group("source", help="Directory sources (LDAP, Active Directory) synced by name.")
+def source_cli():
+    pass
+
+
+@source_cli.command("add-ldap")
+@click.argument("name")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+@click.option("--profile", type=click.Choice(PROFILES), required=True)
+@click.option("--uri", required=True, help="ldap://host, ldaps://host:636 or ldapi://...")
+@click.option("--bind-dn", required=True, help="The DN of the account Kursa reads with.")
+@click.option(
+    "--password-env",
+    "password_env",
+    required=True,
+    metavar="VARIABLE",
+    help="The environment variable holding the bind password (never a command-line value).",
+)
+@click.option("--user-base", "user_bases", required=True, multiple=True, help="Repeatable.")
+@click.option("--user-filter", help="LDAP filter of persons; the profile has a default.")
+@click.option("--org-from", type=click.Choice(ORG_FROM), default="ou", show_default=True)
+@click.option("--org-base", help="Base DN of the OU tree (for --org-from ou).")
+@click.option("--schedule", default=operations.DEFAULT_SCHEDULE, show_default=True)
+def add_ldap_command(
+    name, slug, profile, uri, bind_dn, password_env, user_bases, user_filter, org_from, org_base,
+    schedule,
+):  # fmt: skip
+    """Add LDAP source NAME for a customer (test it with 'flask directory source test')."""
+    customer = _customer(slug)
+    password = os.environ.get(password_env, "")
+    if not password:
+        raise click.ClickException(
+            f"The environment variable {password_env} is empty or not set; "
+            "put the bind password in it."
+        )
+    settings = {"uri": uri, "bind_dn": bind_dn, "user_bases": list(user_bases)}
+    settings["org_from"] = org_from
+    if user_filter:
+        settings["user_filter"] = user_filter
+    if org_base:
+        settings["org_base"] = org_base
+    _call(
+        operations.add_ldap_source,
+        customer,
+        name,
+        profile=profile,
+        settings=settings,
+        password=password,
+        schedule=schedule,
+        actor=CLI_ACTOR,
+    )
+    db.session.commit()
+    click.echo(f"Source {name} added for {slug}. Test it with: flask directory source test {name}")
+
+
+@source_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(as_json):
+    """List the directory sources of every customer."""
+    sources = [operations.describe(s) for s in operations.list_sources()]
+    if as_json:
+        click.echo(json.dumps(sources, ensure_ascii=False))
+        return
+    if not sources:
+        click.echo("No sources; add one with 'flask directory source add-ldap'.")
+    for s in sources:
+        click.echo(
+            f"{s['name']}  {s['customer']}  {s['profile']}  {s['uri']}  schedule {s['schedule']}"
+        )
+
+
+@source_cli.command("test")
+@click.argument("name")
+def test_command(name):
+    """Connect to source NAME and count what a full run would read; change nothing."""
+    source = _call(operations.source_by_name, name)
+    result = _call(operations.check_source, source)
+    if not result.ok:
+        raise click.ClickException(result.message)
+    click.echo(result.message)
+
+
+@click.command("sync")
+@click.argument("name")
+@click.option("--full", is_flag=True, help="Read everything; catches deletions.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def sync_command(name, full, dry_run, as_json):
+    """Sync directory source NAME now (incremental unless --full or first run).
+
+    Exit status: 0 applied or dry run, 1 failed, 3 held for approval.
+    """
+    from sync.cli import _report  # sync.cli imports this module: resolve at call time
+
+    source = _call(operations.source_by_name, name)
+    run = operations.sync_source(source, actor=CLI_ACTOR, full=full, dry_run=dry_run)
+    _report(run, as_json)
+
+
+ldap_commands = [source_cli, sync_command]
+
+
+def _customer(slug: str):
+    customer = customer_by_slug(slug)
+    if customer is None:
+        raise click.ClickException(
+            f"No customer with the slug {slug!r}; create it with 'flask customer create'."
+        )
+    return customer
+
+
+def _call(operation, *args, **kwargs):
+    try:
+        return operation(*args, **kwargs)
+    except UserError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
