@@ -3,6 +3,7 @@
 import csv
 import io
 import logging
+from typing import NamedTuple
 
 from flask import (
     Blueprint,
@@ -25,7 +26,8 @@ from wtforms import BooleanField, SelectChoice, SelectField
 from portal.core import access
 from portal.core.db import db
 from portal.core.errors import UserError
-from portal.web import add_person_panel
+from portal.directory.models import OrgUnit, Person
+from portal.web import add_person_panel, paginate
 from sync.models import RunStatus, SyncChange, SyncIssue, SyncRun
 from sync.runs import FileInput, apply_preview, approve_run, import_files, report_rows, revert_run
 
@@ -38,6 +40,14 @@ HISTORY_SHOWN = 50
 CSV_CHUNK_ROWS = 1000
 # A run reads and changes a whole customer: HR and IT admins granted at its root see runs.
 WHOLE = {"roles": access.SYNC_ROLES, "whole": True}
+UNIT_NUMBER_FIELDS = ("unit", "parent")  # change fields whose values are unit numbers
+
+
+class Subject(NamedTuple):
+    """Who or what a change is about, by name, and the person page to link to (if any)."""
+
+    name: str
+    person_id: int | None = None
 
 
 class UploadForm(FlaskForm):
@@ -96,10 +106,7 @@ def runs():
         .where(SyncRun.customer_id.in_(access.visible_customer_ids(current_user, **WHOLE)))
         .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
     )
-    page = db.paginate(
-        query, page=request.args.get("page", 1, type=int), per_page=RUNS_PER_PAGE, error_out=False
-    )
-    return render_template("sync/runs.html", page=page)
+    return render_template("sync/runs.html", page=paginate(query, RUNS_PER_PAGE))
 
 
 @bp.route("/runs/<int:run_id>")
@@ -114,12 +121,8 @@ def run(run_id: int):
         changes = changes.where(SyncChange.action == action)
     if entity:
         changes = changes.where(SyncChange.entity == entity)
-    page = db.paginate(
-        changes,
-        page=request.args.get("page", 1, type=int),
-        per_page=CHANGES_PER_PAGE,
-        error_out=False,
-    )
+    page = paginate(changes, CHANGES_PER_PAGE)
+    rows = [(change, changed_fields(change)) for change in page.items]
     return render_template(
         "sync/run.html",
         run=run,
@@ -128,7 +131,9 @@ def run(run_id: int):
         action=action,
         entity=entity,
         page=page,
-        rows=[(change, changed_fields(change)) for change in page.items],
+        rows=rows,
+        subjects=change_subjects(page.items),
+        unit_names=unit_names(run.customer_id, [fields for _, fields in rows]),
         issues=_issues(run),
         issue_count=db.session.scalar(
             select(func.count()).select_from(SyncIssue).where(SyncIssue.run_id == run.id)
@@ -224,8 +229,15 @@ def person_history(person) -> Markup:
         .limit(HISTORY_SHOWN)
     )
     rows = [(change, run, changed_fields(change)) for change, run in db.session.execute(query)]
+    names = unit_names(person.customer_id, [fields for _, _, fields in rows])
     return Markup(
-        render_template("sync/person_history.html", rows=rows, person=person, cap=HISTORY_SHOWN)
+        render_template(
+            "sync/person_history.html",
+            rows=rows,
+            person=person,
+            unit_names=names,
+            cap=HISTORY_SHOWN,
+        )
     )
 
 
@@ -237,16 +249,76 @@ bp.record_once(_attach)
 
 
 def changed_fields(change: SyncChange) -> list[tuple[str, object, object]]:
-    """(field, before, after) for what the change altered; every filled field when created."""
+    """(field, before, after) for what the change altered; every filled field when created.
+
+    Internal ids the engine keeps for a revert (a moved person's `unit_id`) are left out:
+    they mean nothing to a reader.
+    """
     before, after = change.before or {}, change.after or {}
     if not before:
-        return [(name, None, value) for name, value in after.items() if value not in (None, "")]
+        return [
+            (name, None, value)
+            for name, value in after.items()
+            if value not in (None, "") and not name.endswith("_id")
+        ]
     names = list(before) + [name for name in after if name not in before]
     return [
         (name, before.get(name), after.get(name))
         for name in names
-        if name in after and before.get(name) != after.get(name)
+        if name in after and before.get(name) != after.get(name) and not name.endswith("_id")
     ]
+
+
+def change_subjects(changes: list[SyncChange]) -> dict[int, Subject]:
+    """change id -> the person or unit it is about, named as it is now: one query per page.
+
+    A change of a preview that would create someone has no row to join yet; it is named from
+    the values it would write.
+    """
+    subjects = {change.id: subject for change in changes if (subject := _named_by(change))}
+    ids = [change.id for change in changes if change.entity_id is not None]
+    if not ids:
+        return subjects
+    query = (
+        select(SyncChange.id, Person.id, Person.first_name, Person.last_name, OrgUnit.name)
+        .select_from(SyncChange)
+        .outerjoin(Person, (SyncChange.entity == "person") & (Person.id == SyncChange.entity_id))
+        .outerjoin(OrgUnit, (SyncChange.entity == "unit") & (OrgUnit.id == SyncChange.entity_id))
+        .where(SyncChange.id.in_(ids))
+    )
+    for change_id, person_id, first_name, last_name, unit_name in db.session.execute(query):
+        if person_id is not None:
+            subjects[change_id] = Subject(f"{first_name} {last_name}".strip(), person_id)
+        elif unit_name is not None:
+            subjects[change_id] = Subject(unit_name)
+    return subjects
+
+
+def unit_names(customer_id: int, diffs: list[list[tuple]]) -> dict[str, str]:
+    """unit number -> name, for the numbers the diffs show as a unit or parent: one query."""
+    numbers = {
+        value
+        for fields in diffs
+        for name, before, after in fields
+        if name in UNIT_NUMBER_FIELDS
+        for value in (before, after)
+        if isinstance(value, str) and value
+    }
+    if not numbers:
+        return {}
+    query = select(OrgUnit.number, OrgUnit.name).where(
+        OrgUnit.customer_id == customer_id, OrgUnit.number.in_(numbers)
+    )
+    return {number: name for number, name in db.session.execute(query)}
+
+
+def _named_by(change: SyncChange) -> Subject | None:
+    after = change.after or {}
+    if change.entity == "unit":
+        name = after.get("name") or ""
+    else:
+        name = " ".join(part for part in (after.get("first_name"), after.get("last_name")) if part)
+    return Subject(name) if name else None
 
 
 def _act(run: SyncRun, operation):
