@@ -5,6 +5,7 @@ sync.runs commits once everything, the run report included, is written.
 """
 
 import logging
+import re
 from collections.abc import Callable
 
 from sqlalchemy import bindparam, insert, select, update
@@ -124,19 +125,11 @@ def rebuild_paths(conn, customer, new_parents: dict[int, int]) -> None:
     ).all()
     parent = {r.id: new_parents.get(r.id, r.parent_id) for r in rows}
     parent[customer.root_unit_id] = None
-    paths: dict[int, str] = {}
-
-    def path_of(unit_id: int) -> str:
-        found = paths.get(unit_id)
-        if found is None:
-            above = parent[unit_id]
-            found = (path_of(above) if above else "/") + f"{unit_id}/"
-            paths[unit_id] = found
-        return found
+    paths = tree_paths(parent)
 
     stale = []
     for r in rows:
-        path = path_of(r.id)
+        path = paths[r.id]
         depth = path.count("/") - 2
         if (path, depth, parent[r.id]) != (r.path, r.depth, r.parent_id):
             stale.append({"b_id": r.id, "path": path, "depth": depth, "parent_id": parent[r.id]})
@@ -149,6 +142,29 @@ def rebuild_paths(conn, customer, new_parents: dict[int, int]) -> None:
             ),
             stale,
         )
+
+
+class TreeCycle(Exception):
+    """The parents given would make a unit its own ancestor."""
+
+
+def tree_paths(parent: dict[int, int | None]) -> dict[int, str]:
+    """unit id -> materialised path ('/root/.../id/'), walking up iteratively (trees may be
+    deeper than Python's recursion limit); raises TreeCycle rather than looping."""
+    paths: dict[int | None, str] = {None: "/"}
+    for start in parent:
+        chain, unit_id, seen = [], start, set()
+        while unit_id not in paths:
+            if unit_id in seen:
+                raise TreeCycle(unit_id)
+            seen.add(unit_id)
+            chain.append(unit_id)
+            unit_id = parent.get(unit_id)
+        for below in reversed(chain):
+            paths[below] = f"{paths[unit_id]}{below}/"
+            unit_id = below
+    del paths[None]
+    return paths
 
 
 class _Driver:
@@ -310,9 +326,26 @@ def store_report(
     store_issues(conn, run_id, changes.issues)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _shown(value):
+    """Control characters as visible escapes: a NUL is no text to PostgreSQL, nor to people."""
+    if not isinstance(value, str):
+        return value
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+
+
 def store_issues(conn, run_id: int, issues: list[Issue]) -> None:
     if issues:
         conn.execute(
             insert(SyncIssue.__table__),
-            [{"run_id": run_id, "severity": i.severity, **i.where()} for i in issues],
+            [
+                {
+                    "run_id": run_id,
+                    "severity": i.severity,
+                    **{k: _shown(v) for k, v in i.where().items()},
+                }
+                for i in issues
+            ],
         )

@@ -19,6 +19,7 @@ from sync.records import Issue, PersonRecord, SourceData, UnitRecord
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PERSON_FIELDS = ("username", "first_name", "last_name", "email", "employee_number")
 ROOT = None  # the key of the customer's root unit in plan terms
+MAX_DEPTH = 300  # levels below the customer; a path of 300 ids still fits a PostgreSQL index
 
 
 @dataclass(slots=True)
@@ -100,6 +101,25 @@ def counts_from_tally(tally) -> dict:
     }
 
 
+# The longest value each column holds; a longer one is a rejected row, on every engine.
+PERSON_LIMITS = {
+    name: Person.__table__.c[name].type.length
+    for name in ("username", "first_name", "last_name", "email", "employee_number")
+}
+UNIT_LIMITS = {name: OrgUnit.__table__.c[name].type.length for name in ("number", "name")}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def value_problem(value: str | None, limit: int) -> str | None:
+    if not value:
+        return None
+    if len(value) > limit:
+        return f"The value is {len(value)} characters long; at most {limit} fit."
+    if _CONTROL.search(value):
+        return "The value holds a control character (such as NUL); re-export the file."
+    return None
+
+
 ExistingUnit = namedtuple("ExistingUnit", "id parent_id number name kind anchor is_active")
 ExistingPerson = namedtuple(
     "ExistingPerson",
@@ -162,6 +182,7 @@ class _UnitPlanner:
         self.protected: set[str] = set(data.rejected_unit_keys)
         self.final_parent: dict[str, str | None] = {}
         self.final_active: dict[str, bool] = {k: r.is_active for k, r in self.existing.items()}
+        self.depth: dict[str | None, int] = {ROOT: 0}
 
     def _existing_key(self, row) -> str:
         return row.anchor if self.data.unit_match == "anchor" else row.number
@@ -171,8 +192,28 @@ class _UnitPlanner:
         self._resolve_parents()
         if self._refuse_cycles():
             return
-        for key in self._ordered(self.accepted):
+        ordered = self._ordered(self.accepted)
+        if self._refuse_depth(ordered):
+            return
+        for key in ordered:
             self._compare(self.accepted[key])
+
+    def _refuse_depth(self, ordered: list[str]) -> bool:
+        """A path must fit one database index entry, so the tree has a (generous) depth limit."""
+        deepest = max(ordered, key=lambda k: self.depth[k], default=None)
+        if deepest is None or self.depth[deepest] <= MAX_DEPTH:
+            return False
+        record = self.accepted[deepest]
+        self._issue(
+            record,
+            f"The organisation tree would be {self.depth[deepest]} levels deep "
+            f"below unit {record.number}; Kursa keeps trees of up to {MAX_DEPTH} levels. "
+            "Nothing was changed.",
+            self.parent_header,
+            record.parent_key,
+        )
+        self.changes.fatal = True
+        return True
 
     def _accept_unique(self) -> None:
         by_key: dict[str, list[UnitRecord]] = defaultdict(list)
@@ -180,7 +221,10 @@ class _UnitPlanner:
             by_key[record.key].append(record)
         for key, records in by_key.items():
             if len(records) == 1:
-                self.accepted[key] = records[0]
+                if self._value_problem(records[0]):
+                    self.protected.add(key)
+                else:
+                    self.accepted[key] = records[0]
                 continue
             rows = ", ".join(str(r.row) for r in records)
             for record in records:
@@ -192,6 +236,15 @@ class _UnitPlanner:
                     record.number,
                 )
             self.protected.add(key)
+
+    def _value_problem(self, record: UnitRecord) -> bool:
+        headers = self.data.headers.get("org", {})
+        for name, limit in UNIT_LIMITS.items():
+            problem = value_problem(getattr(record, name), limit)
+            if problem:
+                self._issue(record, problem, headers.get(name, name), getattr(record, name)[:200])
+                return True
+        return False
 
     def _resolve_parents(self) -> None:
         """Drop units whose parent is neither accepted nor in Kursa, and their descendants."""
@@ -251,16 +304,18 @@ class _UnitPlanner:
         self.changes.fatal = True
 
     def _ordered(self, keys) -> list[str]:
-        depth: dict[str, int] = {}
-
-        def depth_of(key):
-            if key is ROOT:
-                return 0
-            if key not in depth:
-                depth[key] = depth_of(self.final_parent.get(key)) + 1
-            return depth[key]
-
-        return sorted(keys, key=lambda k: (depth_of(k), k))
+        """Parents before children (the tree has no cycles by now). Iterative: trees may be
+        deeper than Python's recursion limit."""
+        depth = self.depth
+        for start in keys:
+            chain, key = [], start
+            while key not in depth:
+                chain.append(key)
+                key = self.final_parent.get(key)
+            for below in reversed(chain):
+                depth[below] = depth[key] + 1
+                key = below
+        return sorted(keys, key=lambda k: (depth[k], k))
 
     def _compare(self, record: UnitRecord) -> None:
         old = self.existing.get(record.key)
@@ -414,6 +469,8 @@ class _PersonPlanner:
         self.unit_by_name = self._units_by_name() if data.person_unit_by == "name" else {}
         self.seen: set[int] = set()
         self.protected: set[int] = set()
+        optional = ("email", "employee_number")
+        self.absent = [f for f in optional if self.headers and f not in self.headers]
         self.active_per_unit: dict[str | None, int] = defaultdict(int)
 
     def _units_by_name(self) -> dict[str, list[str]]:
@@ -435,6 +492,10 @@ class _PersonPlanner:
         self.taken_elsewhere = self._find_taken_elsewhere(
             [key for key in records if key and key not in self.by_username]
         )
+        for username in self.data.rejected_person_keys:
+            old = self.by_username.get(with_prefix(username, prefix).lower())
+            if old is not None:
+                self.protected.add(old.id)
         for key, group in records.items():
             if len(group) > 1 and key:
                 self._reject_duplicates(group)
@@ -479,6 +540,10 @@ class _PersonPlanner:
             self._update(record, old, unit_key)
 
     def _row_problem(self, record: PersonRecord) -> tuple[str, str, str] | None:
+        for name, limit in PERSON_LIMITS.items():
+            problem = value_problem(getattr(record, name), limit)
+            if problem:
+                return name, problem, (getattr(record, name) or "")[:200]
         if not record.first_name:
             return "first_name", "The first name is empty.", ""
         if not record.last_name:
@@ -600,6 +665,8 @@ class _PersonPlanner:
             self.active_per_unit[unit_key] += 1
 
     def _update(self, record: PersonRecord, old, unit_key) -> None:
+        for name in self.absent:  # a column the source lacks is no change of its value
+            setattr(record, name, getattr(old, name))
         if (
             record.is_active == old.is_active
             and self.unit_key_of_id.get(old.unit_id) == unit_key

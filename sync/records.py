@@ -76,6 +76,8 @@ class SourceData:
     fatal: bool = False  # the source could not be read well enough to plan
     # Keys of units whose rows the source rejected: such units are left exactly as they are.
     rejected_unit_keys: list[str] = field(default_factory=list)
+    # Usernames (as written) of person rows the source rejected: those persons stay as they are.
+    rejected_person_keys: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -76,8 +76,8 @@ def _revert_person(change: SyncChange, person: Person, result: ChangeSet, now) -
             _conflict(result, change, "unit")
             return
         target = db.session.get(OrgUnit, change.before.get("unit_id"))
-        if target is None:
-            _conflict(result, change, "unit")
+        if target is None or not target.is_active:
+            _conflict(result, change, "unit", "the earlier unit is no longer active")
             return
         person.unit_id = target.id
         result.changes.append(
@@ -127,6 +127,9 @@ def _revert_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) -> b
         if current_number != change.after.get("parent") or parent is None:
             _conflict(result, change, "parent")
             return False
+        if _is_below(parent, unit):
+            _conflict(result, change, "parent", "the earlier parent now lies below the unit")
+            return False
         unit.parent_id = parent.id
         result.changes.append(
             Change(
@@ -158,6 +161,16 @@ def _unit_by_number(customer_id: int, number: str | None, unit: OrgUnit) -> OrgU
     )
 
 
+def _is_below(candidate: OrgUnit, unit: OrgUnit) -> bool:
+    """Whether `candidate` lies in `unit`'s branch, by the parents as this revert left them."""
+    above = candidate
+    while above is not None:
+        if above.id == unit.id:
+            return True
+        above = db.session.get(OrgUnit, above.parent_id) if above.parent_id else None
+    return False
+
+
 def _is_empty(unit: OrgUnit) -> bool:
     db.session.flush()
     persons = db.session.scalar(
@@ -174,11 +187,11 @@ def _set_active(obj, active: bool, now) -> None:
     obj.active_changed_at = now
 
 
-def _conflict(result: ChangeSet, change: SyncChange, field: str) -> None:
+def _conflict(result: ChangeSet, change: SyncChange, field: str, why: str = "") -> None:
+    why = why or "it was changed again after this run"
     result.issues.append(
         Issue(
-            f"The {field} of {change.entity} {change.key} was changed again after this run; the "
-            "later value is kept.",
+            f"The {field} of {change.entity} {change.key} is kept as it is: {why}.",
             severity="notice",
             column=field,
             value=change.key,

@@ -11,6 +11,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select, update
@@ -79,6 +80,7 @@ def run_source(
     run_id, started = run.id, time.perf_counter()
     try:
         lock_customer(customer.id)
+        _close_interrupted(customer.id, run_id)
         changes = plan(data, customer)
         progress("plan", 1.0)
         reason = None if changes.fatal else hold_reason(changes, _limits())
@@ -123,6 +125,18 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
     started = time.perf_counter()
     try:
         lock_customer(run.customer_id)
+        later = db.session.scalar(
+            select(SyncRun.id).where(
+                SyncRun.customer_id == run.customer_id,
+                SyncRun.status == RunStatus.APPLIED,
+                SyncRun.id > run.id,
+            )
+        )
+        if later is not None:
+            raise Conflict(
+                f"Run {later} was applied after this run was held, so what this run "
+                "read is out of date. Import the files again."
+            )
         _clear_report(run.id)
         changes = plan(data, run.customer)
         if changes.fatal:
@@ -214,6 +228,33 @@ def lock_customer(customer_id: int) -> None:
     )
 
 
+INTERRUPTED_AFTER = timedelta(minutes=2)
+
+
+def _close_interrupted(customer_id: int, current_run_id: int) -> None:
+    """Mark as failed the runs of this customer that a killed process left 'running'.
+
+    Holding the customer's lock, no other run of it can be applying; one merely waiting for
+    the lock overwrites this status when it finishes. Runs younger than a couple of minutes
+    are left alone, as they may still be reading their files.
+    """
+    db.session.execute(
+        update(SyncRun)
+        .where(
+            SyncRun.customer_id == customer_id,
+            SyncRun.status == RunStatus.RUNNING,
+            SyncRun.id != current_run_id,
+            SyncRun.started_at < utcnow() - INTERRUPTED_AFTER,
+        )
+        .values(
+            status=RunStatus.FAILED.value,
+            finished_at=utcnow(),
+            error="The run was interrupted (its process stopped) before it finished; "
+            "nothing of it was applied.",
+        )
+    )
+
+
 def get_run(run_id: int) -> SyncRun:
     run = db.session.get(SyncRun, run_id)
     if run is None:
@@ -259,32 +300,17 @@ def report_rows(run: SyncRun) -> Iterator[list[str]]:
         .order_by(SyncChange.id)
         .execution_options(yield_per=2000)
     ).scalars()
+    blank = [""] * 6
     for c in changes:
-        yield [
-            "change",
-            c.entity,
-            c.key,
-            c.action,
-            _plain(c.before),
-            _plain(c.after),
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]
+        row = ["change", c.entity, c.key, c.action, _plain(c.before), _plain(c.after), *blank]
+        yield [_cell(cell) for cell in row]
     issues = db.session.scalars(
         select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
     )
     for i in issues:
-        yield [
+        row = [
             "issue",
-            "",
-            "",
-            "",
-            "",
-            "",
+            *blank[:5],
             i.severity,
             i.file or "",
             "" if i.row is None else str(i.row),
@@ -292,6 +318,12 @@ def report_rows(run: SyncRun) -> Iterator[list[str]]:
             i.value or "",
             i.message,
         ]
+        yield [_cell(cell) for cell in row]
+
+
+def _cell(text: str) -> str:
+    """Spreadsheets run a cell starting with = + - @ as a formula: quote it (OWASP advice)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _plain(values: dict | None) -> str:
@@ -356,6 +388,8 @@ def _store_outcome(
 
 def _finish(run: SyncRun, status: RunStatus, changes: ChangeSet) -> None:
     run.status = status.value
+    if status != RunStatus.FAILED:
+        run.error = None
     run.counts = changes.counts() if status != RunStatus.FAILED else counts_from_tally(_zero())
     if status == RunStatus.APPLIED:
         run.payload = None

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import orjson
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, DateTime, Engine, MetaData, String, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 from sqlalchemy.types import TypeDecorator
 
@@ -17,7 +17,7 @@ NAMING_CONVENTION = {
 }
 
 # Materialised paths are compared byte-wise so that a branch is one index range scan.
-PathString = String(1000).with_variant(String(1000, collation="C"), "postgresql")
+PathString = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 def json_text(value) -> str:
@@ -70,7 +70,8 @@ def _tune_sqlite(dbapi_connection, connection_record):
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # A run holds the write lock while it applies (seconds for 100,000 persons); others wait.
+    cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
 
 

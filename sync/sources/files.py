@@ -19,6 +19,8 @@ from pathlib import Path
 from sync.records import FileInfo, Issue, PersonRecord, SourceData, UnitRecord
 
 XLSX_MAGIC = b"PK\x03\x04"
+MAX_XLSX_UNPACKED = 256 * 2**20
+MAX_CELL = 10_000  # characters; no name, address or number is longer
 DELIMITERS = (";", ",", "\t")
 _HEADER_NOISE = re.compile(r"[\s_\-.:/()#]+")
 
@@ -168,53 +170,79 @@ def header_key(text: str) -> str:
 
 def read_table(file: FileInput) -> Table:
     """Open a CSV or XLSX file; the first non-empty row is the header."""
-    if file.data.startswith(XLSX_MAGIC) or file.name.lower().endswith((".xlsx", ".xlsm")):
+    if file.data.startswith(XLSX_MAGIC):
         return _read_xlsx(file)
+    if file.name.lower().endswith((".xlsx", ".xlsm")):
+        raise FileProblem(
+            Issue(
+                "The file is named like an XLSX workbook but is not one; if it "
+                "is CSV text, name it .csv.",
+                file=file.name,
+            )
+        )
     return _read_csv(file)
 
 
 def _read_csv(file: FileInput) -> Table:
     text = _decode(file)
-    lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), None)
+    first = next((line for line in text.splitlines() if line.strip()), None)
     if first is None:
         raise FileProblem(Issue("The file is empty.", file=file.name))
     delimiter = max(DELIMITERS, key=first.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: an unbalanced quote is an error, never a cell that swallows the rows after it.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records = enumerate(reader, start=1)  # row numbers as a spreadsheet shows them
     try:
-        for header in reader:
+        for _, header in records:
             if any(cell.strip() for cell in header):
                 break
         else:
             raise FileProblem(Issue("The file has no header row.", file=file.name))
     except csv.Error as exc:
         raise FileProblem(Issue(f"The file is not valid CSV: {exc}.", file=file.name)) from None
-    return Table([h.strip() for h in header], _csv_rows(file, reader))
+    return Table([h.strip() for h in header], _csv_rows(file, records))
 
 
-def _csv_rows(file: FileInput, reader) -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(file: FileInput, records) -> Iterator[tuple[int, list[str]]]:
+    row = 1
     try:
-        for cells in reader:
-            yield reader.line_num, [c.strip() for c in cells]
+        for row, cells in records:
+            yield row, [c.strip() for c in cells]
     except csv.Error as exc:
-        problem = f"The file is not valid CSV near line {reader.line_num}: {exc}."
-        raise FileProblem(Issue(problem, file=file.name, row=reader.line_num)) from None
+        problem = (
+            f'The file is not valid CSV after row {row}: {exc}. A quote (") that '
+            "opens a value must close it; nothing was imported."
+        )
+        raise FileProblem(Issue(problem, file=file.name, row=row + 1)) from None
 
 
 def _decode(file: FileInput) -> str:
-    if file.data.startswith(b"\xef\xbb\xbf"):
-        return file.data[3:].decode("utf-8", errors="strict")
+    data = file.data
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        # Excel's "Unicode text" export: UTF-16 with a byte-order mark, tab-separated.
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise FileProblem(
+                Issue(f"The file is not valid UTF-16 text (byte {exc.start}).", file=file.name)
+            ) from None
+    if data[:65536].count(b"\x00") > len(data[:65536]) // 100:
+        raise FileProblem(
+            Issue(
+                "The file is neither CSV text nor an XLSX workbook (it holds "
+                "NUL bytes: UTF-16 without a byte-order mark, or binary).",
+                file=file.name,
+            )
+        )
     try:
-        return file.data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    if b"\x00" in file.data[:4096]:
-        raise FileProblem(
-            Issue("The file is neither CSV text nor an XLSX workbook.", file=file.name)
-        )
     # Danish Excel saves "CSV" in Windows-1252; its 5 unused bytes are still errors.
     try:
-        return file.data.decode("cp1252")
+        return data.decode("cp1252")
     except UnicodeDecodeError as exc:
         raise FileProblem(
             Issue(
@@ -227,30 +255,68 @@ def _decode(file: FileInput) -> str:
 def _read_xlsx(file: FileInput) -> Table:
     from openpyxl import load_workbook
 
+    _refuse_unpacking_too_much(file)
     try:
         workbook = load_workbook(io.BytesIO(file.data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        sheet = workbook.worksheets[0]
+        # Read-only mode trusts the sheet's stored <dimension>, which some writers leave stale
+        # (rows and columns beyond it would be dropped without a word).
+        sheet.reset_dimensions()
+        rows = sheet.iter_rows()
+        for header_cells in rows:
+            header = [_cell_text(c) for c in header_cells]
+            if any(header):
+                break
+        else:
+            workbook.close()
+            raise FileProblem(Issue("The workbook's first sheet is empty.", file=file.name))
+    except FileProblem:
+        raise
+    except Exception as exc:  # openpyxl raises many kinds on a damaged workbook
         raise FileProblem(
-            Issue(f"The file is not a readable XLSX workbook ({exc}).", file=file.name)
+            Issue(
+                f"The file is not a readable XLSX workbook ({type(exc).__name__}).", file=file.name
+            )
         ) from None
-    sheet = workbook.worksheets[0]
-    rows = sheet.iter_rows()
-    for header_cells in rows:
-        header = [_cell_text(c) for c in header_cells]
-        if any(header):
-            break
-    else:
-        workbook.close()
-        raise FileProblem(Issue("The workbook's first sheet is empty.", file=file.name))
-    return Table(header, _xlsx_rows(workbook, rows))
+    return Table(header, _xlsx_rows(file, workbook, rows))
 
 
-def _xlsx_rows(workbook, rows) -> Iterator[tuple[int, list[str]]]:
+def _refuse_unpacking_too_much(file: FileInput) -> None:
+    try:
+        unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(file.data)).infolist())
+    except zipfile.BadZipFile:
+        raise FileProblem(
+            Issue("The file is not a readable XLSX workbook (a damaged zip).", file=file.name)
+        ) from None
+    if unpacked > MAX_XLSX_UNPACKED:
+        raise FileProblem(
+            Issue(
+                f"The workbook unpacks to {unpacked // 2**20} MB, more than "
+                f"{MAX_XLSX_UNPACKED // 2**20} MB; save it as CSV instead.",
+                file=file.name,
+            )
+        )
+
+
+def _xlsx_rows(file: FileInput, workbook, rows) -> Iterator[tuple[int, list[str]]]:
+    row = 1
     try:
         for cells in rows:
             if not cells:
                 continue
-            yield cells[0].row, [_cell_text(c) for c in cells]
+            row = cells[0].row
+            yield row, [_cell_text(c) for c in cells]
+    except FileProblem:
+        raise
+    except Exception as exc:
+        raise FileProblem(
+            Issue(
+                f"The workbook is damaged after row {row} "
+                f"({type(exc).__name__}); nothing was imported.",
+                file=file.name,
+                row=row + 1,
+            )
+        ) from None
     finally:
         workbook.close()
 
@@ -271,7 +337,7 @@ def _cell_text(cell) -> str:
         return value.isoformat()
     if isinstance(value, int | float):
         number = int(value) if float(value).is_integer() else value
-        text = str(number)
+        text = str(number) if isinstance(number, int) else f"{number:.15g}"
         # A number formatted as '00000' shows its leading zeros in Excel: keep them.
         fmt = getattr(cell, "number_format", "") or ""
         if isinstance(number, int) and fmt and set(fmt) == {"0"} and len(fmt) > len(text):
@@ -333,6 +399,17 @@ class _Reader:
         used = set(self.columns.values())
         self.unused = [h for i, h in enumerate(self.table.headers) if h and i not in used]
 
+    @staticmethod
+    def _row_problem(cells: list[str], header_width: int) -> str | None:
+        if len(cells) > header_width and any(cells[header_width:]):
+            return (
+                f"The row has {len(cells)} values but the header has {header_width} "
+                "columns; a delimiter inside a value must be in quotes. The row is skipped."
+            )
+        if any(len(cell) > MAX_CELL for cell in cells):
+            return f"A value is longer than {MAX_CELL} characters; the row is skipped."
+        return None
+
     def notices(self) -> list[Issue]:
         """Columns the import does not read: a misspelt header would otherwise go unseen."""
         return [
@@ -346,11 +423,15 @@ class _Reader:
             for header in self.unused
         ]
 
-    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+    def rows(
+        self, issues: list[Issue], rejected: list[str], key: str
+    ) -> Iterator[tuple[int, dict[str, str]]]:
+        """The data rows as field -> text. A row that cannot be trusted is reported, its
+        `key` field (when readable) added to `rejected`, and skipped."""
         count = 0
         fields = list(self.columns)
         indexes = list(self.columns.values())
-        width = max(indexes) + 1
+        width, header_width = max(indexes) + 1, len(self.table.headers)
         pick = itemgetter(*indexes) if len(indexes) > 1 else lambda cells: (cells[indexes[0]],)
         for row_number, cells in self.table.rows:
             if not any(cells):
@@ -358,7 +439,16 @@ class _Reader:
             count += 1
             if len(cells) < width:
                 cells = cells + [""] * (width - len(cells))
-            yield row_number, dict(zip(fields, pick(cells), strict=True))
+            values = dict(zip(fields, pick(cells), strict=True))
+            problem = self._row_problem(cells, header_width)
+            if problem:
+                issues.append(
+                    Issue(problem, self.file.name, row_number, None, values.get(key, "")[:200])
+                )
+                if values.get(key):
+                    rejected.append(values[key])
+                continue
+            yield row_number, values
         if count == 0:
             raise FileProblem(Issue("The file has a header but no data rows.", file=self.file.name))
 
@@ -389,7 +479,9 @@ def read_files(
             PERSON_COLUMNS,
             columns.get("persons"),
         )
-        data.persons = list(_person_records(person_reader, unit_field, data.issues))
+        data.persons = list(
+            _person_records(person_reader, unit_field, data.issues, data.rejected_person_keys)
+        )
         data.headers = {"org": org_reader.headers, "persons": person_reader.headers}
         data.issues.extend(org_reader.notices() + person_reader.notices())
     except FileProblem as problem:
@@ -402,7 +494,7 @@ def _unit_records(
     reader: _Reader, issues: list[Issue], rejected: list[str]
 ) -> Iterator[UnitRecord]:
     name = reader.file.name
-    for row, cells in reader.rows():
+    for row, cells in reader.rows(issues, rejected, "number"):
         number, title = cells["number"], cells["name"]
         kind_text = cells.get("kind", "")
         kind = KIND_NAMES.get(kind_text.casefold())
@@ -438,10 +530,10 @@ def _unit_records(
 
 
 def _person_records(
-    reader: _Reader, unit_field: str, issues: list[Issue]
+    reader: _Reader, unit_field: str, issues: list[Issue], rejected: list[str]
 ) -> Iterator[PersonRecord]:
     name = reader.file.name
-    for row, cells in reader.rows():
+    for row, cells in reader.rows(issues, rejected, "username"):
         yield PersonRecord(
             username=cells["username"],
             first_name=cells["first_name"],

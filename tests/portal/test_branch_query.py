@@ -35,4 +35,5 @@ def test_branch_query_uses_the_path_index(customer, import_csv, app):
         db.session.execute(text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(r[0] for r in db.session.execute(text(f"EXPLAIN {statement}")))
         assert "ix_org_units_path" in plan, plan
-        assert "Index Cond" in plan and "(path)::text >=" in plan, plan
+        (condition,) = [line for line in plan.splitlines() if "Index Cond" in line]
+        assert "path" in condition and ">=" in condition and "<" in condition, plan

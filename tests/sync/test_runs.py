@@ -256,3 +256,35 @@ def test_report_csv_shows_values_as_words_without_internal_ids(customer, import_
         ("updated", "email: ida@example.test", "email: (empty)"),
         ("moved", "unit: 20", "unit: 30"),
     ]
+
+
+def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next_run(customer, import_csv):
+    from datetime import timedelta
+
+    from portal.core.db import utcnow
+    from sync.models import SyncRun
+
+    stuck = SyncRun(
+        customer_id=customer.id,
+        source_kind="files",
+        started_by="cli",
+        status="running",
+        counts={},
+        started_at=utcnow() - timedelta(minutes=30),
+    )
+    waiting = SyncRun(
+        customer_id=customer.id,
+        source_kind="files",
+        started_by="cli",
+        status="running",
+        counts={},
+        started_at=utcnow(),
+    )
+    db.session.add_all([stuck, waiting])
+    db.session.commit()
+
+    import_csv(customer, UNITS, PERSONS)
+    db.session.refresh(stuck)
+    db.session.refresh(waiting)
+    assert stuck.status == "failed" and "interrupted" in stuck.error
+    assert waiting.status == "running"  # young: it may still be reading its files
