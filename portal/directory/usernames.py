@@ -62,7 +62,21 @@ def name_forms(first_name: str, last_name: str) -> set[str]:
             forms.update(_squash(f"{a}{b}") for a, b in ((first, last), (last, first)))
             forms.update(_squash(f"{a[0]}{b[0]}") for a, b in ((first, last), (last, first)))
     forms.discard("")
-    return forms
+    # Danish letters as people type them without a Danish keyboard: ø -> o or oe, and so on.
+    return {variant for form in forms for variant in _spellings(form)}
+
+
+_SPELLINGS = (
+    str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"}),
+    str.maketrans({"æ": "a", "ø": "o", "å": "a"}),
+)
+
+
+def _spellings(form: str) -> set[str]:
+    if form.isascii():
+        return {form}
+    plain = "".join(c for c in unicodedata.normalize("NFKD", form) if c.isascii())
+    return {form, plain, *(form.translate(table) for table in _SPELLINGS)}
 
 
 def username_problem(
@@ -85,7 +99,10 @@ def username_problem(
     # cannot be one. That spares building the forms for nearly every row.
     folded = bare.casefold()
     chars = set(folded) - _SEPARATORS if folded.isascii() else set(_squash(bare))
-    if not chars or not chars <= set((first_name + last_name).casefold()):
+    name_chars = set((first_name + last_name).casefold())
+    if not name_chars.isdisjoint("æøåäöüéèáó"):
+        name_chars |= set("aeo")  # their plain spellings
+    if not chars or not chars <= name_chars:
         return None
     if _squash(bare) in name_forms(first_name, last_name):
         return "The username is the person's name or initials; use an id that is not their name."

@@ -412,9 +412,12 @@ class _Reader:
 
     def notices(self) -> list[Issue]:
         """Columns the import does not read: a misspelt header would otherwise go unseen."""
+        read = {header_key(h) for h in self.headers.values()}
         return [
             Issue(
-                f"The column {header!r} is not one the import reads; it was ignored.",
+                f"The column {header!r} appears twice; only the first one is read."
+                if header_key(header) in read
+                else f"The column {header!r} is not one the import reads; it was ignored.",
                 self.file.name,
                 1,
                 header,

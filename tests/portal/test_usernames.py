@@ -53,3 +53,13 @@ def test_cpr_numbers(value):
 @pytest.mark.parametrize("value", ["010190-123", "320190-1234", "01019012345", "abcdefghij"])
 def test_not_cpr_numbers(value):
     assert not is_cpr_number(value)
+
+
+@pytest.mark.parametrize("username", ["soren", "soeren", "sørenærø", "soerenaeroe", "sa"])
+def test_danish_letters_typed_plainly_are_still_the_name(username):
+    assert username_problem(username, "Søren", "Ærø") is not None
+
+
+def test_accented_names_typed_plainly_are_still_the_name():
+    assert username_problem("jose", "José", "Ruiz") is not None
+    assert username_problem("u1042", "José", "Ruiz") is None

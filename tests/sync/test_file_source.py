@@ -169,3 +169,12 @@ def test_columns_the_import_does_not_read_are_named_in_a_notice():
         1,
         "Titel",
     )
+
+
+def test_a_repeated_column_is_named_and_only_the_first_read():
+    persons = [[*PERSONS[0], "Brugernavn"], [*PERSONS[1], "other"]]
+    data = read(csv_bytes(ORG), csv_bytes(persons))
+    assert data.persons[0].username == "u1001"
+    assert [i.message for i in data.issues] == [
+        "The column 'Brugernavn' appears twice; only the first one is read."
+    ]
