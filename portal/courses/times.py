@@ -30,15 +30,15 @@ def parse_local(text: str, zone: ZoneInfo) -> datetime:
 
     first = value.replace(tzinfo=zone, fold=0)
     second = value.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() != second.utcoffset():
-        raise UserError(
-            f"{text} happens twice in {zone.key} (the clocks go back that night); "
-            "add the offset, e.g. +02:00 or +01:00."
-        )
     if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
         raise UserError(
             f"{text} does not exist in {zone.key} (the clocks go forward that night); "
             "choose another time."
+        )
+    if first.utcoffset() != second.utcoffset():
+        raise UserError(
+            f"{text} happens twice in {zone.key} (the clocks go back that night); "
+            "add the offset, e.g. +02:00 or +01:00."
         )
     return first.astimezone(UTC)
 

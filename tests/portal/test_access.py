@@ -13,14 +13,11 @@ from portal.core.db import db
 from portal.core.errors import NotFound
 from portal.courses.models import Signup
 from portal.courses.operations import sign_up
-from tests.courses.helpers import (  # noqa: F401
-    account_of,
-    acme,
-    login_as,
-    make_activity,
-    person,
-    unit,
-)
+from tests.courses import helpers
+
+# The fixtures of the course tests: a customer with two branches, logins with roles.
+acme, unit, person = helpers.acme, helpers.unit, helpers.person
+account_of, login_as, make_activity = helpers.account_of, helpers.login_as, helpers.make_activity
 
 
 def text_of(response) -> str:
