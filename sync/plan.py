@@ -8,6 +8,7 @@ nothing active remains below them.
 import re
 from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
+from operator import gt
 
 from sqlalchemy import func, select
 
@@ -540,10 +541,15 @@ class _PersonPlanner:
             self._update(record, old, unit_key)
 
     def _row_problem(self, record: PersonRecord) -> tuple[str, str, str] | None:
-        for name, limit in PERSON_LIMITS.items():
-            problem = value_problem(getattr(record, name), limit)
-            if problem:
-                return name, problem, (getattr(record, name) or "")[:200]
+        values = [getattr(record, name) or "" for name in PERSON_LIMITS]
+        # One look at the whole row first: nearly every row passes it.
+        if any(map(gt, map(len, values), PERSON_LIMITS.values())) or _CONTROL.search(
+            "".join(values)
+        ):
+            for name, limit in PERSON_LIMITS.items():
+                problem = value_problem(getattr(record, name), limit)
+                if problem:
+                    return name, problem, (getattr(record, name) or "")[:200]
         if not record.first_name:
             return "first_name", "The first name is empty.", ""
         if not record.last_name:
