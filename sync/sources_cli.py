@@ -41,9 +41,10 @@ def source_cli():
 @click.option("--org-from", type=click.Choice(ORG_FROM), default="ou", show_default=True)
 @click.option("--org-base", help="Base DN of the OU tree (for --org-from ou).")
 @click.option("--schedule", default=operations.DEFAULT_SCHEDULE, show_default=True)
+@click.option("--inactive-filter", help="OpenLDAP: persons also matching this are inactive.")
 def add_ldap_command(
     name, slug, profile, uri, bind_dn, password_env, user_bases, user_filter, org_from, org_base,
-    schedule,
+    schedule, inactive_filter,
 ):  # fmt: skip
     """Add LDAP source NAME for a customer (test it with 'flask directory source test')."""
     customer = _customer(slug)
@@ -59,6 +60,8 @@ def add_ldap_command(
         settings["user_filter"] = user_filter
     if org_base:
         settings["org_base"] = org_base
+    if inactive_filter:
+        settings["inactive_filter"] = inactive_filter
     _call(
         operations.add_ldap_source,
         customer,

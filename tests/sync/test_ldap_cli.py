@@ -63,7 +63,9 @@ def add_source(flask, customer, shared_slapd):
 
 
 def test_add_list_test_sync_and_export(flask, add_source, shared_slapd):
-    added = add_source("hq", "--schedule", "30 1 * * *")
+    added = add_source(
+        "hq", "--schedule", "30 1 * * *", "--inactive-filter", "(employeeType=disabled)"
+    )
     assert added.exit_code == 0, added.output
 
     listed = flask("directory", "source", "list", "--json")
@@ -74,6 +76,7 @@ def test_add_list_test_sync_and_export(flask, add_source, shared_slapd):
         shared_slapd.uri,
         "30 1 * * *",
     )
+    assert source["inactive_filter"] == "(employeeType=disabled)"
     assert SERVICE_PASSWORD not in listed.stdout
 
     tested = flask("directory", "source", "test", "hq")

@@ -76,6 +76,7 @@ def describe(source: SyncSource) -> dict:
         "user_filter": settings["user_filter"],
         "org_from": settings["org_from"],
         "org_base": settings["org_base"] or None,
+        "inactive_filter": settings.get("inactive_filter") or None,
         "schedule": source.schedule,
         "enabled": source.is_enabled,
         "incremental_ready": "last_change" in (source.state or {}),
