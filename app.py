@@ -46,6 +46,7 @@ def _register(app: Flask) -> None:
     # Imported here so that every model is known to the metadata before migrations run.
     from portal import web
     from portal.accounts.cli import account_cli
+    from portal.courses import views as course_views
     from portal.courses.cli import activity_cli, role_cli
     from portal.directory.cli import customer_cli, directory_cli
     from sync import cli as sync_cli
@@ -56,6 +57,9 @@ def _register(app: Flask) -> None:
     app.register_blueprint(sync_views.bp)
     web.add_navigation(app, "Sync runs", "sync.runs")
     web.add_navigation(app, "Import files", "sync.upload")
+    app.register_blueprint(course_views.bp)
+    web.add_navigation(app, "Courses", "courses.catalogue_page")
+    web.add_navigation(app, "Manage courses", "courses.manage")
 
     for command in sync_cli.directory_commands:
         directory_cli.add_command(command)

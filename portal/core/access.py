@@ -283,3 +283,12 @@ def visible_only(account, objects: list) -> list:
     """Those of `objects` that `account` may see (a breadcrumb stops at the branch's top)."""
     scope = scope_of(account)
     return [obj for obj in objects if is_visible(scope, obj)]
+
+
+def visible_activity_condition(account, roles=COURSE_ROLES):
+    """A SQL condition on Activity: its owner unit lies in a branch `account` reaches."""
+    scope = scope_of(account)
+    if scope.is_platform_admin:
+        return true()
+    units = select(OrgUnit.id).where(scope.path_condition(OrgUnit.path, roles))
+    return Activity.owner_unit_id.in_(units)

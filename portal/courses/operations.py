@@ -254,3 +254,20 @@ def _notify(kind: str, signup: Signup, **payload) -> None:
             kind=kind, person_id=signup.person_id, activity_id=signup.activity_id, payload=payload
         )
     )
+
+
+ATTENDANCE = (SignupStatus.ATTENDED, SignupStatus.NO_SHOW, SignupStatus.COMPLETED)
+
+
+def record_attendance(signup: Signup, status: str, *, actor: str) -> Signup:
+    """Mark a registered person as attended, no-show or completed (the seat stays theirs)."""
+    if status not in {s.value for s in ATTENDANCE}:
+        raise UserError("Attendance is one of: attended, no_show, completed.")
+    if signup.status not in SEAT_HOLDING:
+        raise UserError(f"Only registered persons have attendance; this signup is {signup.status}.")
+
+    before, signup.status = signup.status, status
+    db.session.flush()
+    audit.record(actor, "signup.attendance", "signup", signup.id, before=before, after=status)
+    logger.info("signup %s attendance %s -> %s by %s", signup.id, before, status, actor)
+    return signup

@@ -81,10 +81,12 @@ def account_of(person, unit):
 
 class PersonClient(FlaskClient):
     """A test client for one person. The tests' app context is shared by every request, and
-    Flask-Login caches the user in `g`: forget it, so two clients in one test stay apart."""
+    Flask-Login and Flask-WTF cache the user and the CSRF token in `g`: forget them, so two
+    clients in one test stay apart."""
 
     def open(self, *args, **kwargs):
         g.pop("_login_user", None)
+        g.pop("csrf_token", None)
         return super().open(*args, **kwargs)
 
 

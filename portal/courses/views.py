@@ -1,0 +1,310 @@
+"""Course pages: the employee's catalogue, an activity, my activities; the course admin's list,
+new activity, participants and attendance. Every lookup goes through portal.core.access."""
+
+from datetime import datetime, time
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+from wtforms import BooleanField, IntegerField, SelectChoice, SelectField, StringField
+from wtforms.validators import DataRequired, NumberRange
+
+from portal.core import access
+from portal.core.db import db, utcnow
+from portal.core.errors import NotFound, UserError
+from portal.courses.models import SEAT_HOLDING, Activity, Category, Signup, SignupStatus
+from portal.courses.operations import cancel_signup, create_activity, record_attendance, sign_up
+from portal.courses.queries import catalogue, my_signups, signups_in_order, with_free_seats
+from portal.courses.times import parse_local, shown, zone_of
+from portal.directory.models import Customer, OrgUnit, Person
+from portal.web import paginate
+
+bp = Blueprint("courses", __name__, url_prefix="/courses")
+PER_PAGE = 25
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: it carries only the CSRF token."""
+
+
+class CatalogueForm(FlaskForm):
+    """Read through GET, so it carries no CSRF token: it changes nothing."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Search")
+    category = SelectField("Category", choices=[], validate_choice=False)
+    location = StringField("Location")
+    date = StringField("From date")
+    free = BooleanField("Free seats only")
+
+
+class ActivityForm(FlaskForm):
+    unit = StringField("Owner unit number", validators=[DataRequired()])
+    title = StringField("Title", validators=[DataRequired()])
+    start = StringField("Starts", validators=[DataRequired()])
+    end = StringField("Ends", validators=[DataRequired()])
+    location = StringField("Location")
+    capacity = IntegerField("Seats", validators=[DataRequired(), NumberRange(min=1)])
+    publish = BooleanField("Publish now (else a draft)")
+
+
+class AttendanceForm(FlaskForm):
+    status = SelectField(
+        "Attendance",
+        choices=[
+            SelectChoice("attended", "Attended"),
+            SelectChoice("no_show", "No-show"),
+            SelectChoice("completed", "Completed"),
+        ],
+    )
+
+
+@bp.app_template_filter("zoned")
+def zoned(value: datetime | None, customer: Customer | None = None) -> str:
+    return shown(value, zone_of(customer))
+
+
+@bp.route("/")
+@login_required
+def catalogue_page():
+    me = _me()
+    form = CatalogueForm(formdata=request.args)
+    if me is None:
+        return render_template("courses/catalogue.html", me=None, form=form, page=None)
+    form.category.choices = [SelectChoice("", "All")] + [
+        SelectChoice(str(c.id), c.name)
+        for c in db.session.scalars(
+            select(Category).where(Category.customer_id == me.customer_id).order_by(Category.name)
+        )
+    ]
+    query = catalogue(
+        me.unit,
+        text=form.q.data or "",
+        category_id=int(form.category.data) if (form.category.data or "").isdigit() else None,
+        location=form.location.data or "",
+        starts_from=_day_start(form.date.data, me.customer) or utcnow(),
+    )
+    if form.free.data:
+        query = with_free_seats(query)
+    page = paginate(query, PER_PAGE)
+    return render_template(
+        "courses/catalogue.html",
+        me=me,
+        form=form,
+        page=page,
+        taken=_seats_taken([a.id for a in page.items]),
+        mine=_my_statuses(me, [a.id for a in page.items]),
+    )
+
+
+@bp.route("/mine")
+@login_required
+def mine():
+    me = _me()
+    rows = []
+    if me is not None:
+        rows = db.session.scalars(my_signups(me).options(selectinload(Signup.activity))).all()
+    return render_template("courses/mine.html", me=me, rows=rows, form=ActionForm())
+
+
+@bp.route("/activities/<int:activity_id>")
+@login_required
+def activity(activity_id: int):
+    activity = access.get_visible(current_user, Activity, activity_id)
+    me = _me()
+    manages = access.may_manage(current_user, activity)
+    return render_template(
+        "courses/activity.html",
+        activity=activity,
+        customer=db.session.get(Customer, activity.customer_id),
+        taken=_seats_taken([activity.id]).get(activity.id, 0),
+        my_signup=_my_signup(me, activity),
+        signups=signups_in_order(activity.id) if manages else [],
+        manages=manages,
+        form=ActionForm(),
+        attendance=AttendanceForm(),
+    )
+
+
+@bp.route("/activities/<int:activity_id>/signup", methods=["POST"])
+@login_required
+def signup(activity_id: int):
+    activity = access.get_visible(current_user, Activity, activity_id)
+    who = _me() if not request.form.get("person_id") else _person_for(activity)
+    if who is None or not ActionForm().validate_on_submit():
+        raise UserError("Only staff can sign up; reload the page and try again.")
+    try:
+        result = sign_up(activity.id, who, actor=current_user.actor)
+        db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(_signup_message(result), "info")
+    return redirect(url_for("courses.activity", activity_id=activity.id))
+
+
+@bp.route("/activities/<int:activity_id>/cancel", methods=["POST"])
+@login_required
+def cancel(activity_id: int):
+    activity = access.get_visible(current_user, Activity, activity_id)
+    me = _me()
+    if me is None or not ActionForm().validate_on_submit():
+        raise UserError("Only staff can cancel a signup; reload the page and try again.")
+    try:
+        cancel_signup(activity.id, me, actor=current_user.actor)
+        db.session.commit()
+        flash("Your signup is cancelled.", "info")
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    if request.form.get("back") == "mine":
+        return redirect(url_for("courses.mine"))
+    return redirect(url_for("courses.activity", activity_id=activity.id))
+
+
+@bp.route("/signups/<int:signup_id>")
+@login_required
+def signup_page(signup_id: int):
+    signup = access.get_visible(current_user, Signup, signup_id)
+    return render_template(
+        "courses/signup.html",
+        signup=signup,
+        customer=db.session.get(Customer, signup.activity.customer_id),
+        manages=access.may_manage(current_user, signup.activity),
+        attendance=AttendanceForm(),
+    )
+
+
+@bp.route("/signups/<int:signup_id>/attendance", methods=["POST"])
+@login_required
+def attendance(signup_id: int):
+    signup = access.get_visible(current_user, Signup, signup_id)
+    if not access.may_manage(current_user, signup.activity):
+        raise NotFound(access.HIDDEN)
+    form = AttendanceForm()
+    if form.validate_on_submit():
+        record_attendance(signup, form.status.data, actor=current_user.actor)
+        db.session.commit()
+        flash("Attendance recorded.", "info")
+    return redirect(url_for("courses.activity", activity_id=signup.activity_id))
+
+
+@bp.route("/manage")
+@login_required
+def manage():
+    query = (
+        select(Activity)
+        .options(selectinload(Activity.owner_unit))
+        .where(access.visible_activity_condition(current_user, access.COURSE_MANAGERS))
+        .order_by(Activity.starts_at.desc(), Activity.id.desc())
+    )
+    page = paginate(query, PER_PAGE)
+    return render_template(
+        "courses/manage.html", page=page, taken=_seats_taken([a.id for a in page.items])
+    )
+
+
+@bp.route("/manage/new", methods=["GET", "POST"])
+@login_required
+def new_activity():
+    form = ActivityForm()
+    if not form.validate_on_submit():
+        return render_template("courses/new.html", form=form)
+    customer = access.chosen_customer(current_user, request.form.get("customer"))
+    unit = None
+    if customer is not None:
+        unit = db.session.scalar(
+            select(OrgUnit).where(
+                OrgUnit.customer_id == customer.id, OrgUnit.number == form.unit.data.strip()
+            )
+        )
+    if unit is None or not access.scope_of(current_user).reaches(unit.path, access.COURSE_MANAGERS):
+        form.unit.errors = ["You manage no unit with that number."]
+        return render_template("courses/new.html", form=form)
+    try:
+        zone = zone_of(customer)
+        created = create_activity(
+            unit,
+            title=form.title.data,
+            starts_at=parse_local(form.start.data, zone),
+            ends_at=parse_local(form.end.data, zone),
+            capacity=form.capacity.data,
+            location=form.location.data or "",
+            publish=form.publish.data,
+            actor=current_user.actor,
+        )
+        db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return render_template("courses/new.html", form=form)
+    flash("The activity is created.", "info")
+    return redirect(url_for("courses.activity", activity_id=created.id))
+
+
+def _me() -> Person | None:
+    """The person the logged-in account is (platform admins usually are nobody)."""
+    person_id = getattr(current_user, "person_id", None)
+    return db.session.get(Person, person_id) if person_id else None
+
+
+def _person_for(activity: Activity) -> Person:
+    """The person HR or a course admin signs up: one they reach, for an activity they reach."""
+    person = access.get_visible(current_user, Person, request.form.get("person_id"))
+    if not access.may_manage(current_user, activity) and person.id != current_user.person_id:
+        raise NotFound(access.HIDDEN)
+    return person
+
+
+def _seats_taken(activity_ids: list[int]) -> dict[int, int]:
+    if not activity_ids:
+        return {}
+    rows = db.session.execute(
+        select(Signup.activity_id, func.count())
+        .where(Signup.activity_id.in_(activity_ids), Signup.status.in_(SEAT_HOLDING))
+        .group_by(Signup.activity_id)
+    )
+    return dict(rows.all())
+
+
+def _my_statuses(me: Person, activity_ids: list[int]) -> dict[int, str]:
+    if not activity_ids:
+        return {}
+    rows = db.session.execute(
+        select(Signup.activity_id, Signup.status).where(
+            Signup.person_id == me.id,
+            Signup.activity_id.in_(activity_ids),
+            Signup.status != SignupStatus.CANCELLED,
+        )
+    )
+    return dict(rows.all())
+
+
+def _my_signup(me: Person | None, activity: Activity) -> Signup | None:
+    if me is None:
+        return None
+    return db.session.scalar(
+        select(Signup).where(Signup.activity_id == activity.id, Signup.person_id == me.id)
+    )
+
+
+def _signup_message(signup: Signup) -> str:
+    if signup.status == SignupStatus.WAITLISTED:
+        return f"All seats are taken: number {signup.position} on the waiting list."
+    return "Signed up: the seat is yours."
+
+
+def _day_start(text: str | None, customer: Customer) -> datetime | None:
+    """Midnight of a typed date (YYYY-MM-DD) in the customer's zone, as UTC."""
+    if not text:
+        return None
+    try:
+        day = datetime.fromisoformat(text.strip()).date()
+    except ValueError:
+        return None
+    return datetime.combine(day, time(), tzinfo=zone_of(customer))
