@@ -58,13 +58,11 @@ def _fatal(source_name: str, message: str) -> SourceData:
     return SourceData("ldap", [], [], issues=[Issue(message)], fatal=True, source_name=source_name)
 
 
-def normal_dn(dn: str) -> str:
-    """One spelling per DN: escapes, spaces and case do not matter."""
-    return ldap.dn.dn2str(ldap.dn.str2dn(dn)).lower()
-
-
-def parent_dn(dn: str) -> str:
-    return ldap.dn.dn2str(ldap.dn.str2dn(dn)[1:])
+def dn_key(dn: str) -> tuple:
+    """One key per DN, whatever its escapes, spaces and case: its RDNs, innermost first."""
+    return tuple(
+        tuple(sorted((a.lower(), v.lower()) for a, v, _ in rdn)) for rdn in ldap.dn.str2dn(dn)
+    )
 
 
 def rdn_value(dn: str) -> str:
@@ -173,7 +171,7 @@ class _Reader:
             self.conn, self.settings, base, search_filter, attributes, on_page=self.on_page
         )
 
-    def _read_units(self) -> tuple[list[UnitRecord], dict[str, str]]:
+    def _read_units(self) -> tuple[list[UnitRecord], dict[tuple, str]]:
         """OU mode: every OU below the org base, keyed on its id; and DN -> key."""
         if self.settings["org_from"] != "ou":
             return [], {}
@@ -182,7 +180,7 @@ class _Reader:
         wanted = [self.attrs["anchor"], number_attr, self.settings["change_attribute"]]
         found = []
         for dn, values in self._search(base, self.settings["ou_filter"], wanted):
-            if normal_dn(dn) == normal_dn(base):
+            if dn_key(dn) == dn_key(base):
                 continue  # the base itself is the customer, not a unit
             self._track(values)
             found.append((dn, self._anchor(values), values))
@@ -191,7 +189,7 @@ class _Reader:
                 f"There are no OUs below the org base {base!r}, so there is no org tree to "
                 "read. Check the org base, or take units from an attribute. Nothing was changed."
             )
-        ou_of_dn = {normal_dn(dn): key for dn, key, _ in found}
+        ou_of_dn = {dn_key(dn): key for dn, key, _ in found}
         names = {key: rdn_value(dn) for dn, key, _ in found}
         numbers = {
             key: (
@@ -205,7 +203,7 @@ class _Reader:
         folded = Counter(n.casefold() for n in numbers.values())
         repeated = {n for n, count in folded.items() if count > 1}
         for dn, key, _ in found:
-            parent = ou_of_dn.get(normal_dn(parent_dn(dn)))
+            parent = ou_of_dn.get(dn_key(dn)[1:])
             number = numbers[key]
             if number.casefold() in repeated:
                 number = self._qualified(dn, base)  # "IT" under two branches: "Salg/IT"
@@ -216,7 +214,7 @@ class _Reader:
         depth = len(ldap.dn.str2dn(dn)) - len(ldap.dn.str2dn(base))
         return "/".join(rdn[0][1] for rdn in reversed(ldap.dn.str2dn(dn)[:depth]))
 
-    def _read_persons(self, ou_of_dn: dict[str, str]) -> list[PersonRecord]:
+    def _read_persons(self, ou_of_dn: dict[tuple, str]) -> list[PersonRecord]:
         a = self.attrs
         wanted = [
             a["anchor"],
@@ -280,11 +278,11 @@ class _Reader:
             file=self.source_name,
         )
 
-    def _enclosing_unit(self, dn: str, ou_of_dn: dict[str, str]) -> str:
+    def _enclosing_unit(self, dn: str, ou_of_dn: dict[tuple, str]) -> str:
         """The nearest OU above the entry that is a unit; '' when it is outside the tree."""
-        rdns = ldap.dn.str2dn(dn)
+        rdns = dn_key(dn)
         for start in range(1, len(rdns)):
-            key = ou_of_dn.get(ldap.dn.dn2str(rdns[start:]).lower())
+            key = ou_of_dn.get(rdns[start:])
             if key:
                 return key
         return ""
