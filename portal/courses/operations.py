@@ -97,18 +97,20 @@ def sign_up(activity_id: int, person: Person, *, actor: str) -> Signup:
     Refused (UserError, with the reason) when the activity is not published, signup is not
     open, the person is inactive, outside the activity's audience or signed up already.
     """
+    audience = audience_of(person)  # read before the lock, to keep the locked part short
     activity = lock_activity(activity_id)
-    _check_may_sign_up(activity, person)
+    _check_may_sign_up(activity, person, audience)
     signup = db.session.scalar(
         select(Signup).where(Signup.activity_id == activity.id, Signup.person_id == person.id)
     )
     if signup is not None and signup.status != SignupStatus.CANCELLED:
         raise Conflict(f"{person.username} is signed up already ({signup.status}).")
 
-    if seats_taken(activity.id) < activity.capacity:
+    taken, last = _seats_and_last_position(activity.id)
+    if taken < activity.capacity:
         status, position = SignupStatus.REGISTERED, None
     else:
-        status, position = SignupStatus.WAITLISTED, _last_position(activity.id) + 1
+        status, position = SignupStatus.WAITLISTED, last + 1
     if signup is None:
         signup = Signup(activity_id=activity.id, person_id=person.id)
         db.session.add(signup)
@@ -131,8 +133,7 @@ def cancel_signup(activity_id: int, person: Person, *, actor: str) -> Signup:
         raise UserError(f"{person.username} has no signup to cancel on this activity.")
     deadline = activity.cancellation_deadline_at
     if deadline is not None and utcnow() > deadline:
-        zone = zone_of(db.session.get(Customer, activity.customer_id))
-        raise UserError(f"Cancelling closed at {shown(deadline, zone)}.")
+        raise UserError(f"Cancelling closed at {_shown(activity, deadline)}.")
 
     was, position = signup.status, signup.position
     signup.status, signup.position = SignupStatus.CANCELLED.value, None
@@ -208,13 +209,22 @@ def seats_taken(activity_id: int) -> int:
     )
 
 
-def _last_position(activity_id: int) -> int:
-    last = db.session.scalar(
-        select(func.max(Signup.position)).where(
-            Signup.activity_id == activity_id, Signup.status == SignupStatus.WAITLISTED
-        )
-    )
-    return last or 0
+def _seats_and_last_position(activity_id: int) -> tuple[int, int]:
+    """Seats taken, and the last waiting position (0 when nobody waits): one query."""
+    seat = Signup.status.in_(SEAT_HOLDING)
+    waiting = Signup.status == SignupStatus.WAITLISTED
+    taken, last = db.session.execute(
+        select(
+            func.count().filter(seat),
+            func.max(Signup.position).filter(waiting),
+        ).where(Signup.activity_id == activity_id)
+    ).one()
+    return taken, last or 0
+
+
+def audience_of(person: Person) -> list[int]:
+    """The ids of the person's unit and its ancestors: whose activities they may sign up for."""
+    return [int(part) for part in person.unit.path.strip("/").split("/") if part]
 
 
 def _close_gap(activity_id: int, position: int | None) -> None:
@@ -232,20 +242,23 @@ def _close_gap(activity_id: int, position: int | None) -> None:
     )
 
 
-def _check_may_sign_up(activity: Activity, person: Person) -> None:
-    zone = zone_of(db.session.get(Customer, activity.customer_id))
+def _check_may_sign_up(activity: Activity, person: Person, audience: list[int]) -> None:
     now = utcnow()
     if not person.is_active:
         raise UserError(f"{person.username} is inactive and cannot sign up.")
     if activity.status != ActivityStatus.PUBLISHED:
         raise UserError(f"The activity is {activity.status}: it takes no signups.")
     if activity.signup_opens_at is not None and now < activity.signup_opens_at:
-        raise UserError(f"Signup opens at {shown(activity.signup_opens_at, zone)}.")
+        raise UserError(f"Signup opens at {_shown(activity, activity.signup_opens_at)}.")
     if now > activity.signup_deadline():
-        raise UserError(f"Signup closed at {shown(activity.signup_deadline(), zone)}.")
-    audience = [int(part) for part in person.unit.path.strip("/").split("/") if part]
+        raise UserError(f"Signup closed at {_shown(activity, activity.signup_deadline())}.")
     if person.customer_id != activity.customer_id or activity.owner_unit_id not in audience:
         raise UserError(f"The activity is not offered to {person.username}'s unit.")
+
+
+def _shown(activity: Activity, value: datetime) -> str:
+    """`value` in the activity's customer's zone, for a message."""
+    return shown(value, zone_of(db.session.get(Customer, activity.customer_id)))
 
 
 def _notify(kind: str, signup: Signup, **payload) -> None:
