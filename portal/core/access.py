@@ -24,6 +24,7 @@ from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
 from portal.courses.models import Activity, ActivityStatus, ActivityTemplate, Category, Signup
+from portal.courses.queries import path_ids
 from portal.directory.models import Customer, OrgUnit, Person
 from portal.directory.queries import in_branch
 
@@ -96,9 +97,7 @@ class Scope:
     def audience_unit_ids(self) -> list[int]:
         """The ids of the person's unit and its ancestors, read from the materialised path:
         an activity owned by one of them is in the person's catalogue."""
-        if not self.person_path:
-            return []
-        return [int(part) for part in self.person_path.strip("/").split("/") if part]
+        return path_ids(self.person_path) if self.person_path else []
 
 
 def scope_of(account) -> Scope:
@@ -211,6 +210,11 @@ def in_catalogue(scope: Scope, activity: Activity) -> bool:
         activity.status == ActivityStatus.PUBLISHED
         and activity.owner_unit_id in scope.audience_unit_ids()
     )
+
+
+def may_sign_up_others(account, person: Person) -> bool:
+    """HR and course admins sign up the persons of their branch (for what is offered to them)."""
+    return scope_of(account).reaches(person.unit.path, {Role.HR, Role.COURSE_ADMIN})
 
 
 def may_manage(account, obj) -> bool:

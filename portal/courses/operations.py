@@ -23,6 +23,7 @@ from portal.courses.models import (
     Signup,
     SignupStatus,
 )
+from portal.courses.queries import audience_unit_ids
 from portal.courses.times import shown, zone_of
 from portal.directory.models import Customer, OrgUnit, Person
 
@@ -97,7 +98,7 @@ def sign_up(activity_id: int, person: Person, *, actor: str) -> Signup:
     Refused (UserError, with the reason) when the activity is not published, signup is not
     open, the person is inactive, outside the activity's audience or signed up already.
     """
-    audience = audience_of(person)  # read before the lock, to keep the locked part short
+    audience = audience_unit_ids(person.unit)  # read before the lock: less time holding it
     activity = lock_activity(activity_id)
     _check_may_sign_up(activity, person, audience)
     signup = db.session.scalar(
@@ -220,11 +221,6 @@ def _seats_and_last_position(activity_id: int) -> tuple[int, int]:
         ).where(Signup.activity_id == activity_id)
     ).one()
     return taken, last or 0
-
-
-def audience_of(person: Person) -> list[int]:
-    """The ids of the person's unit and its ancestors: whose activities they may sign up for."""
-    return [int(part) for part in person.unit.path.strip("/").split("/") if part]
 
 
 def _close_gap(activity_id: int, position: int | None) -> None:

@@ -9,9 +9,14 @@ from portal.courses.models import SEAT_HOLDING, Activity, ActivityStatus, Signup
 from portal.directory.models import OrgUnit, Person
 
 
+def path_ids(path: str) -> list[int]:
+    """The ids of a unit and its ancestors, read from its materialised path ('/1/7/42/')."""
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
 def audience_unit_ids(unit: OrgUnit) -> list[int]:
-    """The unit and its ancestors, read from its materialised path ('/1/7/42/')."""
-    return [int(part) for part in unit.path.strip("/").split("/") if part]
+    """Whose activities the unit's persons see: the unit and its ancestors."""
+    return path_ids(unit.path)
 
 
 def catalogue(

@@ -16,7 +16,13 @@ from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
 from portal.courses.models import SEAT_HOLDING, Activity, Category, Signup, SignupStatus
 from portal.courses.operations import cancel_signup, create_activity, record_attendance, sign_up
-from portal.courses.queries import catalogue, my_signups, signups_in_order, with_free_seats
+from portal.courses.queries import (
+    catalogue,
+    my_signups,
+    person_by_username,
+    signups_in_order,
+    with_free_seats,
+)
 from portal.courses.times import parse_local, shown, zone_of
 from portal.directory.models import Customer, OrgUnit, Person
 from portal.web import paginate
@@ -125,6 +131,7 @@ def activity(activity_id: int):
         my_signup=_my_signup(me, activity),
         signups=signups_in_order(activity.id) if manages else [],
         manages=manages,
+        signs_up_others=manages or bool(access.scope_of(current_user).grants),
         form=ActionForm(),
         attendance=AttendanceForm(),
     )
@@ -134,7 +141,7 @@ def activity(activity_id: int):
 @login_required
 def signup(activity_id: int):
     activity = access.get_visible(current_user, Activity, activity_id)
-    who = _me() if not request.form.get("person_id") else _person_for(activity)
+    who = _person_for(activity) if request.form.get("username") else _me()
     if who is None or not ActionForm().validate_on_submit():
         raise UserError("Only staff can sign up; reload the page and try again.")
     try:
@@ -254,9 +261,13 @@ def _me() -> Person | None:
 
 
 def _person_for(activity: Activity) -> Person:
-    """The person HR or a course admin signs up: one they reach, for an activity they reach."""
-    person = access.get_visible(current_user, Person, request.form.get("person_id"))
-    if not access.may_manage(current_user, activity) and person.id != current_user.person_id:
+    """The person HR or a course admin signs up: one of their branch, for an activity they
+    see; sign_up then checks that it is offered to the person's unit."""
+    person = person_by_username(request.form["username"])
+    if person is None:
+        raise NotFound("There is no person with that username, or it is not yours to see.")
+    person = access.get_visible(current_user, Person, person.id)
+    if person.id != current_user.person_id and not access.may_sign_up_others(current_user, person):
         raise NotFound(access.HIDDEN)
     return person
 

@@ -144,3 +144,17 @@ def test_course_admin_creates_an_activity_in_local_time(login_as, acme):
     )
     refused = post(hanne, "/courses/manage/new", "/courses/manage/new", **{**form, "unit": "20"})
     assert "You manage no unit with that number" in text_of(refused)
+
+
+def test_hr_signs_up_a_person_of_their_branch_only(login_as, offers, person):
+    page = f"/courses/activities/{offers['company'].id}"
+    hanne = login_as("hanne", "hr", "10")
+    finn = login_as("finn", "hr", "20")
+
+    assert post(hanne, f"{page}/signup", page, username="u111").status_code == 302
+    assert post(finn, f"{page}/signup", page, username="u121").status_code == 404
+
+    signed = db.session.scalars(select(Signup)).all()
+    assert [(s.person_id, s.status, s.signed_up_by) for s in signed] == [
+        (person("anna").id, "registered", "account:u101")
+    ]
