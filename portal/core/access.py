@@ -10,7 +10,8 @@ What each role reaches:
 - sync runs, uploads and approvals: HR and IT admins granted at the customer's root unit,
   because a run reads and changes the whole customer, not a branch;
 - categories, templates, activities: course admins (and HR, read-only) of the owner unit's
-  branch; an employee sees a published activity owned by their unit or an ancestor;
+  branch; an employee sees a published activity owned by their unit or an ancestor, and
+  whatever they signed up for (history stays readable once it is cancelled or completed);
 - signups: the person signed up, course admins of the activity's branch, HR of the person's.
 """
 
@@ -190,7 +191,11 @@ def is_visible(scope: Scope, obj) -> bool:
     if isinstance(obj, Person):
         return obj.id == scope.person_id or scope.reaches(obj.unit.path, DIRECTORY_ROLES)
     if isinstance(obj, Activity):
-        return scope.reaches(obj.owner_unit.path, COURSE_ROLES) or in_catalogue(scope, obj)
+        return (
+            scope.reaches(obj.owner_unit.path, COURSE_ROLES)
+            or in_catalogue(scope, obj)
+            or _signed_up(scope, obj)
+        )
     if isinstance(obj, Signup):
         return (
             obj.person_id == scope.person_id
@@ -210,6 +215,16 @@ def in_catalogue(scope: Scope, activity: Activity) -> bool:
         activity.status == ActivityStatus.PUBLISHED
         and activity.owner_unit_id in scope.audience_unit_ids()
     )
+
+
+def _signed_up(scope: Scope, activity: Activity) -> bool:
+    """A person keeps seeing what they signed up for, once cancelled or completed too."""
+    if scope.person_id is None:
+        return False
+    query = select(Signup.id).where(
+        Signup.activity_id == activity.id, Signup.person_id == scope.person_id
+    )
+    return db.session.scalar(query.limit(1)) is not None
 
 
 def may_sign_up_others(account, person: Person) -> bool:

@@ -19,6 +19,7 @@ from portal.courses.models import (
     Activity,
     ActivityStatus,
     ActivityTemplate,
+    Category,
     OutboxMessage,
     Signup,
     SignupStatus,
@@ -72,6 +73,75 @@ def create_activity(
     db.session.flush()
     audit.record(actor, "activity.created", "activity", activity.id, status=activity.status)
     logger.info("activity %s created by %s (%s)", activity.id, actor, activity.status)
+    return activity
+
+
+def create_category(
+    unit: OrgUnit, name: str, *, actor: str, parent: Category | None = None
+) -> Category:
+    """A category owned by `unit`, under `parent` (of the same customer) when given."""
+    if not name.strip():
+        raise UserError("The category needs a name.")
+    if parent is not None and parent.customer_id != unit.customer_id:
+        raise UserError("A category's parent must belong to the same customer.")
+    category = Category(
+        customer_id=unit.customer_id,
+        owner_unit_id=unit.id,
+        parent_id=parent.id if parent else None,
+        name=name.strip(),
+    )
+    db.session.add(category)
+    db.session.flush()
+    audit.record(actor, "category.created", "category", category.id, unit=unit.id)
+    logger.info("category %s created by %s", category.id, actor)
+    return category
+
+
+def create_template(unit: OrgUnit, title: str, *, actor: str, **fields) -> ActivityTemplate:
+    """A template owned by `unit`: title, description, duration, capacity, price, location."""
+    if not title.strip():
+        raise UserError("The template needs a title.")
+    if (fields.get("capacity") or 1) < 1:
+        raise UserError("The capacity must be at least 1.")
+    template = ActivityTemplate(
+        customer_id=unit.customer_id, owner_unit_id=unit.id, title=title.strip(), **fields
+    )
+    db.session.add(template)
+    db.session.flush()
+    audit.record(actor, "template.created", "activity_template", template.id, unit=unit.id)
+    logger.info("activity template %s created by %s", template.id, actor)
+    return template
+
+
+def publish_activity(activity_id: int, *, actor: str) -> Activity:
+    activity = lock_activity(activity_id)
+    if activity.status != ActivityStatus.DRAFT:
+        raise Conflict(f"The activity is {activity.status}; only a draft can be published.")
+    activity.status = ActivityStatus.PUBLISHED.value
+    db.session.flush()
+    audit.record(actor, "activity.published", "activity", activity.id)
+    logger.info("activity %s published by %s", activity.id, actor)
+    return activity
+
+
+def cancel_activity(activity_id: int, *, actor: str, reason: str = "") -> Activity:
+    """The organiser cancels: every registered and waiting person is told; signups stay, so
+    the history shows what was planned."""
+    activity = lock_activity(activity_id)
+    if activity.status in (ActivityStatus.CANCELLED, ActivityStatus.COMPLETED):
+        raise Conflict(f"The activity is {activity.status} already.")
+    activity.status = ActivityStatus.CANCELLED.value
+    told = db.session.scalars(
+        select(Signup).where(
+            Signup.activity_id == activity.id,
+            Signup.status.in_((SignupStatus.REGISTERED, SignupStatus.WAITLISTED)),
+        )
+    ).all()
+    for signup in told:
+        _notify("activity.cancelled", signup, reason=reason)
+    db.session.flush()
+    audit.record(actor, "activity.cancelled", "activity", activity.id, told=len(told))
+    logger.info("activity %s cancelled by %s; %s persons told", activity.id, actor, len(told))
     return activity
 
 

@@ -1,11 +1,14 @@
 """Course pages: the employee's catalogue, an activity, my activities; the course admin's list,
 new activity, participants and attendance. Every lookup goes through portal.core.access."""
 
+import csv
+import io
 from datetime import datetime, time
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import BooleanField, IntegerField, SelectChoice, SelectField, StringField
@@ -25,10 +28,11 @@ from portal.courses.queries import (
 )
 from portal.courses.times import parse_local, shown, zone_of
 from portal.directory.models import Customer, OrgUnit, Person
-from portal.web import paginate
+from portal.web import add_person_panel, paginate
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
 PER_PAGE = 25
+HISTORY_SHOWN = 50
 
 
 class ActionForm(FlaskForm):
@@ -172,6 +176,34 @@ def cancel(activity_id: int):
     if request.form.get("back") == "mine":
         return redirect(url_for("courses.mine"))
     return redirect(url_for("courses.activity", activity_id=activity.id))
+
+
+@bp.route("/activities/<int:activity_id>/participants.csv")
+@login_required
+def participants_csv(activity_id: int):
+    activity = access.get_visible(current_user, Activity, activity_id)
+    if not access.may_manage(current_user, activity):
+        raise NotFound(access.HIDDEN)
+    zone_customer = db.session.get(Customer, activity.customer_id)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";")
+    writer.writerow(["Name", "Username", "Email", "Status", "Waiting position", "Signed up"])
+    for signup, username in signups_in_order(activity.id):
+        writer.writerow(
+            [
+                signup.person.full_name,
+                username,
+                signup.person.email or "",
+                signup.status.replace("_", " "),
+                signup.position or "",
+                shown(signup.created_at, zone_of(zone_customer)),
+            ]
+        )
+    return Response(
+        "\ufeff" + out.getvalue(),  # the byte order mark makes Excel read UTF-8
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename=participants-{activity.id}.csv"},
+    )
 
 
 @bp.route("/signups/<int:signup_id>")
@@ -319,3 +351,20 @@ def _day_start(text: str | None, customer: Customer) -> datetime | None:
     except ValueError:
         return None
     return datetime.combine(day, time(), tzinfo=zone_of(customer))
+
+
+def person_courses(person) -> Markup | None:
+    """The person page's section: the person's signups, newest activity first, history too."""
+    rows = db.session.scalars(
+        my_signups(person).options(selectinload(Signup.activity)).limit(HISTORY_SHOWN)
+    ).all()
+    if not rows:
+        return None
+    return Markup(render_template("courses/person_panel.html", rows=rows, person=person))
+
+
+def _attach(state) -> None:
+    add_person_panel(state.app, person_courses)
+
+
+bp.record_once(_attach)

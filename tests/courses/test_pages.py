@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.core.db import db
 from portal.courses.models import Activity, Signup
-from portal.courses.operations import sign_up
+from portal.courses.operations import cancel_activity, sign_up
 from tests.conftest import csrf_token
 
 
@@ -158,3 +158,39 @@ def test_hr_signs_up_a_person_of_their_branch_only(login_as, offers, person):
     assert [(s.person_id, s.status, s.signed_up_by) for s in signed] == [
         (person("anna").id, "registered", "account:u101")
     ]
+
+
+def test_person_page_shows_their_courses_to_hr_of_their_branch(login_as, offers, person):
+    sign_up(offers["company"].id, person("anna"), actor="test")
+    db.session.commit()
+
+    html = text_of(login_as("hanne", "hr", "10").get(f"/persons/{person('anna').id}"))
+
+    assert "Courses" in html and "Company day" in html
+
+
+def test_participants_export_to_csv_for_the_course_admin_only(login_as, offers, person):
+    sign_up(offers["sales"].id, person("anna"), actor="test")
+    sign_up(offers["sales"].id, person("hanne"), actor="test")
+    db.session.commit()
+    url = f"/courses/activities/{offers['sales'].id}/participants.csv"
+
+    response = login_as("hanne", "course_admin", "10").get(url)
+
+    lines = response.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0] == "Name;Username;Email;Status;Waiting position;Signed up"
+    assert [line.split(";")[:5] for line in lines[1:]] == [
+        ["Anna Berg", "u111", "anna@acme.test", "registered", ""],
+        ["Hanne Holm", "u101", "hanne@acme.test", "waitlisted", "1"],
+    ]
+    assert login_as("anna").get(url).status_code == 404
+    assert login_as("finn", "course_admin", "20").get(url).status_code == 404
+
+
+def test_a_signed_up_person_still_sees_a_cancelled_activity(login_as, offers, person):
+    sign_up(offers["sales"].id, person("anna"), actor="test")
+    cancel_activity(offers["sales"].id, actor="test")
+    db.session.commit()
+
+    assert login_as("anna").get(f"/courses/activities/{offers['sales'].id}").status_code == 200
+    assert login_as("hanne").get(f"/courses/activities/{offers['sales'].id}").status_code == 404

@@ -11,7 +11,14 @@ from portal.core.audit import AuditEntry
 from portal.core.db import db, utcnow
 from portal.core.errors import Conflict, UserError
 from portal.courses.models import OutboxMessage, Signup
-from portal.courses.operations import cancel_signup, set_capacity, sign_up
+from portal.courses.operations import (
+    cancel_activity,
+    cancel_signup,
+    create_category,
+    create_template,
+    set_capacity,
+    sign_up,
+)
 from portal.courses.queries import catalogue, signups_in_order
 from portal.directory.models import Person
 from tests.courses.helpers import PERSONS, UNITS
@@ -230,3 +237,40 @@ def test_catalogue_is_the_unit_and_its_ancestors_published(make_activity, person
         select(func.count()).select_from(catalogue(person("dina").unit).subquery())
     )
     assert total == 2  # the company day and Budgets
+
+
+def test_the_organiser_cancelling_tells_everyone_signed_up(make_activity, staff):
+    activity = make_activity("10", capacity=1)
+    for p in staff[:3]:
+        sign_up(activity.id, p, actor="test")
+    cancel_signup(activity.id, staff[2], actor="test")
+
+    cancel_activity(activity.id, actor="test", reason="The trainer is ill.")
+
+    told = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "activity.cancelled")
+    ).all()
+    assert sorted(m.person_id for m in told) == [staff[0].id, staff[1].id]
+    assert told[0].payload == {"reason": "The trainer is ill."}
+    assert [s for _, s, _ in states(activity.id)] == ["registered", "waitlisted", "cancelled"]
+    with pytest.raises(UserError, match="cancelled"):
+        sign_up(activity.id, staff[3], actor="test")
+
+
+def test_categories_and_templates_are_owned_by_a_unit(unit, acme):
+    safety = create_category(unit("10"), "Safety", actor="test")
+    first_aid = create_category(unit("10"), "First aid", parent=safety, actor="test")
+    template = create_template(
+        unit("10"),
+        "First aid basics",
+        capacity=12,
+        duration_minutes=180,
+        actor="test",
+        category_id=first_aid.id,
+        default_location="Hall B",
+    )
+
+    assert (first_aid.parent_id, first_aid.owner_unit_id) == (safety.id, unit("10").id)
+    assert (template.category.name, template.capacity) == ("First aid", 12)
+    with pytest.raises(UserError, match="needs a name"):
+        create_category(unit("10"), "  ", actor="test")
