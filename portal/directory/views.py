@@ -12,7 +12,7 @@ from portal.core.errors import NotFound
 from portal.directory.models import OrgUnit, Person
 from portal.directory.queries import search_persons
 from portal.directory.tree import ancestors, unit_by_number, unit_tree
-from portal.web import person_panels
+from portal.web import paginate, person_panels
 
 bp = Blueprint("directory", __name__)
 PER_PAGE = 50
@@ -85,12 +85,7 @@ def persons():
     ).where(access.visible_person_condition(current_user))
     page = None
     if not form.unit.errors:
-        page = db.paginate(
-            query.options(selectinload(Person.unit)),
-            page=request.args.get("page", 1, type=int),
-            per_page=PER_PAGE,
-            error_out=False,
-        )
+        page = paginate(query.options(selectinload(Person.unit)), PER_PAGE)
     return render_template(
         "directory/persons.html",
         form=form,
