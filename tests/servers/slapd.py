@@ -13,7 +13,9 @@ than SIZE_LIMIT entries fails, so a source that forgets paging fails its tests.
 
 import atexit
 import contextlib
+import datetime
 import io
+import ipaddress
 import os
 import shutil
 import socket
@@ -27,6 +29,10 @@ import ldap
 import ldap.dn
 import ldif
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -52,13 +58,18 @@ class SlapdUnavailable(RuntimeError):
 
 
 class SlapdServer:
-    def __init__(self, ldif: str = ""):
+    def __init__(self, ldif: str = "", *, tls: bool = False):
         self.ldif = ldif
+        self.tls = tls  # StartTLS with a certificate of a throw-away CA (self.ca_file)
         self.folder: Path | None = None
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self._watchdog: subprocess.Popen | None = None
         self._lifeline: int | None = None
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.folder / "ca.pem")
 
     @property
     def uri(self) -> str:
@@ -75,7 +86,8 @@ class SlapdServer:
         try:
             (self.folder / "slapd.d").mkdir()
             (self.folder / "db").mkdir()
-            self._slapadd("0", _config(self.folder))
+            tls_settings = _make_certificates(self.folder) if self.tls else ""
+            self._slapadd("0", _config(self.folder, tls_settings))
             self._slapadd("1", _base_entries() + "\n" + self.ldif)
             for attempt in range(1, START_ATTEMPTS + 1):
                 self.port = _free_port()
@@ -190,13 +202,54 @@ class SlapdServer:
         return f"slapd did not come up:\n{tail}"
 
 
+def _make_certificates(folder: Path) -> str:
+    """A CA and a server certificate for 127.0.0.1; the cn=config lines that use them."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, key, signer, *, is_ca: bool):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        )
+        if not is_ca:
+            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    ca_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    ca = certificate(name("Kursa test CA"), name("Kursa test CA"), ca_key, ca_key, is_ca=True)
+    server = certificate(name("127.0.0.1"), ca.subject, server_key, ca_key, is_ca=False)
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "server.pem").write_bytes(server.public_bytes(pem))
+    (folder / "server.key").write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return (
+        f"olcTLSCACertificateFile: {folder}/ca.pem\n"
+        f"olcTLSCertificateFile: {folder}/server.pem\n"
+        f"olcTLSCertificateKeyFile: {folder}/server.key\n"
+    )
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _config(folder: Path) -> str:
+def _config(folder: Path, tls_settings: str = "") -> str:
     schemas = "\n".join((SCHEMA / f"{name}.ldif").read_text() for name in SCHEMA_NAMES)
     return f"""dn: cn=config
 objectClass: olcGlobal
@@ -204,7 +257,7 @@ cn: config
 olcPidFile: {folder}/slapd.pid
 olcArgsFile: {folder}/slapd.args
 olcLogLevel: none
-
+{tls_settings}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}

@@ -26,6 +26,7 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     SERVICE_PASSWORD,
     SIZE_LIMIT,
     SUFFIX,
+    SlapdServer,
     ou_dn,
     sample_ldif_fixture,
     shared_slapd_fixture,
@@ -362,3 +363,45 @@ def test_incremental_read_sees_only_changed_entries(app, customer, slapd):
     assert run.counts["persons"]["updated"] == 1
     assert person("e00006").email == "ny@example.dk"
     assert db.session.get(SyncSource, source.id).state["last_change"] > LOADED_AT.decode()
+
+
+# -- TLS: certificate checks are on by default -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_slapd(sample_ldif):
+    server = SlapdServer(sample_ldif, tls=True).start()
+    yield server
+    server.stop()
+
+
+def tls_settings(server, **extra) -> dict:
+    return profiles.effective(
+        "openldap",
+        {
+            "uri": server.uri,
+            "bind_dn": SERVICE_DN,
+            "user_bases": [ORG_BASE],
+            "org_base": ORG_BASE,
+            "starttls": True,
+            **extra,
+        },
+    )
+
+
+def test_starttls_with_the_ca_file_reads_the_directory(tls_slapd):
+    settings = tls_settings(tls_slapd, ca_file=tls_slapd.ca_file)
+
+    reading = read_directory(settings, SERVICE_PASSWORD, source_name="tls")
+
+    assert not reading.data.fatal, reading.data.issues
+    assert len(reading.data.persons) == SAMPLE_USERS
+
+
+def test_starttls_to_an_unknown_certificate_fails_by_default(tls_slapd):
+    reading = read_directory(tls_settings(tls_slapd), SERVICE_PASSWORD, source_name="tls")
+
+    assert reading.data.fatal
+    message = reading.data.issues[0].message
+    assert "No secure connection" in message and "certificate could not be verified" in message
+    assert "unknown error code" not in message

@@ -109,7 +109,9 @@ def translate(exc: ldap.LDAPError, settings: dict, base: str | None = None) -> D
     """The error as a sentence for an IT admin (logged without DNs or passwords)."""
     uri, seconds = settings["uri"], settings["timeout"]
     info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    detail = info.get("info") or info.get("desc") or type(exc).__name__
+    detail = info.get("info") or ""
+    if not detail or "unknown error code" in detail:  # libldap's TLS errors say no more
+        detail = info.get("desc") or type(exc).__name__
     logger.warning("LDAP source at %s failed: %s (%s)", uri, type(exc).__name__, detail)
     if isinstance(exc, ldap.INVALID_CREDENTIALS):
         text = (
@@ -145,8 +147,9 @@ def translate(exc: ldap.LDAPError, settings: dict, base: str | None = None) -> D
         )
     elif isinstance(exc, ldap.CONNECT_ERROR):
         text = (
-            f"No secure connection to {uri} could be set up ({detail}). Check the CA file "
-            "and the server's certificate."
+            f"No secure connection to {uri} could be set up ({detail}): the server's "
+            "certificate could not be verified or TLS failed. Check the CA file, and that "
+            "the certificate names this host and has not expired."
         )
     elif isinstance(exc, ldap.FILTER_ERROR):
         text = "The user filter is not a valid LDAP filter."
