@@ -172,3 +172,10 @@ def test_unknown_source_is_named(flask):
 
     assert result.exit_code == 1
     assert "There is no source named 'nowhere'" in result.output
+
+
+def test_source_names_are_plain(add_source):
+    result = add_source("hq ad/æ")
+
+    assert result.exit_code == 1
+    assert "A source name is 1 to 60 letters" in result.output

@@ -1,6 +1,7 @@
 """Stored LDAP sources: add, list, test and sync one (a sync is a normal run of the engine)."""
 
 import logging
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -16,6 +17,8 @@ from sync.sources.ldap.reader import Reading, read_directory
 
 logger = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "0 2 * * *"
+# Short and plain: the CLI addresses a source by name, and runs label persons "ldap:<name>".
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
 
 
 def add_ldap_source(
@@ -29,6 +32,11 @@ def add_ldap_source(
     schedule: str = DEFAULT_SCHEDULE,
 ) -> SyncSource:
     """Store a new LDAP source of the customer; the password is kept encrypted."""
+    if not NAME_RE.match(name):
+        raise UserError(
+            "A source name is 1 to 60 letters, digits, dots, dashes or underscores "
+            "(for example hq-ad), starting with a letter or digit."
+        )
     profiles.check(profile, settings)
     if len(schedule.split()) != 5:
         raise UserError("The schedule is a cron expression of five fields, e.g. '0 2 * * *'.")
