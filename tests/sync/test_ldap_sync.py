@@ -12,6 +12,7 @@ from portal.core.db import db
 from portal.directory.cli import export_directory
 from portal.directory.models import OrgUnit, Person
 from sync.models import SyncSource
+from sync.runs import run_summary
 from sync.sources.ldap import profiles
 from sync.sources.ldap.connection import connect, paged_search
 from sync.sources.ldap.operations import add_ldap_source, check_source, sync_source
@@ -405,3 +406,26 @@ def test_starttls_to_an_unknown_certificate_fails_by_default(tls_slapd):
     message = reading.data.issues[0].message
     assert "No secure connection" in message and "certificate could not be verified" in message
     assert "unknown error code" not in message
+
+
+def test_person_outside_the_ou_tree_is_skipped_with_a_notice(app, customer, slapd):
+    slapd.admin().add_s(
+        f"uid=e77777,{ORG_BASE}",
+        [
+            ("objectClass", [b"inetOrgPerson"]),
+            ("uid", [b"e77777"]),
+            ("cn", ["Åse Ås".encode()]),
+            ("givenName", ["Åse".encode()]),
+            ("sn", ["Ås".encode()]),
+        ],
+    )
+    source = make_source(customer, slapd)
+
+    run = sync(source)
+
+    assert run.status == "applied", run.error
+    assert run.counts["persons"]["created"] == SAMPLE_USERS
+    assert person("e77777") is None
+    issues = run_summary(run)["issues"]
+    assert any("1 person is not inside any OU below the org base" in i["message"] for i in issues)
+    assert f"uid=e77777,{ORG_BASE}" in [i["file"] for i in issues]

@@ -3,7 +3,8 @@
 Units and persons are keyed on objectGUID (AD) or entryUUID (OpenLDAP), never on the DN, so
 renaming or moving an OU or a person is an update or a move, never a delete plus a create.
 Anything that keeps the directory from being read completely -- or an empty result -- makes
-the whole read fatal: the run fails and nothing changes.
+the whole read fatal: the run fails and nothing changes. A record's `file` is its entry's DN,
+so the run report names the entry behind a rejected record.
 """
 
 import logging
@@ -207,7 +208,7 @@ class _Reader:
             number = numbers[key]
             if number.casefold() in repeated:
                 number = self._qualified(dn, base)  # "IT" under two branches: "Salg/IT"
-            units.append(UnitRecord(key, number[:64], names[key], parent, file=self.source_name))
+            units.append(UnitRecord(key, number[:64], names[key], parent, file=_where(dn)))
         return units, ou_of_dn
 
     def _qualified(self, dn: str, base: str) -> str:
@@ -240,6 +241,16 @@ class _Reader:
                 seen.add(anchor)
                 self._track(values)
                 persons.append(self._person(dn, anchor, values, ou_of_dn, inactive))
+        outside = sum(1 for p in persons if not p.unit_ref)
+        if outside and self.settings["org_from"] == "ou":
+            self.issues.append(
+                Issue(
+                    f"{outside} person{'s are' if outside != 1 else ' is'} not inside any OU "
+                    f"below the org base {self.settings['org_base']!r}, so Kursa cannot place "
+                    "them in a unit; they are skipped and left as they are.",
+                    severity="notice",
+                )
+            )
         return persons
 
     def _inactive_anchors(self) -> set[str]:
@@ -275,7 +286,7 @@ class _Reader:
             unit_ref=unit_ref,
             anchor=anchor,
             is_active=active,
-            file=self.source_name,
+            file=_where(dn),
         )
 
     def _enclosing_unit(self, dn: str, ou_of_dn: dict[tuple, str]) -> str:
@@ -311,6 +322,11 @@ class _Reader:
         if attribute.lower() == "objectguid":
             return str(uuid.UUID(bytes_le=raw[0]))
         return raw[0].decode()
+
+
+def _where(dn: str) -> str:
+    """The entry's DN names a rejected record in the run report, as a file and row would."""
+    return dn[:300]
 
 
 def _text(values: dict, attribute: str) -> str:
