@@ -4,6 +4,8 @@ Every database test runs on SQLite and PostgreSQL (the `app` fixture). Tests tha
 directory get a fresh slapd of their own (`slapd`); the rest share one (`shared_slapd`).
 """
 
+from datetime import UTC, datetime, timedelta
+
 import ldap
 import pytest
 from sqlalchemy import func, select
@@ -355,10 +357,20 @@ def test_incremental_read_sees_only_changed_entries(app, customer, slapd):
         state={"last_change": "20260101000000Z"},
         full=False,
     )
+    # the last run saw a change five minutes after this one (a run paging past it meanwhile)
+    later = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y%m%d%H%M%SZ")
+    overlapping = read_directory(
+        profiles.effective("openldap", stored.settings),
+        SERVICE_PASSWORD,
+        source_name=stored.name,
+        state={"last_change": later},
+        full=False,
+    )
     run = sync(source)
 
     assert reading.incremental
     assert [p.username for p in reading.data.persons] == ["e00006"]
+    assert [p.username for p in overlapping.data.persons] == ["e00006"]
     assert len(reading.data.units) == SAMPLE_UNITS  # OUs are always read whole
     assert not reading.data.persons_complete and not reading.data.units_complete
     assert run.counts["persons"]["updated"] == 1

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import ldap
 import ldap.dn
@@ -22,6 +23,10 @@ from sync.sources.ldap.connection import DirectoryError, close, connect, paged_s
 
 logger = logging.getLogger(__name__)
 UAC_DISABLED = 0x2
+# OpenLDAP: an incremental run reads from this long before the newest modifyTimestamp seen,
+# so an entry changed while the last run paged past it is not missed (re-reading is harmless).
+OVERLAP = timedelta(minutes=10)
+GENERALIZED_TIME = "%Y%m%d%H%M%SZ"
 
 
 @dataclass
@@ -80,6 +85,7 @@ class _Reader:
         self.on_page = on_page
         self.is_ad = settings["profile"] == "ad"
         self.new_state: dict = {}
+        self.last_change_fixed = False  # AD: the state is highestCommittedUSN, not the max seen
         self.incremental = not full and self._can_resume()
         self.issues: list[Issue] = []
         self.unit_names: dict[str, str] = {}  # attribute mode: person anchor -> unit name
@@ -103,15 +109,25 @@ class _Reader:
         raw = found.get("invocationId", [b""])[0]
         return str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else None
 
+    def _highest_committed_usn(self) -> str | None:
+        """AD: every change committed before this moment has a uSNChanged at most this."""
+        root = read_one(self.conn, self.settings, "", ["highestCommittedUSN"])
+        raw = root.get("highestCommittedUSN")
+        return raw[0].decode() if raw else None
+
     def _changed_since(self, search_filter: str) -> str:
         if not self.incremental:
             return search_filter
         attribute, last = self.settings["change_attribute"], self.state["last_change"]
         if self.is_ad:  # uSNChanged is a number: >= last + 1 is "after"
-            last = str(int(last) + 1)
-        return f"(&{search_filter}({attribute}>={ldap.filter.escape_filter_chars(str(last))}))"
+            since = str(int(last) + 1)
+        else:
+            since = _earlier(last, OVERLAP)
+        return f"(&{search_filter}({attribute}>={ldap.filter.escape_filter_chars(since)}))"
 
     def _track(self, values: dict) -> None:
+        if self.last_change_fixed:
+            return
         raw = values.get(self.settings["change_attribute"])
         if not raw:
             return
@@ -125,6 +141,10 @@ class _Reader:
     def read(self) -> Reading:
         if self.is_ad:
             self.new_state["invocation_id"] = self._invocation_id()
+            # Taken before searching, so a change made while the pages are read is after it.
+            highest = self._highest_committed_usn()
+            if highest:
+                self.new_state["last_change"], self.last_change_fixed = highest, True
         units, ou_of_dn = self._read_units()
         persons = self._read_persons(ou_of_dn)
         if not self.incremental and not persons:
@@ -322,6 +342,12 @@ class _Reader:
         if attribute.lower() == "objectguid":
             return str(uuid.UUID(bytes_le=raw[0]))
         return raw[0].decode()
+
+
+def _earlier(generalized_time: str, delta: timedelta) -> str:
+    """'20261203175012Z' (fractions and zone offsets dropped) moved back by `delta`."""
+    moment = datetime.strptime(generalized_time[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    return (moment - delta).strftime(GENERALIZED_TIME)
 
 
 def _where(dn: str) -> str:
