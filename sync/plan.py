@@ -186,7 +186,11 @@ class _UnitPlanner:
         self.depth: dict[str | None, int] = {ROOT: 0}
 
     def _existing_key(self, row) -> str:
-        return row.anchor if self.data.unit_match == "anchor" else row.number
+        if self.data.unit_match == "anchor":
+            # A unit without an anchor (made by a file import) is never matched by one, and
+            # must not share the root's key (None).
+            return row.anchor or f"\x00unit:{row.id}"
+        return row.number
 
     def plan(self) -> None:
         self._accept_unique()

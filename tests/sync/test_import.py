@@ -357,3 +357,34 @@ def test_run_rows_survive_in_history(customer, import_csv):
     import_csv(customer, UNITS, PERSONS)
     import_csv(customer, UNITS, PERSONS)
     assert db.session.scalar(select(func.count()).select_from(SyncRun)) == 2
+
+
+def test_a_directory_source_after_files_does_not_mistake_file_units_for_the_root(
+    customer, import_csv
+):
+    """Units made by a file import have no anchor; a source keyed on anchors must neither
+    match them nor take one for the customer's root unit."""
+    from sync.records import PersonRecord, SourceData, UnitRecord
+    from sync.runs import run_source
+
+    import_csv(customer, UNITS, PERSONS)
+    data = SourceData(
+        kind="ldap",
+        source_name="corp",
+        unit_match="anchor",
+        person_unit_by="key",
+        units=[
+            UnitRecord("guid-a", "A1", "Alpha", None),
+            UnitRecord("guid-b", "B1", "Beta", "guid-a"),
+        ],
+        persons=[PersonRecord("x1", "Ole", "Dam", None, None, "guid-b", anchor="guid-x1")],
+    )
+    run = run_source(customer, data, actor="test")
+
+    assert run.status == "applied", run.error
+    tree = units(customer)
+    assert tree["B1"].parent_id == tree["A1"].id
+    assert tree["A1"].parent_id == customer.root_unit_id
+    assert persons(customer)["x1"].unit_id == tree["B1"].id
+    # The file's persons belong to another source and stay, so their units stay too.
+    assert tree["20"].is_active and persons(customer)["u1"].is_active

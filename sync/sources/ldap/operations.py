@@ -2,6 +2,7 @@
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -127,8 +128,11 @@ def sync_source(
     previewed run is read again from the same point next time.
     """
     source_id, customer = source.id, source.customer
+    read_started = time.perf_counter()
     reading = _read(source, full=full, on_page=on_page)
-    run = run_source(customer, reading.data, actor=actor, dry_run=dry_run)
+    run = run_source(
+        customer, reading.data, actor=actor, dry_run=dry_run, read_started=read_started
+    )
     if run.status == RunStatus.APPLIED and reading.state:
         source = db.session.get(SyncSource, source_id)
         source.state = reading.state
