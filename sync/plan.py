@@ -545,6 +545,26 @@ class _PersonPlanner:
             self._update(record, old, unit_key)
 
     def _row_problem(self, record: PersonRecord) -> tuple[str, str, str] | None:
+        known = self.by_username.get(record.username.lower())
+        if (
+            known is not None
+            and record.unit_ref
+            and (
+                known.username,
+                known.first_name,
+                known.last_name,
+                known.email,
+                known.employee_number,
+            )
+            == (
+                record.username,
+                record.first_name,
+                record.last_name,
+                record.email,
+                record.employee_number,
+            )
+        ):
+            return None  # exactly what Kursa holds, and so checked when it was stored
         values = [getattr(record, name) or "" for name in PERSON_LIMITS]
         # One look at the whole row first: nearly every row passes it.
         if any(map(gt, map(len, values), PERSON_LIMITS.values())) or _CONTROL.search(
@@ -558,7 +578,6 @@ class _PersonPlanner:
             return "first_name", "The first name is empty.", ""
         if not record.last_name:
             return "last_name", "The last name is empty.", ""
-        known = self.by_username.get(record.username.lower())
         unchanged = known is not None and (known.username, known.first_name, known.last_name) == (
             record.username,
             record.first_name,

@@ -406,7 +406,7 @@ class _Reader:
                 f"The row has {len(cells)} values but the header has {header_width} "
                 "columns; a delimiter inside a value must be in quotes. The row is skipped."
             )
-        if any(len(cell) > MAX_CELL for cell in cells):
+        if max(map(len, cells)) > MAX_CELL:
             return f"A value is longer than {MAX_CELL} characters; the row is skipped."
         return None
 
