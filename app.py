@@ -46,6 +46,7 @@ def _register(app: Flask) -> None:
     # Imported here so that every model is known to the metadata before migrations run.
     from portal import web
     from portal.accounts.cli import account_cli
+    from portal.courses import calendar_views
     from portal.courses import views as course_views
     from portal.courses.cli import activity_cli, role_cli
     from portal.directory.cli import customer_cli, directory_cli
@@ -58,6 +59,7 @@ def _register(app: Flask) -> None:
     web.add_navigation(app, "Sync runs", "sync.runs")
     web.add_navigation(app, "Import files", "sync.upload")
     app.register_blueprint(course_views.bp)
+    app.register_blueprint(calendar_views.bp)
     web.add_navigation(app, "Courses", "courses.catalogue_page")
     web.add_navigation(app, "Manage courses", "courses.manage")
 

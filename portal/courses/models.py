@@ -147,3 +147,22 @@ class OutboxMessage(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # Not tried again before this (a failed attempt waits longer each time, up to a cap).
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    # Given up: refused for good by the mail server too often, or the person has no address.
+    # The row stays with its last error, so nothing is lost silently.
+    failed_at: Mapped[datetime | None] = mapped_column()
+
+
+class CalendarFeed(TimestampMixin, db.Model):
+    """A person's personal iCal feed. Only the SHA-256 of its token is kept: the token is a
+    bearer credential (anyone holding the URL reads the person's courses), so a leaked backup
+    or database read must not hand out working URLs. A 32-byte random token needs no slow hash.
+    """
+
+    __tablename__ = "calendar_feeds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    last_used_at: Mapped[datetime | None] = mapped_column()
