@@ -1,8 +1,6 @@
 """Course pages: the employee's catalogue, an activity, my activities; the course admin's list,
 new activity, participants and attendance. Every lookup goes through portal.core.access."""
 
-import csv
-import io
 from datetime import datetime, time
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
@@ -17,6 +15,7 @@ from wtforms.validators import DataRequired, NumberRange
 from portal.core import access
 from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
+from portal.courses.exports import participants_csv, participants_xlsx
 from portal.courses.models import SEAT_HOLDING, Activity, Category, Signup, SignupStatus
 from portal.courses.operations import cancel_signup, create_activity, record_attendance, sign_up
 from portal.courses.queries import (
@@ -32,6 +31,7 @@ from portal.web import add_person_panel, paginate
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
 PER_PAGE = 25
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HISTORY_SHOWN = 50
 
 
@@ -178,31 +178,20 @@ def cancel(activity_id: int):
     return redirect(url_for("courses.activity", activity_id=activity.id))
 
 
-@bp.route("/activities/<int:activity_id>/participants.csv")
+@bp.route("/activities/<int:activity_id>/participants.<any(csv, xlsx):kind>")
 @login_required
-def participants_csv(activity_id: int):
+def participants(activity_id: int, kind: str):
+    """The participant list for course admins of the activity's branch (404 for others)."""
     activity = access.get_visible(current_user, Activity, activity_id)
     if not access.may_manage(current_user, activity):
         raise NotFound(access.HIDDEN)
-    zone_customer = db.session.get(Customer, activity.customer_id)
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";")
-    writer.writerow(["Name", "Username", "Email", "Status", "Waiting position", "Signed up"])
-    for signup, username in signups_in_order(activity.id):
-        writer.writerow(
-            [
-                signup.person.full_name,
-                username,
-                signup.person.email or "",
-                signup.status.replace("_", " "),
-                signup.position or "",
-                shown(signup.created_at, zone_of(zone_customer)),
-            ]
-        )
+    if kind == "csv":
+        body, mimetype = participants_csv(activity), "text/csv"
+    else:
+        body, mimetype = participants_xlsx(activity), XLSX
+    name = f"participants-{activity.id}.{kind}"
     return Response(
-        "\ufeff" + out.getvalue(),  # the byte order mark makes Excel read UTF-8
-        mimetype="text/csv",
-        headers={"Content-Disposition": f"attachment; filename=participants-{activity.id}.csv"},
+        body, mimetype=mimetype, headers={"Content-Disposition": f"attachment; filename={name}"}
     )
 
 
