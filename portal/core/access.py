@@ -110,10 +110,12 @@ def scope_of(account) -> Scope:
     person_id = getattr(account, "person_id", None)
     if person_id is None:
         return Scope()
+    # A person the directory sync inactivated (they left) keeps their grants on record but
+    # reaches nothing, from the next request on.
     row = db.session.execute(
         select(Person.customer_id, OrgUnit.path)
         .join(OrgUnit, Person.unit_id == OrgUnit.id)
-        .where(Person.id == person_id)
+        .where(Person.id == person_id, Person.is_active.is_(True))
     ).first()
     if row is None:
         return Scope()

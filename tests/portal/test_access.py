@@ -171,3 +171,15 @@ def test_role_grant_command_refuses_with_the_reason(flask, acme, args, reason):
     assert result.exit_code != 0
     assert reason in result.output
     assert db.session.scalar(select(RoleGrant)) is None
+
+
+def test_an_inactivated_person_reaches_nothing_despite_their_grants(login_as, person):
+    client = login_as("hanne", "hr", "10")
+    assert "Sales North" in text_of(client.get("/"))
+
+    person("hanne").is_active = False  # as a sync inactivates someone who left
+    db.session.commit()
+
+    html = text_of(client.get("/persons?status=all"))
+    assert names_listed(html) == set()
+    assert client.get(f"/persons/{person('anna').id}").status_code == 404
