@@ -46,7 +46,7 @@ def _register(app: Flask) -> None:
     # Imported here so that every model is known to the metadata before migrations run.
     from portal import web
     from portal.accounts.cli import account_cli
-    from portal.courses import calendar_views
+    from portal.courses import calendar_views, outbox
     from portal.courses import views as course_views
     from portal.courses.cli import activity_cli, role_cli
     from portal.directory.cli import customer_cli, directory_cli
@@ -71,6 +71,7 @@ def _register(app: Flask) -> None:
     app.cli.add_command(sync_cli.demo_command)
     app.cli.add_command(activity_cli)
     app.cli.add_command(role_cli)
+    app.cli.add_command(outbox.outbox_cli)
 
 
 def _database_url(app: Flask, settings: dict) -> str:
