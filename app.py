@@ -46,6 +46,8 @@ def _register(app: Flask) -> None:
     # Imported here so that every model is known to the metadata before migrations run.
     from portal import web
     from portal.accounts.cli import account_cli
+    from portal.accounts.role_views import bp as roles_bp
+    from portal.core import access
     from portal.courses import calendar_views, outbox
     from portal.courses import views as course_views
     from portal.courses.cli import activity_cli, role_cli
@@ -56,12 +58,16 @@ def _register(app: Flask) -> None:
 
     web.init_app(app)
     app.register_blueprint(sync_views.bp)
-    web.add_navigation(app, "Sync runs", "sync.runs")
-    web.add_navigation(app, "Import files", "sync.upload")
+    syncs = access.holding(access.SYNC_ROLES, whole=True)
+    web.add_navigation(app, "Sync runs", "sync.runs", syncs)
+    web.add_navigation(app, "Import files", "sync.upload", syncs)
     app.register_blueprint(course_views.bp)
     app.register_blueprint(calendar_views.bp)
     web.add_navigation(app, "Courses", "courses.catalogue_page")
-    web.add_navigation(app, "Manage courses", "courses.manage")
+    manages = access.holding(access.COURSE_MANAGERS)
+    web.add_navigation(app, "Manage courses", "courses.manage", manages)
+    app.register_blueprint(roles_bp)
+    web.add_navigation(app, "Roles", "roles.roles", access.holding(access.ROLE_GRANTERS))
 
     for command in sync_cli.directory_commands:
         directory_cli.add_command(command)

@@ -7,12 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, render_template, request, url_for
-from flask_login import LoginManager
+from flask_login import LoginManager, current_user
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 from sqlalchemy import Select
 
+from portal.core import access
+from portal.core.access import Scope
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.core.time import format_local
@@ -52,8 +54,8 @@ def init_app(app: Flask) -> None:
     app.permanent_session_lifetime = timedelta(hours=12)
     app.extensions["kursa_navigation"] = []
     app.extensions["kursa_person_panels"] = []
-    add_navigation(app, "Organisation", "directory.tree")
-    add_navigation(app, "Persons", "directory.persons")
+    add_navigation(app, "Organisation", "directory.tree", access.holding(access.DIRECTORY_ROLES))
+    add_navigation(app, "Persons", "directory.persons", access.holding(access.DIRECTORY_ROLES))
 
     app.register_blueprint(ui)
     app.register_blueprint(accounts_bp)
@@ -61,16 +63,32 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["local_time"] = format_local
     app.jinja_env.globals["url_with"] = url_with
     app.before_request(_assign_request_id)
-    app.context_processor(lambda: {"navigation": app.extensions["kursa_navigation"]})
+    app.context_processor(lambda: {"navigation": navigation()})
     app.register_error_handler(UserError, _user_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(404, _not_found)
     app.register_error_handler(500, _server_error)
 
 
-def add_navigation(app: Flask, label: str, endpoint: str) -> None:
-    """Add a link to the top navigation (sync and sso attach their pages this way)."""
-    app.extensions["kursa_navigation"].append((label, endpoint))
+def add_navigation(
+    app: Flask, label: str, endpoint: str, visible: Callable[[Scope], bool] | None = None
+) -> None:
+    """Add a link to the top navigation (sync and sso attach their pages this way).
+
+    `visible` tells from the account's scope whether the link is shown (default: to everyone
+    logged in), so an employee sees no links to pages that would be empty for them. It hides a
+    link only: each page still checks access itself.
+    """
+    app.extensions["kursa_navigation"].append((label, endpoint, visible))
+
+
+def navigation() -> list[tuple[str, str]]:
+    """(label, endpoint) of the links the logged-in account is shown."""
+    if not current_user.is_authenticated:
+        return []
+    scope = access.scope_of(current_user)
+    links = current_app.extensions["kursa_navigation"]
+    return [(label, endpoint) for label, endpoint, shown in links if not shown or shown(scope)]
 
 
 def add_person_panel(app: Flask, panel: PersonPanel) -> None:

@@ -33,6 +33,8 @@ DIRECTORY_ROLES = frozenset({Role.HR, Role.IT_ADMIN, Role.COURSE_ADMIN})
 SYNC_ROLES = frozenset({Role.HR, Role.IT_ADMIN})
 COURSE_ROLES = frozenset({Role.COURSE_ADMIN, Role.HR})
 COURSE_MANAGERS = frozenset({Role.COURSE_ADMIN})
+# Who grants and revokes roles, within their own branch: HR (and platform admins).
+ROLE_GRANTERS = frozenset({Role.HR})
 logger = logging.getLogger(__name__)
 HIDDEN = "There is nothing here, or it is not yours to see."
 
@@ -206,6 +208,8 @@ def is_visible(scope: Scope, obj) -> bool:
         )
     if isinstance(obj, Category | ActivityTemplate):
         return scope.reaches(obj.owner_unit.path, COURSE_ROLES)
+    if isinstance(obj, RoleGrant):
+        return scope.reaches(db.session.get(OrgUnit, obj.unit_id).path, ROLE_GRANTERS)
     # Whatever else belongs to a customer as a whole (sync runs): HR and IT at its root.
     customer_id = getattr(obj, "customer_id", None)
     return customer_id is not None and scope.reaches_customer(customer_id, SYNC_ROLES, whole=True)
@@ -286,6 +290,28 @@ def grant_role(person: Person, role: str, unit: OrgUnit, *, actor: str) -> RoleG
     audit.record(actor, "role.granted", "person", person.id, role=role, unit=unit.id)
     logger.info("role %s at unit %s granted to person %s by %s", role, unit.id, person.id, actor)
     return grant
+
+
+def revoke_role(grant: RoleGrant, *, actor: str) -> None:
+    """Take a role back. The account stays (it may hold other roles, or log in as staff)."""
+    person_id, role, unit_id = grant.person_id, grant.role, grant.unit_id
+    db.session.delete(grant)
+    db.session.flush()
+
+    audit.record(actor, "role.revoked", "person", person_id, role=role, unit=unit_id)
+    logger.info("role %s at unit %s revoked from person %s by %s", role, unit_id, person_id, actor)
+
+
+def holding(roles, *, whole: bool = False):
+    """A predicate on a Scope: it holds one of `roles` somewhere (`whole`: at a customer's
+    root). Navigation shows a link only to those for whom its page has something."""
+
+    def holds(scope: Scope) -> bool:
+        return scope.is_platform_admin or any(
+            g.role in roles and (g.is_root or not whole) for g in scope.grants
+        )
+
+    return holds
 
 
 def branch_tops(account, customer_id: int) -> list[int] | None:

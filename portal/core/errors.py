@@ -21,3 +21,10 @@ class Conflict(UserError):
     """The request is valid but clashes with the current state."""
 
     status_code = 409
+
+
+class Forbidden(UserError):
+    """The user is known but holds no role for this page (an object outside their branch
+    answers NotFound instead, so that its existence is not told)."""
+
+    status_code = 403
