@@ -54,6 +54,7 @@ def _register(app: Flask) -> None:
     from portal.directory.cli import customer_cli, directory_cli
     from sync import cli as sync_cli
     from sync import models as sync_models  # noqa: F401
+    from sync import schedule_cli
     from sync import views as sync_views
 
     web.init_app(app)
@@ -75,6 +76,8 @@ def _register(app: Flask) -> None:
     app.cli.add_command(directory_cli)
     app.cli.add_command(account_cli)
     app.cli.add_command(sync_cli.demo_command)
+    app.cli.add_command(schedule_cli.scheduler_cli)
+    app.cli.add_command(schedule_cli.drop_cli)
     app.cli.add_command(activity_cli)
     app.cli.add_command(role_cli)
     app.cli.add_command(outbox.outbox_cli)

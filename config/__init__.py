@@ -149,6 +149,31 @@ def _validate(settings: dict) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         zone = settings["directory"]["default_timezone"]
         raise ConfigError(f"directory.default_timezone {zone!r} is not a known time zone") from None
+    _validate_schedule(settings)
     url = settings["database"]["url"]
     if url and "://" not in url:
         raise ConfigError(f"database.url {url!r} is not a SQLAlchemy URL (dialect://...)")
+
+
+def _validate_schedule(settings: dict) -> None:
+    for section, key in (
+        ("schedule", "lock_seconds"),
+        ("schedule", "refresh_seconds"),
+        ("schedule", "misfire_grace_seconds"),
+        ("schedule", "workers"),
+        ("drop", "keep_days"),
+    ):
+        if settings[section][key] <= 0:
+            raise ConfigError(f"{section}.{key} must be positive")
+    if settings["drop"]["settle_seconds"] < 0:
+        raise ConfigError("drop.settle_seconds must not be negative")
+    cron = settings["drop"]["schedule"]
+    if not cron_is_valid(cron):
+        raise ConfigError(f"drop.schedule {cron!r} is not a cron expression such as '0 2 * * *'")
+
+
+def cron_is_valid(cron: str) -> bool:
+    """Five cron fields (minute hour day month weekday) the scheduler understands."""
+    from sync.cron import is_valid
+
+    return is_valid(cron)

@@ -3,7 +3,18 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    Unicode,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.db import TimestampMixin, db, utcnow
@@ -122,3 +133,40 @@ class SyncSource(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<SyncSource {self.name} {self.kind}/{self.profile}>"
+
+
+class SyncLock(db.Model):
+    """A run lock shared by every process and machine on this database (see sync.locks).
+
+    A holder renews `expires_at` while it runs; a lock past it belongs to a holder that died
+    and is taken over by the next run.
+    """
+
+    __tablename__ = "sync_locks"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class DropAccount(TimestampMixin, db.Model):
+    """A customer's login to the FTPS file drop (user name = the customer's slug)."""
+
+    __tablename__ = "drop_accounts"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+
+    customer: Mapped[Customer] = relationship()
+
+
+# APScheduler's own job table (SQLAlchemyJobStore), declared here so that the migration makes
+# it and the schema check knows it. The scheduler only reads and writes it through APScheduler.
+scheduler_jobs = Table(
+    "scheduler_jobs",
+    db.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

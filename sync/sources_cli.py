@@ -111,12 +111,13 @@ def test_command(name):
 def sync_command(name, full, dry_run, as_json):
     """Sync directory source NAME now (incremental unless --full or first run).
 
-    Exit status: 0 applied or dry run, 1 failed, 3 held for approval.
+    Exit status: 0 applied or dry run, 1 failed (or another run of NAME is going on), 3 held
+    for approval.
     """
     from sync.cli import _report  # sync.cli imports this module: resolve at call time
 
     source = _call(operations.source_by_name, name)
-    run = operations.sync_source(source, actor=CLI_ACTOR, full=full, dry_run=dry_run)
+    run = _call(operations.sync_source, source, actor=CLI_ACTOR, full=full, dry_run=dry_run)
     _report(run, as_json)
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from config import cron_is_valid
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
 from portal.directory.models import Customer
+from sync.locks import run_lock
 from sync.models import RunStatus, SyncRun, SyncSource
 from sync.runs import run_source
 from sync.sources.ldap import profiles, vault
@@ -39,7 +41,7 @@ def add_ldap_source(
             "(for example hq-ad), starting with a letter or digit."
         )
     profiles.check(profile, settings)
-    if len(schedule.split()) != 5:
+    if not cron_is_valid(schedule):
         raise UserError("The schedule is a cron expression of five fields, e.g. '0 2 * * *'.")
     if db.session.scalar(select(SyncSource.id).where(SyncSource.name == name)):
         raise Conflict(f"A source named {name!r} exists already; source names are unique.")
@@ -128,15 +130,18 @@ def sync_source(
     previewed run is read again from the same point next time.
     """
     source_id, customer = source.id, source.customer
-    read_started = time.perf_counter()
-    reading = _read(source, full=full, on_page=on_page)
-    run = run_source(
-        customer, reading.data, actor=actor, dry_run=dry_run, read_started=read_started
-    )
-    if run.status == RunStatus.APPLIED and reading.state:
-        source = db.session.get(SyncSource, source_id)
-        source.state = reading.state
-        db.session.commit()
+    # Every run of a source, from the CLI, a page or the scheduler on any machine, holds the
+    # source's lock in the database: a second one stops here with LockBusy.
+    with run_lock(f"source:{source.name}"):
+        read_started = time.perf_counter()
+        reading = _read(source, full=full, on_page=on_page)
+        run = run_source(
+            customer, reading.data, actor=actor, dry_run=dry_run, read_started=read_started
+        )
+        if run.status == RunStatus.APPLIED and reading.state:
+            source = db.session.get(SyncSource, source_id)
+            source.state = reading.state
+            db.session.commit()
     return run
 
 

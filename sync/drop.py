@@ -1,0 +1,248 @@
+"""The daily file drop: each customer's inbox folder, imported once a day and then archived.
+
+Folders: `<[drop] root>/<slug>/inbox` receives files (FTPS, or copied there); after a run its
+files move to `<root>/<slug>/archive/<YYYY-MM-DD>/` (the day they were archived), and archive
+days older than `[drop] keep_days` are deleted.
+
+Naming rule (tell customers): a file is CSV or XLSX; its name says
+its role and carries a date stamp, e.g. `organisation_2026-12-03.csv` + `persons_20261203.xlsx`.
+- organisation file: the name contains "org" (organisation, organization), "afdeling" or
+  "enhed";
+- persons file: the name contains "person" (persons, personer), "medarbejder" or "employee";
+- the date stamp is YYYYMMDD or YYYY-MM-DD, optionally followed by a time HHMM or HHMMSS
+  (20261203T0200, 2026-12-03_020000).
+Two files with the same stamp, one of each role, are a pair. The newest complete pair is
+imported; older pairs still in the inbox are archived unread (they are out of date). A lone
+file waits for its partner. A name with both roles, or none, or no stamp is left alone.
+
+A file still being written is never read: temporary names (*.part, *.tmp, *.filepart,
+.hidden, ~lock files) are skipped, and a pair is read only when the size and modification
+time of both files are the same twice, `[drop] settle_seconds` apart.
+"""
+
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from flask import current_app
+
+from portal.directory.models import Customer
+from sync.locks import run_lock
+from sync.models import SyncRun
+from sync.runs import FileInput, import_files
+
+logger = logging.getLogger(__name__)
+SUFFIXES = {".csv", ".xlsx"}
+TEMPORARY_SUFFIXES = {".part", ".tmp", ".temp", ".filepart", ".partial", ".crdownload"}
+ORG_WORDS = ("org", "afdeling", "enhed")
+PERSON_WORDS = ("person", "medarbejder", "employee")
+STAMP = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?:[T_ -]?(\d{2})(\d{2})(\d{2})?)?(?!\d)")
+ARCHIVE_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Pair:
+    stamp: str
+    org: Path
+    persons: Path
+
+    @property
+    def files(self) -> tuple[Path, Path]:
+        return self.org, self.persons
+
+
+@dataclass
+class DropResult:
+    """What one look at the inbox did: the run (if a pair was imported) and a sentence."""
+
+    run: SyncRun | None
+    message: str
+    archived: int = 0
+    deleted: int = 0
+
+
+def drop_root() -> Path:
+    root = current_app.config["KURSA"]["drop"]["root"]
+    return Path(root) if root else Path(current_app.instance_path) / "drop"
+
+
+def inbox_of(slug: str) -> Path:
+    return drop_root() / slug / "inbox"
+
+
+def archive_of(slug: str) -> Path:
+    return drop_root() / slug / "archive"
+
+
+def customers_with_inbox() -> list[str]:
+    """Slugs whose inbox folder exists (the customers the daily drop job is for)."""
+    root = drop_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob("*/inbox") if p.is_dir())
+
+
+def role_of(name: str) -> str | None:
+    """'org', 'persons' or None (ambiguous, temporary or not a data file)."""
+    lower = name.lower()
+    if is_temporary(name) or Path(lower).suffix not in SUFFIXES:
+        return None
+    stem = Path(lower).stem
+    is_org = any(word in stem for word in ORG_WORDS)
+    is_persons = any(word in stem for word in PERSON_WORDS)
+    if is_org == is_persons:
+        return None
+    return "org" if is_org else "persons"
+
+
+def stamp_of(name: str) -> str | None:
+    """The date stamp as sortable 'YYYYMMDDHHMMSS', or None."""
+    found = STAMP.search(Path(name).stem)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second = found.groups()
+    try:
+        date(int(year), int(month), int(day))
+    except ValueError:
+        return None
+    return f"{year}{month}{day}{hour or '00'}{minute or '00'}{second or '00'}"
+
+
+def is_temporary(name: str) -> bool:
+    lower = name.lower()
+    return lower.startswith((".", "~")) or any(lower.endswith(s) for s in TEMPORARY_SUFFIXES)
+
+
+def complete_pairs(inbox: Path) -> list[Pair]:
+    """Every stamp with exactly one organisation and one persons file, newest first."""
+    found: dict[str, dict[str, list[Path]]] = {}
+    for path in inbox.iterdir() if inbox.is_dir() else []:
+        role, stamp = role_of(path.name), stamp_of(path.name)
+        if role and stamp and path.is_file():
+            found.setdefault(stamp, {"org": [], "persons": []})[role].append(path)
+    pairs = []
+    for stamp, roles in found.items():
+        if len(roles["org"]) == 1 and len(roles["persons"]) == 1:
+            pairs.append(Pair(stamp, roles["org"][0], roles["persons"][0]))
+        elif len(roles["org"]) > 1 or len(roles["persons"]) > 1:
+            logger.warning("file drop %s: stamp %s has several files of one role", inbox, stamp)
+    return sorted(pairs, key=lambda p: p.stamp, reverse=True)
+
+
+def is_settled(paths: tuple[Path, ...], seconds: float) -> bool:
+    """True when no file changed size or time in `seconds` (nobody is writing them)."""
+    before = [_look(p) for p in paths]
+    _pause(seconds)
+    after = [_look(p) for p in paths]
+    return None not in before and before == after
+
+
+def _look(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def import_drop(customer: Customer, *, actor: str, dry_run: bool = False) -> DropResult:
+    """Import the newest complete, settled pair of the customer's inbox, then archive.
+
+    Holds the run lock `drop:<slug>` so two processes never import the same files. A dry run
+    archives and deletes nothing.
+    """
+    with run_lock(f"drop:{customer.slug}"):
+        result = _import_locked(customer, actor=actor, dry_run=dry_run)
+        if not dry_run:
+            _mark_looked(customer.slug)
+        return result
+
+
+def last_look_at(slug: str) -> datetime | None:
+    """When the inbox was last looked at (imported or found empty), for the scheduler's
+    catch-up of a missed daily run. A file beside the inbox: no run is recorded when the inbox
+    holds nothing to import."""
+    try:
+        return datetime.fromtimestamp(_marker(slug).stat().st_mtime, UTC)
+    except FileNotFoundError:
+        return None
+
+
+def _mark_looked(slug: str) -> None:
+    _marker(slug).touch()
+
+
+def _marker(slug: str) -> Path:
+    return drop_root() / slug / "last-look"
+
+
+def _import_locked(customer: Customer, *, actor: str, dry_run: bool) -> DropResult:
+    slug, settings = customer.slug, current_app.config["KURSA"]["drop"]
+    inbox = inbox_of(slug)
+    pairs = complete_pairs(inbox)
+    if not pairs:
+        deleted = 0 if dry_run else purge_archive(slug, settings["keep_days"])
+        return DropResult(None, f"No complete pair of files in the inbox of {slug}.", 0, deleted)
+
+    newest = pairs[0]
+    if not is_settled(newest.files, settings["settle_seconds"]):
+        logger.info("file drop %s: pair %s is still being written; left", slug, newest.stamp)
+        return DropResult(
+            None, f"The newest files of {slug} are still being written; nothing was imported."
+        )
+
+    org, persons = (FileInput.from_path(p) for p in newest.files)
+    run = import_files(customer, org, persons, actor=actor, dry_run=dry_run)
+    if dry_run:
+        return DropResult(run, f"Previewed the pair {newest.stamp} of {slug}.")
+
+    # Older pairs left in the inbox are out of date now: archived unread, kept for reference.
+    archived = sum(archive(slug, pair.files) for pair in pairs)
+    deleted = purge_archive(slug, settings["keep_days"])
+    logger.info(
+        "file drop %s: run %s %s; %s files archived, %s deleted",
+        slug,
+        run.id,
+        run.status,
+        archived,
+        deleted,
+    )
+    return DropResult(run, f"Imported the pair {newest.stamp} of {slug}.", archived, deleted)
+
+
+def archive(slug: str, files: tuple[Path, ...], today: date | None = None) -> int:
+    """Move files into today's archive folder; a name taken there gets a numbered suffix."""
+    folder = archive_of(slug) / (today or date.today()).isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        target, n = folder / path.name, 1
+        while target.exists():
+            target, n = folder / f"{path.stem}.{n}{path.suffix}", n + 1
+        shutil.move(path, target)
+    return len(files)
+
+
+def purge_archive(slug: str, keep_days: int, today: date | None = None) -> int:
+    """Delete archive days older than `keep_days`; returns the number of files deleted."""
+    folder = archive_of(slug)
+    if not folder.is_dir():
+        return 0
+    oldest_kept = (today or date.today()) - timedelta(days=keep_days)
+    deleted = 0
+    for day in folder.iterdir():
+        if (
+            day.is_dir()
+            and ARCHIVE_DAY.match(day.name)
+            and date.fromisoformat(day.name) < oldest_kept
+        ):
+            deleted += sum(1 for p in day.rglob("*") if p.is_file())
+            shutil.rmtree(day)
+    return deleted

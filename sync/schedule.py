@@ -1,0 +1,270 @@
+"""The scheduler process: one APScheduler job per source, kept in the database.
+
+Jobs (their ids are what `job_id` makes):
+- `source:<name>`: a full run of an enabled directory source, on its cron `schedule`;
+- `drop:<slug>`: the file drop of a customer that has an inbox, on `[drop] schedule`.
+Cron expressions are read in the customer's time zone (Customer.timezone, else
+`[directory] default_timezone`), so "0 2 * * *" is 02:00 local time in winter and in summer.
+
+The job store is the `scheduler_jobs` table of Kursa's database (APScheduler's
+SQLAlchemyJobStore). The scheduler re-reads the sources at start and every
+`[schedule] refresh_seconds`, adding, changing and removing jobs to match.
+
+A run missed while no scheduler was running (down at 02:00) runs once at start: for each job,
+the first fire time after its last run (or after the source was added) is compared with now.
+Runs themselves go through the same functions as the CLI, with actor "scheduler", and hold the
+source's lock in the database, so a CLI run, a page or a second scheduler never overlaps one.
+"""
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask, current_app
+from sqlalchemy import func, select
+
+from portal.core.db import db, utcnow
+from portal.directory.models import Customer
+from portal.directory.queries import customer_by_slug
+from sync import cron
+from sync.cron import LocalCronTrigger
+from sync.locks import LockBusy
+from sync.models import SyncRun, SyncSource
+
+logger = logging.getLogger(__name__)
+ACTOR = "scheduler"
+JOB_TABLE = "scheduler_jobs"
+_app: Flask | None = None  # the app the scheduler process serves; jobs run in its context
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one job should be: which run, on which cron, in which zone, owed since when."""
+
+    id: str
+    cron: str
+    zone: str
+    since: datetime  # no run is owed for fire times before this (when the source was added)
+
+    @property
+    def name(self) -> str:
+        return f"{self.cron} ({self.zone})"
+
+    def trigger(self) -> LocalCronTrigger:
+        return cron.trigger(self.cron, self.zone)
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        """The first fire time at or after `after`, in UTC (a local time in the spring gap
+        compares unequal to everything, so it is never handed on as it is)."""
+        fire = self.trigger().get_next_fire_time(None, after)
+        return fire and fire.astimezone(UTC)
+
+
+def customer_zone(customer: Customer) -> str:
+    return customer.timezone or current_app.config["KURSA"]["directory"]["default_timezone"]
+
+
+def planned_jobs() -> list[JobSpec]:
+    """The jobs the sources and drop inboxes call for, sorted by id."""
+    from sync.drop import customers_with_inbox
+
+    specs = []
+    sources = db.session.scalars(select(SyncSource).where(SyncSource.is_enabled.is_(True)))
+    for source in sources:
+        specs.append(
+            JobSpec(
+                f"source:{source.name}",
+                source.schedule,
+                customer_zone(source.customer),
+                source.created_at,
+            )
+        )
+    drop_cron = current_app.config["KURSA"]["drop"]["schedule"]
+    for slug in customers_with_inbox():
+        customer = customer_by_slug(slug)
+        if customer is None:
+            continue
+        specs.append(
+            JobSpec(f"drop:{slug}", drop_cron, customer_zone(customer), customer.created_at)
+        )
+    return sorted(specs, key=lambda s: s.id)
+
+
+def last_run_at(job_id: str) -> datetime | None:
+    """When this job's work last started (a recorded run, or the drop's last look)."""
+    kind, key = job_id.split(":", 1)
+    if kind == "drop":
+        from sync.drop import last_look_at
+
+        return last_look_at(key)
+    source = db.session.scalar(select(SyncSource).where(SyncSource.name == key))
+    if source is None:
+        return None
+    return db.session.scalar(
+        select(func.max(SyncRun.started_at)).where(
+            SyncRun.customer_id == source.customer_id,
+            SyncRun.source_kind == source.kind,
+            SyncRun.source_name == source.name,
+        )
+    )
+
+
+def is_missed(spec: JobSpec, last_run: datetime | None, now: datetime) -> bool:
+    """True when a fire time passed since the last run (or since the source was added)."""
+    after = max(spec.since, last_run) if last_run else spec.since
+    fire = spec.next_fire(after)
+    return fire is not None and fire <= now
+
+
+def run_job(job_id: str) -> None:
+    """What APScheduler calls (by reference, so the job store can keep it)."""
+    with _app.app_context():
+        run_now(job_id, actor=ACTOR)
+
+
+def run_now(job_id: str, *, actor: str) -> SyncRun | None:
+    """Run the job's work now; a run of the same source elsewhere makes this one a no-op."""
+    from sync.drop import import_drop
+    from sync.sources.ldap.operations import source_by_name, sync_source
+
+    kind, key = job_id.split(":", 1)
+    try:
+        if kind == "source":
+            # TODO: every scheduled run is full; an hourly incremental schedule needs a second
+            # cron per source (full nightly, incremental in between).
+            return sync_source(source_by_name(key), actor=actor, full=True)
+        customer = customer_by_slug(key)
+        if customer is None:
+            logger.warning("scheduled job %s: no customer %s; skipped", job_id, key)
+            return None
+        return import_drop(customer, actor=actor).run
+    except LockBusy:
+        logger.info("scheduled job %s skipped: another process is running it", job_id)
+    except Exception:
+        db.session.rollback()
+        logger.exception("scheduled job %s failed", job_id)
+    return None
+
+
+def make_scheduler(app: Flask) -> BackgroundScheduler:
+    settings = app.config["KURSA"]["schedule"]
+    return BackgroundScheduler(
+        jobstores={
+            "default": SQLAlchemyJobStore(engine=db.engine, tablename=JOB_TABLE),
+            "memory": MemoryJobStore(),
+        },
+        executors={"default": ThreadPoolExecutor(settings["workers"])},
+        job_defaults={
+            "coalesce": True,  # runs missed while busy are one run, not a burst
+            "max_instances": 1,
+            "misfire_grace_time": settings["misfire_grace_seconds"],
+        },
+        timezone=UTC,
+    )
+
+
+def refresh_jobs(scheduler: BackgroundScheduler) -> dict[str, int]:
+    """Make the stored jobs match the sources: add new, re-time changed, remove gone ones."""
+    specs = {spec.id: spec for spec in planned_jobs()}
+    stored = {job.id: job for job in scheduler.get_jobs(jobstore="default")}
+    counts = {"added": 0, "changed": 0, "removed": 0}
+    for job_id, spec in specs.items():
+        job = stored.get(job_id)
+        if job is None:
+            _add(scheduler, spec)
+            counts["added"] += 1
+        elif job.name != spec.name:
+            scheduler.remove_job(job_id, jobstore="default")
+            _add(scheduler, spec)
+            counts["changed"] += 1
+    for job_id in stored.keys() - specs.keys():
+        scheduler.remove_job(job_id, jobstore="default")
+        counts["removed"] += 1
+    if any(counts.values()):
+        logger.info("scheduler jobs refreshed: %s", counts)
+    return counts
+
+
+def catch_up(scheduler: BackgroundScheduler, now: datetime | None = None) -> list[str]:
+    """At start: a job whose fire time passed unrun runs now, once; others wait for theirs.
+
+    Setting every job's next time here (not leaving APScheduler's stored one) makes the last
+    recorded run, not the misfire grace, decide whether a run was missed.
+    """
+    now = now or utcnow()
+    missed = []
+    for spec in planned_jobs():
+        if is_missed(spec, last_run_at(spec.id), now):
+            missed.append(spec.id)
+            when = now
+        else:
+            when = spec.next_fire(now)
+        scheduler.modify_job(spec.id, jobstore="default", next_run_time=when)
+    if missed:
+        logger.info("scheduler catches up missed runs: %s", ", ".join(missed))
+    return missed
+
+
+def serve(app: Flask, stop: threading.Event | None = None) -> None:
+    """Run the scheduler until SIGTERM or SIGINT (or `stop`); then finish running jobs."""
+    global _app
+    _app = app
+    stop = stop or _stop_on_signals()
+    scheduler = make_scheduler(app)
+    scheduler.start(paused=True)
+    with app.app_context():
+        refresh_jobs(scheduler)
+        catch_up(scheduler)
+    scheduler.add_job(
+        _refresh_in_context,
+        "interval",
+        seconds=app.config["KURSA"]["schedule"]["refresh_seconds"],
+        id="refresh",
+        jobstore="memory",
+        args=[scheduler],
+    )
+    scheduler.resume()
+    logger.info("scheduler started with %s jobs", len(scheduler.get_jobs(jobstore="default")))
+    while not stop.wait(1):
+        pass
+    logger.info("scheduler stopping; waiting for running jobs")
+    scheduler.shutdown(wait=True)
+    logger.info("scheduler stopped")
+
+
+def _refresh_in_context(scheduler: BackgroundScheduler) -> None:
+    with _app.app_context():
+        try:
+            refresh_jobs(scheduler)
+        except Exception:
+            logger.exception("scheduler could not refresh its jobs; keeps the ones it has")
+
+
+def _add(scheduler: BackgroundScheduler, spec: JobSpec) -> None:
+    scheduler.add_job(
+        run_job,
+        spec.trigger(),
+        args=[spec.id],
+        id=spec.id,
+        name=spec.name,
+        jobstore="default",
+        replace_existing=True,
+    )
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum, frame):
+        logger.info("scheduler got signal %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop

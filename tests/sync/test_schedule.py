@@ -1,0 +1,252 @@
+"""The scheduler: jobs built from the sources, local times across DST, catch-up, the lock."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app import create_app
+from portal.core.db import db, utcnow
+from portal.directory.operations import create_customer
+from sync import cron, drop, schedule
+from sync.locks import run_lock
+from sync.models import SyncRun, SyncSource, scheduler_jobs
+from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes, settings_for
+
+COPENHAGEN = "Europe/Copenhagen"
+
+
+def add_source(customer, name, cron="0 2 * * *", enabled=True, created_at=None) -> SyncSource:
+    source = SyncSource(
+        customer_id=customer.id,
+        name=name,
+        profile="openldap",
+        schedule=cron,
+        is_enabled=enabled,
+        created_at=created_at or utcnow(),
+    )
+    db.session.add(source)
+    db.session.commit()
+    return source
+
+
+@pytest.fixture
+def drop_root(app, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config["KURSA"]["drop"], "root", str(tmp_path / "drop"))
+    return tmp_path / "drop"
+
+
+def test_one_job_per_enabled_source_and_inbox_in_the_customers_zone(app, make_customer, drop_root):
+    acme = make_customer("acme")
+    nord = make_customer("nord")
+    nord.timezone = "America/New_York"
+    add_source(acme, "hq")
+    add_source(nord, "ny", "30 1 * * 1-5")
+    add_source(nord, "old", enabled=False)
+    (drop_root / "acme" / "inbox").mkdir(parents=True)
+    (drop_root / "ghost" / "inbox").mkdir(parents=True)  # no such customer: no job
+
+    jobs = [(j.id, j.cron, j.zone) for j in schedule.planned_jobs()]
+
+    assert jobs == [
+        ("drop:acme", "0 2 * * *", COPENHAGEN),
+        ("source:hq", "0 2 * * *", COPENHAGEN),
+        ("source:ny", "30 1 * * 1-5", "America/New_York"),
+    ]
+
+
+def utc(*parts) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "cron, after, expected",
+    [
+        # 02:00 in Copenhagen is 01:00 UTC in winter, 00:00 UTC in summer.
+        ("0 2 * * *", utc(2026, 1, 10, 12), utc(2026, 1, 11, 1)),
+        ("0 2 * * *", utc(2026, 7, 10, 12), utc(2026, 7, 11, 0)),
+        # Spring: 02:00 does not exist on 29 March; the run starts when the clock jumps.
+        ("0 2 * * *", utc(2026, 3, 28, 12), utc(2026, 3, 29, 1)),
+        ("0 2 * * *", utc(2026, 3, 29, 1), utc(2026, 3, 30, 0)),
+        # Autumn: 02:00 happens twice on 25 October; the first one is the run.
+        ("0 2 * * *", utc(2026, 10, 24, 12), utc(2026, 10, 25, 0)),
+        # Weekdays are numbered as in crontab (0 and 7 Sunday), not as APScheduler's.
+        ("30 6 * * 1-5", utc(2026, 10, 23, 12), utc(2026, 10, 26, 5, 30)),  # Friday -> Monday
+        ("0 9 * * 0", utc(2026, 12, 1), utc(2026, 12, 6, 8)),  # Sunday
+        ("0 9 * * 7", utc(2026, 12, 1), utc(2026, 12, 6, 8)),
+        ("0 9 * * sat,sun", utc(2026, 12, 1), utc(2026, 12, 5, 8)),
+    ],
+)
+def test_next_run_is_local_time_across_the_clock_changes(cron, after, expected):
+    spec = schedule.JobSpec("source:x", cron, COPENHAGEN, utc(2026, 1, 1))
+    assert spec.next_fire(after) == expected
+
+
+def test_the_repeated_autumn_hour_runs_once():
+    trigger = schedule.JobSpec("source:x", "0 2 * * *", COPENHAGEN, utc(2026, 1, 1)).trigger()
+    first = trigger.get_next_fire_time(None, utc(2026, 10, 24, 12))
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+
+    assert (first.astimezone(UTC), second.astimezone(UTC)) == (
+        utc(2026, 10, 25, 0),
+        utc(2026, 10, 26, 1),
+    )
+
+
+@pytest.mark.parametrize(
+    "added, last_run, missed",
+    [
+        (utc(2026, 12, 1, 12), None, True),  # added two days ago, never run
+        (utc(2026, 12, 1, 12), utc(2026, 12, 2, 1, 0, 3), True),  # yesterday's ran, today's not
+        (utc(2026, 12, 1, 12), utc(2026, 12, 3, 1, 0, 2), False),  # today's 02:00 ran
+        (utc(2026, 12, 3, 9), None, False),  # added after today's 02:00: nothing owed yet
+    ],
+)
+def test_missed_run_is_found_against_the_last_run(added, last_run, missed):
+    spec = schedule.JobSpec("source:x", "0 2 * * *", COPENHAGEN, added)
+    assert schedule.is_missed(spec, last_run, now=utc(2026, 12, 3, 10)) is missed
+
+
+def test_jobs_are_stored_refreshed_and_a_missed_run_comes_first(app, customer, drop_root):
+    long_ago = utcnow() - timedelta(days=3)
+    add_source(customer, "hq", created_at=long_ago)
+    recent = add_source(customer, "fresh")
+    scheduler = schedule.make_scheduler(app)
+    scheduler.start(paused=True)
+    try:
+        assert schedule.refresh_jobs(scheduler) == {"added": 2, "changed": 0, "removed": 0}
+        assert db.session.scalar(select(func.count()).select_from(scheduler_jobs)) == 2
+
+        now = utcnow()
+        assert schedule.catch_up(scheduler, now) == ["source:hq"]
+        assert scheduler.get_job("source:hq").next_run_time == now
+        assert scheduler.get_job("source:fresh").next_run_time > now
+
+        recent.schedule = "15 3 * * *"
+        db.session.execute(
+            SyncSource.__table__.update().where(SyncSource.name == "hq").values(is_enabled=False)
+        )
+        db.session.commit()
+        assert schedule.refresh_jobs(scheduler) == {"added": 0, "changed": 1, "removed": 1}
+        assert scheduler.get_job("source:fresh").name == f"15 3 * * * ({COPENHAGEN})"
+        assert schedule.refresh_jobs(scheduler) == {"added": 0, "changed": 0, "removed": 0}
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_scheduled_run_of_a_locked_source_is_skipped(app, customer):
+    add_source(customer, "hq")
+
+    with run_lock("source:hq"):
+        assert schedule.run_now("source:hq", actor="scheduler") is None
+
+    assert db.session.scalar(select(func.count()).select_from(SyncRun)) == 0
+
+
+def test_scheduled_drop_goes_through_the_drop_import(app, customer, drop_root):
+    inbox = drop_root / customer.slug / "inbox"
+    inbox.mkdir(parents=True)
+    app.config["KURSA"]["drop"]["settle_seconds"] = 0.0
+    write_pair(inbox)
+
+    run = schedule.run_now(f"drop:{customer.slug}", actor="scheduler")
+
+    assert (run.status, run.started_by) == ("applied", "scheduler")
+    assert drop.last_look_at(customer.slug) is not None
+    app.config["KURSA"]["drop"]["settle_seconds"] = 5.0
+
+
+def write_pair(inbox: Path, stamp="20261203") -> None:
+    (inbox / f"org_{stamp}.csv").write_bytes(csv_bytes([ORG_HEADER, ["10", "Sales", "", ""]]))
+    (inbox / f"persons_{stamp}.csv").write_bytes(
+        csv_bytes([PERSON_HEADER, ["u1001", "Ann", "Berg", "ann@example.dk", "1", "10"]])
+    )
+
+
+def test_scheduler_process_catches_up_a_missed_drop_and_stops_on_sigterm(database_url, tmp_path):
+    """End to end: `flask scheduler run` as its own process on a SQLite file."""
+    url = database_url("sqlite", "scheduler_e2e")
+    root = tmp_path / "drop"
+    write_pair_root = root / "acme" / "inbox"
+    write_pair_root.mkdir(parents=True)
+    write_pair(write_pair_root)
+    app = create_app(settings_for(url), environ={})
+    with app.app_context():
+        customer = create_customer("acme", "Acme", actor="test")
+        customer.created_at = utcnow() - timedelta(days=2)  # so last night's 02:00 was missed
+        db.session.commit()
+
+    env = {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "KURSA_DATABASE_URL": url,
+        "KURSA_WEB_SECRET_KEY": "test-secret-key",
+        "KURSA_DROP_ROOT": str(root),
+        "KURSA_DROP_SETTLE_SECONDS": "0.2",
+    }
+    env.pop("KURSA_CONFIG", None)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("flask")), "scheduler", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        run = wait_for_run(app, timeout=30)
+        assert (run.status, run.started_by) == ("applied", "scheduler")
+        assert not any(write_pair_root.iterdir())  # imported and archived
+        with app.app_context():
+            stored = db.session.execute(select(scheduler_jobs)).all()
+        assert [row.id for row in stored] == ["drop:acme"]
+        assert stored[0].next_run_time > time.time()  # the next one is tonight, not now
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert "scheduler stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def wait_for_run(app, timeout: float) -> SyncRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            run = db.session.scalar(select(SyncRun).where(SyncRun.status != "running"))
+            if run is not None:
+                db.session.expunge(run)
+                return run
+        time.sleep(0.3)
+    raise AssertionError("the scheduler recorded no run")
+
+
+@pytest.mark.parametrize(
+    "field, names",
+    [
+        ("*", "*"),
+        ("1-5", "mon,tue,wed,thu,fri"),
+        ("0", "sun"),
+        ("7", "sun"),
+        ("5-7", "sun,fri,sat"),
+        ("*/2", "sun,tue,thu,sat"),
+        ("mon,3", "mon,wed"),
+    ],
+)
+def test_cron_weekdays_count_from_sunday(field, names):
+    assert cron.weekday_names(field) == names
+
+
+@pytest.mark.parametrize("bad", ["0 2 * *", "61 2 * * *", "0 2 * * 8", "0 2 * * 5-1", "x"])
+def test_a_bad_schedule_is_refused(bad):
+    assert not cron.is_valid(bad)
