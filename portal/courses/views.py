@@ -15,6 +15,7 @@ from wtforms.validators import DataRequired, NumberRange
 from portal.core import access
 from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
+from portal.courses import setup_views
 from portal.courses.exports import participants_csv, participants_xlsx
 from portal.courses.models import SEAT_HOLDING, Activity, Category, Signup, SignupStatus
 from portal.courses.operations import cancel_signup, create_activity, record_attendance, sign_up
@@ -354,6 +355,7 @@ def person_courses(person) -> Markup | None:
 
 def _attach(state) -> None:
     add_person_panel(state.app, person_courses)
+    state.app.register_blueprint(setup_views.bp)  # categories and templates
 
 
 bp.record_once(_attach)

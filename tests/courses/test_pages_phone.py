@@ -17,6 +17,7 @@ PASSWORD = "a long test password"
 
 def test_course_pages_fit_a_phone_screen(app, served, browser, account_of, make_activity, person):
     # Hanne is course admin of the whole customer and, as a person of Sales, also an employee.
+    account_of("hanne", "hr", None)  # HR too: the roles page
     account = account_of("hanne", "course_admin", None)
     account.password_hash = generate_password_hash(PASSWORD)  # staff use SSO; a test login
     long_title = "Occupational Health and Safety Representative Refresher Course, Module 2"
@@ -40,6 +41,10 @@ def test_course_pages_fit_a_phone_screen(app, served, browser, account_of, make_
         "/courses/manage",
         "/courses/manage/new",
         f"/courses/signups/{waiting.id}",
+        "/courses/calendar",
+        "/roles/",
+        "/courses/manage/categories",
+        "/courses/manage/templates",
     ):
         browser.open(served + path)
         width = browser.evaluate("document.documentElement.scrollWidth")
