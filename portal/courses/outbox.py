@@ -108,9 +108,12 @@ def send_pending(
     if not ids:
         return report
     try:
-        with _connect(settings) as smtp:
+        smtp = _connect(settings)
+        try:
             for message_id in ids:
                 _send_one(smtp, settings, message_id, now, report)
+        finally:
+            _close(smtp)
     except ServerUnreachable as exc:
         db.session.rollback()
         _retry_later(ids, now, str(exc), report)
@@ -133,6 +136,14 @@ def _connect(settings: MailSettings) -> smtplib.SMTP:
         )
         raise ServerUnreachable(f"Mail server unreachable: {_describe(exc)}") from exc
     return smtp
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    """Say goodbye if the server still listens; a connection already gone is just closed."""
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
 
 
 def _send_one(smtp, settings: MailSettings, message_id: int, now, report: SendReport) -> None:
