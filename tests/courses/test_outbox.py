@@ -21,10 +21,11 @@ class Inbox:
     def __init__(self):
         self.messages = []
         self.refuse = False
+        self.answer = "550 5.1.1 No such user"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refuse:
-            return "550 5.1.1 No such user"
+            return self.answer
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -154,6 +155,19 @@ def test_a_refused_recipient_is_given_up_after_max_attempts(settings, smtp_serve
     assert message.failed_at is not None and message.sent_at is None
     assert message.attempts == 2 and message.last_error.startswith("550")
     assert send_pending(settings, now=now + timedelta(days=1)).given_up == 0
+
+
+def test_a_temporary_refusal_is_retried_past_max_attempts(settings, smtp_server, signed_up):
+    smtp_server.inbox.refuse, smtp_server.inbox.answer = True, "451 4.3.0 Try again later"
+    now = utcnow()
+
+    for hour in range(3):
+        send_pending(settings, now=now + timedelta(hours=hour))
+    smtp_server.inbox.refuse = False
+    delivered = send_pending(settings, now=now + timedelta(hours=5))
+
+    [message] = outbox()
+    assert delivered.sent == 1 and message.attempts == 4 and message.failed_at is None
 
 
 def test_cli_send_says_mail_is_off_without_a_host(app, signed_up):
