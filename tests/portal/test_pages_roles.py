@@ -81,7 +81,9 @@ def test_roles_page_is_403_without_hr(login_as, role):
 
 
 def test_navigation_shows_only_links_with_something_behind_them(login_as):
-    assert links(login_as("anna")) == {"Courses"}
+    anna = login_as("anna")
+    assert links(anna) == {"Courses"}
+    assert '<a class="brand" href="/courses/">' in anna.get("/courses/mine").get_data(as_text=True)
     assert links(login_as("bo", "course_admin", "12")) == {
         "Organisation",
         "Persons",
