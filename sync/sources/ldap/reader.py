@@ -66,9 +66,13 @@ def _fatal(source_name: str, message: str) -> SourceData:
 
 def dn_key(dn: str) -> tuple:
     """One key per DN, whatever its escapes, spaces and case: its RDNs, innermost first."""
-    return tuple(
-        tuple(sorted((a.lower(), v.lower()) for a, v, _ in rdn)) for rdn in ldap.dn.str2dn(dn)
-    )
+    return tuple(map(_rdn_key, ldap.dn.str2dn(dn)))
+
+
+def _rdn_key(rdn) -> tuple:
+    if len(rdn) == 1:  # nearly every RDN has one value: no sorting needed
+        return ((rdn[0][0].lower(), rdn[0][1].lower()),)
+    return tuple(sorted((a.lower(), v.lower()) for a, v, _ in rdn))
 
 
 def rdn_value(dn: str) -> str:
