@@ -6,6 +6,7 @@ ConfigError at start, so a typo fails loudly at boot instead of at 02:00 in the 
 
 import copy
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,11 @@ def _validate_schedule(settings: dict) -> None:
             raise ConfigError(f"{section}.{key} must be positive")
     if settings["drop"]["settle_seconds"] < 0:
         raise ConfigError("drop.settle_seconds must not be negative")
+    ports = settings["drop"]["passive_ports"]
+    if ports and not re.fullmatch(r"\d{1,5}-\d{1,5}", ports):
+        raise ConfigError(f"drop.passive_ports {ports!r} is not a range such as '60000-60099'")
+    if not 0 < settings["drop"]["ftps_port"] < 65536:
+        raise ConfigError("drop.ftps_port must be a port number (1-65535)")
     cron = settings["drop"]["schedule"]
     if not cron_is_valid(cron):
         raise ConfigError(f"drop.schedule {cron!r} is not a cron expression such as '0 2 * * *'")

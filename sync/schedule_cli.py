@@ -1,6 +1,8 @@
 """`flask scheduler run|jobs` and `flask drop import` (exit codes as `flask directory import`)."""
 
 import json
+import os
+import signal
 
 import click
 from flask import current_app
@@ -86,3 +88,54 @@ def drop_import_command(slug, dry_run, as_json):
             click.echo(result.message)
         return
     _report(result.run, as_json)
+
+
+@drop_cli.command("set-password")
+@click.argument("slug")
+@click.option(
+    "--password-env",
+    "password_env",
+    required=True,
+    metavar="VARIABLE",
+    help="The environment variable holding the password (never a command-line value).",
+)
+def set_password_command(slug, password_env):
+    """Set the FTPS password of customer SLUG (its user name is SLUG); makes its inbox."""
+    from sync.drop_server import set_drop_password
+
+    customer = customer_by_slug(slug)
+    if customer is None:
+        raise click.ClickException(
+            f"No customer with the slug {slug!r}; create it with 'flask customer create'."
+        )
+    password = os.environ.get(password_env, "")
+    if not password:
+        raise click.ClickException(
+            f"The environment variable {password_env} is empty or not set; put the password in it."
+        )
+    try:
+        set_drop_password(customer, password, actor=CLI_ACTOR)
+    except UserError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"File drop password of {slug} set; it logs in as {slug}.")
+
+
+@drop_cli.command("serve")
+def serve_command():
+    """Run the FTPS server of the file drop until stopped (SIGTERM or Ctrl-C)."""
+    from sync.drop_server import make_server
+
+    try:
+        server = make_server(current_app._get_current_object())
+    except (UserError, OSError, ValueError) as exc:
+        raise click.ClickException(f"The file drop server cannot start: {exc}") from None
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    host, port = server.socket.getsockname()[:2]
+    click.echo(f"File drop listening on {host}:{port} (FTPS).")
+    server.serve_forever(handle_exit=True)
+
+
+def _exit_on_signal(signum, frame):
+    raise KeyboardInterrupt  # serve_forever closes every connection on it

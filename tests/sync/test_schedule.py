@@ -250,3 +250,42 @@ def test_cron_weekdays_count_from_sunday(field, names):
 @pytest.mark.parametrize("bad", ["0 2 * *", "61 2 * * *", "0 2 * * 8", "0 2 * * 5-1", "x"])
 def test_a_bad_schedule_is_refused(bad):
     assert not cron.is_valid(bad)
+
+
+@pytest.mark.parametrize(
+    "section, values",
+    [
+        ("drop", {"schedule": "0 2 * * 8"}),
+        ("drop", {"passive_ports": "60000"}),
+        ("drop", {"keep_days": 0}),
+        ("schedule", {"lock_seconds": 0}),
+    ],
+)
+def test_bad_schedule_settings_fail_at_start(section, values):
+    from config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=section):
+        load_config(environ={}, overrides={section: values})
+
+
+def test_cli_lists_jobs_with_their_next_run(app, customer):
+    import json
+
+    add_source(customer, "hq", "30 1 * * 1-5")
+
+    result = app.test_cli_runner().invoke(args=["scheduler", "jobs", "--json"])
+
+    [job] = json.loads(result.stdout)
+    assert (job["id"], job["schedule"], job["timezone"]) == (
+        "source:hq",
+        "30 1 * * 1-5",
+        COPENHAGEN,
+    )
+    next_run = datetime.fromisoformat(job["next_run"])
+    assert next_run > utcnow() and next_run.astimezone(schedule_zone()).weekday() < 5
+
+
+def schedule_zone():
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(COPENHAGEN)

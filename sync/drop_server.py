@@ -1,0 +1,212 @@
+"""`flask drop serve`: the FTPS server of the file drop (pyftpdlib, TLS required by default).
+
+Each customer logs in with its slug and the password `flask drop set-password` stored (hashed)
+and lands in its own inbox, which is the whole of what it can see: pyftpdlib maps the session's
+"/" to the inbox and refuses any path, `..` or symbolic link whose real path leaves it.
+
+An upload is written as `.<name>.part` and renamed to `<name>` only when the transfer ended
+cleanly (over TLS: the client closed the data connection with a TLS close_notify); a
+dropped connection deletes the part. The daily import never reads a temporary name,
+so it only ever sees whole files. Appending to a file and STOU are refused.
+"""
+
+import logging
+import os
+import secrets
+
+from flask import Flask
+from OpenSSL import SSL
+from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.log import logger as log
+from pyftpdlib.servers import FTPServer
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.core import audit
+from portal.core.db import db
+from portal.core.errors import UserError
+from portal.directory.models import Customer
+from sync.drop import archive_of, inbox_of
+from sync.models import DropAccount
+
+logger = logging.getLogger(__name__)
+# e: change folder, l: list, w: store, f: rename, d: delete (to correct a wrong upload).
+PERMISSIONS = "elwfd"
+MIN_PASSWORD = 12
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+
+
+def set_drop_password(customer: Customer, password: str, *, actor: str) -> DropAccount:
+    """Store the customer's FTPS password (hashed) and make its inbox and archive folders."""
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"The password needs at least {MIN_PASSWORD} characters.")
+    account = db.session.get(DropAccount, customer.id)
+    if account is None:
+        account = DropAccount(customer_id=customer.id, password_hash="")
+        db.session.add(account)
+    account.password_hash = generate_password_hash(password)
+    db.session.flush()
+    for folder in (inbox_of(customer.slug), archive_of(customer.slug)):
+        folder.mkdir(parents=True, exist_ok=True)
+    audit.record(actor, "drop.password_set", "customer", customer.id, customer=customer.slug)
+    logger.info("file drop password of customer %s set by %s", customer.slug, actor)
+    return account
+
+
+def check_drop_login(slug: str, password: str) -> bool:
+    """True for the customer's slug and password; as slow for an unknown slug as a known one."""
+    account_hash = db.session.scalar(
+        select(DropAccount.password_hash).join(Customer).where(Customer.slug == slug)
+    )
+    if account_hash is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return False
+    return check_password_hash(account_hash, password)
+
+
+class DropAuthorizer:
+    """pyftpdlib's authorizer interface over the drop accounts of the database."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+
+    def validate_authentication(self, username, password, handler):
+        with self.app.app_context():
+            if not check_drop_login(username, password):
+                raise AuthenticationFailed("Login incorrect.")
+
+    def get_home_dir(self, username) -> str:
+        with self.app.app_context():
+            inbox = inbox_of(username)
+        inbox.mkdir(parents=True, exist_ok=True)
+        return str(inbox)
+
+    def has_user(self, username) -> bool:
+        with self.app.app_context():
+            return (
+                db.session.scalar(
+                    select(DropAccount.customer_id).join(Customer).where(Customer.slug == username)
+                )
+                is not None
+            )
+
+    def has_perm(self, username, perm, path=None) -> bool:
+        if perm not in PERMISSIONS:
+            return False
+        if path is None:
+            return True
+        home = os.path.realpath(self.get_home_dir(username))
+        real = os.path.realpath(path)
+        return real == home or real.startswith(home + os.sep)
+
+    def get_perms(self, username) -> str:
+        return PERMISSIONS
+
+    def get_msg_login(self, username) -> str:
+        return "Logged in. Upload the organisation and persons files here."
+
+    def get_msg_quit(self, username) -> str:
+        return "Goodbye."
+
+    def impersonate_user(self, username, password):
+        pass
+
+    def terminate_impersonation(self, username):
+        pass
+
+
+class DropDataHandler(TLS_DTPHandler):
+    """A TLS data connection that tells a finished upload from a dropped one.
+
+    In FTP a closed data connection ends an upload, so a client that vanishes mid-file looks
+    like one that finished. Over TLS a client that finishes says so first (close_notify);
+    an upload whose connection closed without it is treated as broken off.
+    """
+
+    def close(self):
+        if (
+            self.receive
+            and not self._closed
+            and self.transfer_finished
+            and self._ssl_established
+            and not self.socket.get_shutdown() & SSL.RECEIVED_SHUTDOWN
+        ):
+            self.transfer_finished = False
+            self._resp = ("426 Connection closed without TLS close; upload again.", log.debug)
+        super().close()
+
+
+class DropHandler(TLS_FTPHandler):
+    """TLS FTP with uploads written under a temporary name until they are whole."""
+
+    dtp_handler = DropDataHandler
+    tls_control_required = True
+    tls_data_required = True
+    max_login_attempts = 3
+    banner = "Kursa file drop."
+
+    def __init__(self, conn, server, ioloop=None):
+        super().__init__(conn, server, ioloop)
+        self._uploads: dict[str, str] = {}
+
+    def ftp_STOR(self, file, mode="w"):
+        if "a" in mode:
+            self.respond("550 Appending is not allowed; upload the whole file again.")
+            return None
+        folder, name = os.path.split(file)
+        part = os.path.join(folder, f".{name}.part")
+        self._uploads[part] = file
+        return super().ftp_STOR(part, mode)
+
+    def ftp_STOU(self, line):
+        self.respond("550 STOU is not allowed; upload with a file name.")
+
+    def on_file_received(self, file):
+        final = self._uploads.pop(file, None)
+        if final is not None:
+            os.replace(file, final)
+            logger.info("file drop %s received %s", self.username, os.path.basename(final))
+
+    def on_incomplete_file_received(self, file):
+        final = self._uploads.pop(file, None)
+        if final is not None and os.path.exists(file):
+            os.remove(file)
+        logger.warning("file drop %s: an upload broke off and was discarded", self.username)
+
+    def on_login(self, username):
+        logger.info("file drop login of %s from %s", username, self.remote_ip)
+
+    def on_login_failed(self, username, password):
+        logger.warning("file drop login refused for %r from %s", username, self.remote_ip)
+
+
+def make_server(app: Flask, *, host: str | None = None, port: int | None = None) -> FTPServer:
+    """The FTPS server on the configured (or given) address, not yet serving."""
+    settings = app.config["KURSA"]["drop"]
+    if not settings["cert_file"]:
+        raise UserError("The file drop needs a TLS certificate: set [drop] cert_file and key_file.")
+    handler = type(
+        "ConfiguredDropHandler",
+        (DropHandler,),
+        {
+            "authorizer": DropAuthorizer(app),
+            "certfile": settings["cert_file"],
+            "keyfile": settings["key_file"] or None,
+            "ssl_context": None,  # each server builds its own from its certificate
+            "tls_control_required": settings["tls_required"],
+            "tls_data_required": settings["tls_required"],
+            "passive_ports": _ports(settings["passive_ports"]),
+            "masquerade_address": settings["masquerade_address"] or None,
+        },
+    )
+    handler.get_ssl_context()  # a missing or wrong certificate fails now, not at first login
+    address = (host or settings["ftps_host"], settings["ftps_port"] if port is None else port)
+    return FTPServer(address, handler)
+
+
+def _ports(text: str) -> list[int] | None:
+    if not text:
+        return None
+    first, last = (int(x) for x in text.split("-"))
+    return list(range(first, last + 1))
