@@ -189,6 +189,7 @@ def test_scheduler_process_catches_up_a_missed_drop_and_stops_on_sigterm(databas
         "KURSA_WEB_SECRET_KEY": "test-secret-key",
         "KURSA_DROP_ROOT": str(root),
         "KURSA_DROP_SETTLE_SECONDS": "0.2",
+        "KURSA_SCHEDULE_REFRESH_SECONDS": "1",
     }
     env.pop("KURSA_CONFIG", None)
     process = subprocess.Popen(
@@ -208,6 +209,12 @@ def test_scheduler_process_catches_up_a_missed_drop_and_stops_on_sigterm(databas
         assert [row.id for row in stored] == ["drop:acme"]
         assert stored[0].next_run_time > time.time()  # the next one is tonight, not now
 
+        (root / "nord" / "inbox").mkdir(parents=True)  # a customer's inbox appears: a new job
+        with app.app_context():
+            create_customer("nord", "Nord", actor="test")
+            db.session.commit()
+        assert wait_for_job(app, "drop:nord", timeout=10)
+
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
         assert "scheduler stopped" in process.stdout.read()
@@ -217,6 +224,17 @@ def test_scheduler_process_catches_up_a_missed_drop_and_stops_on_sigterm(databas
             process.wait()
         with app.app_context():
             db.engine.dispose()
+
+
+def wait_for_job(app, job_id: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            query = select(scheduler_jobs.c.id).where(scheduler_jobs.c.id == job_id)
+            if db.session.scalar(query):
+                return True
+        time.sleep(0.3)
+    return False
 
 
 def wait_for_run(app, timeout: float) -> SyncRun:
