@@ -52,6 +52,9 @@ def _register(app: Flask) -> None:
     from portal.courses import views as course_views
     from portal.courses.cli import activity_cli, role_cli
     from portal.directory.cli import customer_cli, directory_cli
+    from sso import saml as sso_saml
+    from sso import views as sso_views
+    from sso.cli import sso_cli
     from sync import cli as sync_cli
     from sync import models as sync_models  # noqa: F401
     from sync import schedule_cli
@@ -63,6 +66,9 @@ def _register(app: Flask) -> None:
     web.add_navigation(app, "Sync runs", "sync.runs", syncs)
     web.add_navigation(app, "Import files", "sync.upload", syncs)
     app.register_blueprint(course_views.bp)
+    sso_saml.init_app(app)
+    app.register_blueprint(sso_views.bp)
+    web.csrf.exempt(sso_views.bp)  # the IdP posts the ACS cross-site; the response is signed
     app.register_blueprint(calendar_views.bp)
     web.add_navigation(app, "Courses", "courses.catalogue_page")
     manages = access.holding(access.COURSE_MANAGERS)
@@ -81,6 +87,7 @@ def _register(app: Flask) -> None:
     app.cli.add_command(activity_cli)
     app.cli.add_command(role_cli)
     app.cli.add_command(outbox.outbox_cli)
+    app.cli.add_command(sso_cli)
 
 
 def _database_url(app: Flask, settings: dict) -> str:

@@ -1,0 +1,127 @@
+"""A verified identity -> the synced person it belongs to, and the Account that logs in.
+
+The first login records an Identity (provider + subject -> person); later logins follow the
+link, so a rename in the directory does not lock anyone out. Persons are never created here.
+"""
+
+import logging
+
+from sqlalchemy import func, select
+
+from portal.accounts.models import Account
+from portal.core import audit
+from portal.core.db import db, utcnow
+from portal.directory.models import Person
+from portal.directory.usernames import with_prefix
+from sso.models import Identity, IdentityProvider, MatchRule
+
+logger = logging.getLogger(__name__)
+
+# What a refused person is told; `whom` is filled with the customer's name.
+REFUSALS = {
+    "no_value": "Your company's sign-in did not say who you are, so Kursa cannot log you in.",
+    "not_found": "You are not in {whom}'s directory in Kursa, so you cannot log in yet.",
+    "inactive": "Your entry in {whom}'s directory in Kursa is inactive, so you cannot log in.",
+    "other_customer": "Your sign-in belongs to another company in Kursa than {whom}.",
+    "account_disabled": "Your Kursa account is disabled.",
+}
+CONTACT = "Ask {whom}'s HR or IT department to check your entry in the directory."
+
+
+class LinkRefused(Exception):
+    """The verified person may not log in; `message` is the plain sentence they see."""
+
+    def __init__(self, reason: str, provider: IdentityProvider):
+        whom = provider.customer.name
+        super().__init__(reason)
+        self.reason = reason
+        self.message = f"{REFUSALS[reason].format(whom=whom)} {CONTACT.format(whom=whom)}"
+
+
+def login_person(
+    provider: IdentityProvider, subject: str, value: str, *, link: bool = True
+) -> Account:
+    """The Account of the person that `subject` (linked) or `value` (first login) names.
+
+    `subject` is the provider's stable id (a persistent NameID); `value` is what the match
+    rule compares. Refusals are audited and raise LinkRefused.
+    """
+    identity = _linked_identity(provider, subject) if subject else None
+    person = identity.person if identity is not None else _match(provider, value)
+    _check_person(provider, person)
+
+    now = utcnow()
+    if identity is None and link and subject:
+        identity = Identity(provider_id=provider.id, subject=subject[:255], person_id=person.id)
+        db.session.add(identity)
+        audit.record(f"sso:{provider.id}", "sso.linked", "person", person.id, provider=provider.id)
+        logger.info("provider %s linked a subject to person %s", provider.id, person.id)
+    if identity is not None:
+        identity.last_login_at = now
+    account = _account_for(person)
+    if not account.is_enabled:
+        _refuse(provider, "account_disabled", person)
+    account.last_login_at = now
+    audit.record(account.actor, "login.sso", "account", account.id, provider=provider.id)
+    logger.info("account %s logged in through provider %s", account.id, provider.id)
+    return account
+
+
+def _linked_identity(provider: IdentityProvider, subject: str) -> Identity | None:
+    return db.session.scalar(
+        select(Identity).where(Identity.provider_id == provider.id, Identity.subject == subject)
+    )
+
+
+def _match(provider: IdentityProvider, value: str) -> Person:
+    value = (value or "").strip()
+    if not value:
+        _refuse(provider, "no_value")
+    rule = provider.setting("match")
+    if rule in (MatchRule.USERNAME, MatchRule.NAMEID):
+        column = Person.username
+        value = with_prefix(value, provider.customer.username_prefix)
+    elif rule == MatchRule.EMAIL:
+        column = Person.email
+    else:
+        column = Person.employee_number
+    found = list(db.session.scalars(select(Person).where(func.lower(column) == value.lower())))
+    own = [p for p in found if p.customer_id == provider.customer_id]
+    if len(own) > 1:
+        # Two persons share an email or employee number: guessing would log in the wrong one.
+        _refuse(provider, "not_found")
+    if own:
+        return own[0]
+    _refuse(provider, "other_customer" if found else "not_found")
+
+
+def _check_person(provider: IdentityProvider, person: Person) -> None:
+    if person.customer_id != provider.customer_id:
+        _refuse(provider, "other_customer", person)
+    if not person.is_active:
+        _refuse(provider, "inactive", person)
+
+
+def _refuse(provider: IdentityProvider, reason: str, person: Person | None = None):
+    target = ("person", person.id) if person is not None else ("identity_provider", provider.id)
+    audit.record(
+        f"sso:{provider.id}", "login.refused", *target, provider=provider.id, reason=reason
+    )
+    logger.warning("SSO login through provider %s refused: %s", provider.id, reason)
+    raise LinkRefused(reason, provider)
+
+
+def _account_for(person: Person) -> Account:
+    """The person's Account, created without a password at the first SSO login."""
+    account = db.session.scalar(select(Account).where(Account.person_id == person.id))
+    if account is not None:
+        return account
+    taken = db.session.scalar(
+        select(Account.id).where(func.lower(Account.username) == person.username.lower())
+    )
+    username = f"person-{person.id}" if taken else person.username
+    account = Account(username=username, person_id=person.id, password_hash=None)
+    db.session.add(account)
+    db.session.flush()
+    audit.record("sso", "account.created", "account", account.id, person=person.id)
+    return account

@@ -1,0 +1,99 @@
+"""SAML addresses (exact contract): login, SP metadata, ACS. Parse, call sso, render."""
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
+from flask import session as flask_session
+from flask_login import login_user
+from sqlalchemy import select
+
+from portal.core.db import db
+from portal.directory.queries import customer_by_slug
+from sso import saml
+from sso.linking import LinkRefused, login_person
+from sso.models import IdentityProvider, MatchRule, ProviderKind
+
+bp = Blueprint("sso", __name__, url_prefix="/sso")
+REFUSED_RESPONSE = (
+    "Kursa could not accept the answer from your company's sign-in. "
+    "Start the login again; if it keeps failing, tell your IT department."
+)
+
+
+@bp.get("/<customer>/<provider>/login")
+def login(customer: str, provider: str):
+    found = _provider(customer, provider)
+    location = saml.start_login(_base_url(), found, _safe_next(request.args.get("next")))
+    db.session.commit()
+    return redirect(location)
+
+
+@bp.get("/<customer>/saml/metadata")
+def metadata(customer: str):
+    xml = saml.sp_metadata(_base_url(), _customer(customer))
+    return Response(xml, mimetype="application/samlmetadata+xml")
+
+
+@bp.post("/<customer>/saml/acs")
+def acs(customer: str):
+    found = _customer(customer)
+    try:
+        verified = saml.verify_response(_base_url(), found, request.form.get("SAMLResponse", ""))
+        account = login_person(
+            verified.provider,
+            verified.name_id if verified.is_persistent else "",
+            _match_value(verified),
+        )
+    except saml.SamlRefused as exc:
+        db.session.rollback()
+        saml.record_refusal(exc, found)
+        db.session.commit()
+        return render_template("sso/refused.html", message=REFUSED_RESPONSE), 403
+    except LinkRefused as exc:
+        db.session.commit()  # the request stays used and the refusal stays audited
+        return render_template("sso/refused.html", message=exc.message), 403
+    db.session.commit()
+    flask_session.clear()
+    login_user(account)
+    return redirect(_safe_next(verified.next_url))
+
+
+def _match_value(verified: saml.VerifiedLogin) -> str:
+    provider = verified.provider
+    attribute = provider.setting("match_attribute")
+    if provider.setting("match") == MatchRule.NAMEID or not attribute:
+        return verified.name_id
+    values = verified.attributes.get(attribute)
+    if values is None:
+        folded = {name.casefold(): v for name, v in verified.attributes.items()}
+        values = folded.get(attribute.casefold(), [])
+    return str(values[0]) if values else ""
+
+
+def _customer(slug: str):
+    found = customer_by_slug(slug)
+    if found is None:
+        abort(404)
+    return found
+
+
+def _provider(slug: str, name: str) -> IdentityProvider:
+    found = db.session.scalar(
+        select(IdentityProvider).where(
+            IdentityProvider.customer_id == _customer(slug).id,
+            IdentityProvider.name == name,
+            IdentityProvider.kind == ProviderKind.SAML.value,
+            IdentityProvider.is_enabled.is_(True),
+        )
+    )
+    if found is None:
+        abort(404)
+    return found
+
+
+def _base_url() -> str:
+    return current_app.config["KURSA"]["sso"]["base_url"] or request.host_url
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/"
