@@ -1,0 +1,417 @@
+"""Planning the persons against the planned tree: rows checked, duplicates refused, each person
+created, updated, moved, reactivated, or inactivated when a complete source lost them."""
+
+from collections import defaultdict
+from operator import gt
+
+from sqlalchemy import func, select
+
+from portal.core.db import db
+from portal.directory.models import Customer, Person
+from portal.directory.usernames import username_problem, with_prefix
+from sync.plan.changes import (
+    CONTROL_CHARS,
+    EMAIL_RE,
+    PERSON_FIELDS,
+    PERSON_LIMITS,
+    ROOT,
+    Change,
+    ChangeSet,
+    ExistingPerson,
+    PersonWrite,
+    snapshot,
+    value_problem,
+)
+from sync.plan.units import UnitPlanner
+from sync.records import Issue, PersonRecord, SourceData
+
+
+class PersonPlanner:
+    def __init__(
+        self, data: SourceData, customer: Customer, changes: ChangeSet, units: UnitPlanner
+    ):
+        self.data = data
+        self.customer = customer
+        self.changes = changes
+        self.units = units
+        self.headers = data.headers.get("persons", {})
+        self.unit_header = self.headers.get(
+            "division_number" if data.person_unit_by == "number" else "division_name"
+        )
+        p = Person.__table__.c
+        rows = snapshot(
+            ExistingPerson,
+            select(*(p[name] for name in ExistingPerson._fields)).where(
+                p.customer_id == customer.id
+            ),
+        )
+        self.by_username = {r.username.lower(): r for r in rows}
+        self.by_anchor = {r.anchor: r for r in rows if r.anchor}
+        changes.active_persons_before = sum(1 for r in rows if r.is_active)
+        key_of_id = {uid: key for key, uid in changes.unit_ids.items()}
+        key_of_id[customer.root_unit_id] = ROOT
+        self.unit_key_of_id = key_of_id
+        self.unit_by_name = self._units_by_name() if data.person_unit_by == "name" else {}
+        self.seen: set[int] = set()
+        self.protected: set[int] = set()
+        optional = ("email", "employee_number")
+        self.absent = [f for f in optional if self.headers and f not in self.headers]
+        self.active_per_unit: dict[str | None, int] = defaultdict(int)
+
+    def _units_by_name(self) -> dict[str, list[str]]:
+        names: dict[str, list[str]] = defaultdict(list)
+        for key, record in self.units.accepted.items():
+            names[record.name.casefold()].append(key)
+        for key, row in self.units.existing.items():
+            if key not in self.units.accepted and row.is_active:
+                names[row.name.casefold()].append(key)
+        return names
+
+    def plan(self) -> None:
+        prefix = self.customer.username_prefix
+        records: dict[str, list[PersonRecord]] = defaultdict(list)
+        for record in self.data.persons:
+            record.raw_username = record.raw_username or record.username
+            record.username = with_prefix(record.username, prefix) if record.username else ""
+            records[record.username.lower()].append(record)
+        self.taken_elsewhere = self._find_taken_elsewhere(
+            [key for key in records if key and key not in self.by_username]
+        )
+        for username in self.data.rejected_person_keys:
+            old = self.by_username.get(with_prefix(username, prefix).lower())
+            if old is not None:
+                self.protected.add(old.id)
+        for key, group in records.items():
+            if len(group) > 1 and key:
+                self._reject_duplicates(group)
+            else:
+                for record in group:
+                    self._plan_one(record)
+        self._inactivate_missing()
+        self.units.active_persons_per_unit = dict(self.active_per_unit)
+
+    def _reject_duplicates(self, group: list[PersonRecord]) -> None:
+        rows = ", ".join(str(r.row) for r in group)
+        spelled = ", ".join(sorted({r.username for r in group}))
+        how = "differing only in case" if len({r.username for r in group}) > 1 else "repeated"
+        for record in group:
+            self._issue(
+                record,
+                f"The username appears in rows {rows} ({how}: {spelled}); "
+                "each of these rows is skipped.",
+                "username",
+                record.username,
+            )
+        self._protect(group[0])
+
+    def _plan_one(self, record: PersonRecord) -> None:
+        problem = self._row_problem(record)
+        if problem:
+            field_name, message, value = problem
+            self._issue(record, message, field_name, value)
+            self._protect(record)
+            return
+        unit_key = self._unit_key(record)
+        if unit_key is False:
+            self._protect(record)
+            return
+        old = self._existing(record)
+        if old is False:
+            self._protect(record)
+            return
+        if old is None:
+            self._create(record, unit_key)
+        else:
+            self._update(record, old, unit_key)
+
+    def _row_problem(self, record: PersonRecord) -> tuple[str, str, str] | None:
+        known = self.by_username.get(record.username.lower())
+        if (
+            known is not None
+            and record.unit_ref
+            and (
+                known.username,
+                known.first_name,
+                known.last_name,
+                known.email,
+                known.employee_number,
+            )
+            == (
+                record.username,
+                record.first_name,
+                record.last_name,
+                record.email,
+                record.employee_number,
+            )
+        ):
+            return None  # exactly what Kursa holds, and so checked when it was stored
+        values = [getattr(record, name) or "" for name in PERSON_LIMITS]
+        # One look at the whole row first: nearly every row passes it.
+        if any(map(gt, map(len, values), PERSON_LIMITS.values())) or CONTROL_CHARS.search(
+            "".join(values)
+        ):
+            for name, limit in PERSON_LIMITS.items():
+                problem = value_problem(getattr(record, name), limit)
+                if problem:
+                    return name, problem, (getattr(record, name) or "")[:200]
+        if not record.first_name:
+            return "first_name", "The first name is empty.", ""
+        if not record.last_name:
+            return "last_name", "The last name is empty.", ""
+        unchanged = known is not None and (known.username, known.first_name, known.last_name) == (
+            record.username,
+            record.first_name,
+            record.last_name,
+        )
+        # The rules depend on username and names only: a person whose three are unchanged
+        # passed them before (and a rejected row would leave them as they are anyway).
+        problem = (
+            None
+            if unchanged
+            else username_problem(
+                record.username, record.first_name, record.last_name, self.customer.username_prefix
+            )
+        )
+        if problem:
+            return "username", problem, record.username
+        if record.email and not EMAIL_RE.match(record.email):
+            return "email", "This is not an email address.", record.email
+        if not record.unit_ref:
+            return (
+                self._unit_field(),
+                "The person's unit is empty; every person belongs to exactly one unit.",
+                "",
+            )
+        return None
+
+    def _unit_field(self) -> str:
+        return "division_number" if self.data.person_unit_by == "number" else "division_name"
+
+    def _unit_key(self, record: PersonRecord) -> str | None | bool:
+        ref = record.unit_ref
+        if self.data.person_unit_by == "name":
+            keys = self.unit_by_name.get(ref.casefold(), [])
+            if len(keys) > 1:
+                self._issue(
+                    record,
+                    f"{len(keys)} units are named {ref!r}; match by unit "
+                    "number instead, or give the units distinct names.",
+                    self._unit_field(),
+                    ref,
+                )
+                return False
+            key = keys[0] if keys else None
+        else:
+            key = ref
+        if key is None or not self.units.is_usable(key):
+            where = "in the organisation file or active in Kursa"
+            if key in self.units.protected:
+                where = "usable: its own row in the organisation file was rejected"
+            self._issue(record, f"The unit {ref} is not {where}.", self._unit_field(), ref)
+            return False
+        return key
+
+    def _existing(self, record: PersonRecord):
+        """The person this record describes, None for a new one, False when refused."""
+        old = self.by_anchor.get(record.anchor) if record.anchor else None
+        if old is None:
+            old = self.by_username.get(record.username.lower())
+            if old is not None and record.anchor and old.anchor and old.anchor != record.anchor:
+                return self._username_clash(record)
+        elif old.username.lower() != record.username.lower():
+            clash = self.by_username.get(record.username.lower())
+            if clash is not None and clash.id != old.id:
+                return self._username_clash(record)
+        if old is None and record.username.lower() in self.taken_elsewhere:
+            self._issue(
+                record,
+                "This username belongs to a person of another customer; "
+                "usernames are unique across Kursa.",
+                "username",
+                record.username,
+            )
+            return False
+        if old is not None:
+            if old.id in self.seen:
+                self._issue(
+                    record,
+                    "Another row already describes this person.",
+                    "username",
+                    record.username,
+                )
+                return False
+            self.seen.add(old.id)
+        return old
+
+    def _find_taken_elsewhere(self, usernames: list[str]) -> set[str]:
+        """Which of these (lower-case) usernames belong to persons of other customers."""
+        taken: set[str] = set()
+        for start in range(0, len(usernames), 500):
+            chunk = usernames[start : start + 500]
+            taken.update(
+                db.session.scalars(
+                    select(func.lower(Person.username)).where(
+                        func.lower(Person.username).in_(chunk),
+                        Person.customer_id != self.customer.id,
+                    )
+                )
+            )
+        return taken
+
+    def _username_clash(self, record: PersonRecord) -> bool:
+        message = "Another person of this customer already has this username."
+        self._issue(record, message, "username", record.username)
+        return False
+
+    def _create(self, record: PersonRecord, unit_key) -> None:
+        after = {f: getattr(record, f) for f in PERSON_FIELDS}
+        after["unit"] = self.units.number_of(unit_key)
+        if not record.is_active:
+            after["active"] = False
+        self.changes.changes.append(Change("person", "created", record.username, None, None, after))
+        self.changes.persons.append(self._write(record, None, unit_key, record.is_active, True))
+        if record.is_active:
+            self.active_per_unit[unit_key] += 1
+
+    def _update(self, record: PersonRecord, old, unit_key) -> None:
+        for name in self.absent:  # a column the source lacks is no change of its value
+            setattr(record, name, getattr(old, name))
+        if (
+            record.is_active == old.is_active
+            and self.unit_key_of_id.get(old.unit_id) == unit_key
+            and (
+                record.username,
+                record.first_name,
+                record.last_name,
+                record.email,
+                record.employee_number,
+            )
+            == (old.username, old.first_name, old.last_name, old.email, old.employee_number)
+        ):
+            if record.is_active:
+                self.active_per_unit[unit_key] += 1
+            return  # the common case on a daily run: nothing to compare field by field
+        add = self.changes.changes.append
+        touched = False
+        if record.is_active and not old.is_active:
+            add(
+                Change(
+                    "person",
+                    "reactivated",
+                    record.username,
+                    old.id,
+                    {"active": False},
+                    {"active": True},
+                )
+            )
+            touched = True
+        elif not record.is_active and old.is_active:
+            add(
+                Change(
+                    "person",
+                    "inactivated",
+                    record.username,
+                    old.id,
+                    {"active": True},
+                    {"active": False},
+                )
+            )
+            touched = True
+        before = {
+            f: getattr(old, f)
+            for f in PERSON_FIELDS
+            if (getattr(old, f) or None) != (getattr(record, f) or None)
+        }
+        if before:
+            add(
+                Change(
+                    "person",
+                    "updated",
+                    record.username,
+                    old.id,
+                    before,
+                    {f: getattr(record, f) for f in before},
+                )
+            )
+            touched = True
+        old_unit_key = self.unit_key_of_id.get(old.unit_id)
+        if old_unit_key != unit_key:
+            add(
+                Change(
+                    "person",
+                    "moved",
+                    record.username,
+                    old.id,
+                    {"unit": self.units.number_of(old_unit_key), "unit_id": old.unit_id},
+                    {"unit": self.units.number_of(unit_key)},
+                )
+            )
+            touched = True
+        if touched:
+            self.changes.persons.append(
+                self._write(
+                    record, old.id, unit_key, record.is_active, record.is_active != old.is_active
+                )
+            )
+        if record.is_active:
+            self.active_per_unit[unit_key] += 1
+
+    def _write(self, record, person_id, unit_key, active, active_changed) -> PersonWrite:
+        return PersonWrite(
+            person_id,
+            record.username,
+            record.first_name,
+            record.last_name,
+            record.email,
+            record.employee_number,
+            unit_key,
+            record.anchor,
+            active,
+            active_changed,
+        )
+
+    def _inactivate_missing(self) -> None:
+        label = self.changes.source_label
+        for old in self.by_username.values():
+            if old.id in self.seen or not old.is_active:
+                continue
+            if old.id in self.protected or not self.data.persons_complete or old.source != label:
+                self.active_per_unit[self.unit_key_of_id.get(old.unit_id)] += 1
+                continue
+            self.changes.changes.append(
+                Change(
+                    "person",
+                    "inactivated",
+                    old.username,
+                    old.id,
+                    {"active": True},
+                    {"active": False},
+                )
+            )
+            self.changes.persons.append(
+                PersonWrite(
+                    old.id,
+                    old.username,
+                    old.first_name,
+                    old.last_name,
+                    old.email,
+                    old.employee_number,
+                    self.unit_key_of_id.get(old.unit_id),
+                    old.anchor,
+                    False,
+                    True,
+                )
+            )
+
+    def _protect(self, record: PersonRecord) -> None:
+        """A rejected row: the person behind it, if any, stays exactly as they are."""
+        old = self.by_anchor.get(record.anchor) if record.anchor else None
+        old = old or self.by_username.get(record.username.lower()) if record.username else old
+        if old is not None:
+            self.protected.add(old.id)
+
+    def _issue(self, record: PersonRecord, message: str, field_name: str, value) -> None:
+        column = self.headers.get(field_name, field_name)
+        if field_name == "username":
+            value = record.raw_username or value  # name the value as the file has it
+        self.changes.issues.append(Issue(message, record.file, record.row, column, value))
