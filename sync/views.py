@@ -28,6 +28,7 @@ from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.models import OrgUnit, Person
 from portal.web import add_person_panel, paginate
+from sync import history
 from sync.models import RunStatus, SyncChange, SyncIssue, SyncRun
 from sync.runs import FileInput, apply_preview, approve_run, import_files, report_rows, revert_run
 
@@ -41,6 +42,12 @@ CSV_CHUNK_ROWS = 1000
 # A run reads and changes a whole customer: HR and IT admins granted at its root see runs.
 WHOLE = {"roles": access.SYNC_ROLES, "whole": True}
 UNIT_NUMBER_FIELDS = ("unit", "parent")  # change fields whose values are unit numbers
+CHART_COLOURS = {
+    "created": "#2e7d32",
+    "moved": "#1565c0",
+    "inactivated": "#ef6c00",
+    "errors": "#c62828",
+}
 
 
 class Subject(NamedTuple):
@@ -106,7 +113,16 @@ def runs():
         .where(SyncRun.customer_id.in_(access.visible_customer_ids(current_user, **WHOLE)))
         .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
     )
-    return render_template("sync/runs.html", page=paginate(query, RUNS_PER_PAGE))
+    customer = access.chosen_customer(current_user, request.args.get("customer"), **WHOLE)
+    return render_template(
+        "sync/runs.html",
+        page=paginate(query, RUNS_PER_PAGE),
+        customer=customer,
+        customers=db.session.scalars(access.visible_customers(current_user, **WHOLE)).all(),
+        chart=history.chart_runs(customer.id) if customer else [],
+        series=history.SERIES,
+        colours=CHART_COLOURS,
+    )
 
 
 @bp.route("/runs/<int:run_id>")

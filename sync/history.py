@@ -1,0 +1,87 @@
+"""Queries over a customer's run history: the trend chart of applied runs, and the runs that
+need someone's attention (held and not approved, or failed since the last applied run)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import aliased
+
+from portal.core.db import db
+from sync.models import RunStatus, SyncIssue, SyncRun
+
+CHART_RUNS = 30
+SERIES = ("created", "moved", "inactivated", "errors")
+
+
+@dataclass(frozen=True)
+class ChartRun:
+    """One applied run as the chart shows it: persons created, moved, inactivated; errors."""
+
+    id: int
+    started_at: datetime
+    created: int
+    moved: int
+    inactivated: int
+    errors: int
+
+    def value(self, series: str) -> int:
+        return getattr(self, series)
+
+
+def chart_runs(customer_id: int, limit: int = CHART_RUNS) -> list[ChartRun]:
+    """The customer's last `limit` applied runs, oldest first: two queries."""
+    runs = list(
+        db.session.scalars(
+            select(SyncRun)
+            .where(SyncRun.customer_id == customer_id, SyncRun.status == RunStatus.APPLIED)
+            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .limit(limit)
+        )
+    )
+    errors = _error_counts([run.id for run in runs])
+    return [_point(run, errors.get(run.id, 0)) for run in reversed(runs)]
+
+
+def needing_attention(customer_ids) -> list[SyncRun]:
+    """Held runs not yet approved, and failed runs newer than their customer's last applied run,
+    newest first. `customer_ids` is a list or a select of ids."""
+    applied = aliased(SyncRun, name="applied")
+    last_applied = (
+        select(func.max(applied.id))
+        .where(applied.status == RunStatus.APPLIED, applied.customer_id == SyncRun.customer_id)
+        .scalar_subquery()
+    )
+    failed_since = (SyncRun.status == RunStatus.FAILED) & (
+        last_applied.is_(None) | (SyncRun.id > last_applied)
+    )
+    query = (
+        select(SyncRun)
+        .where(SyncRun.customer_id.in_(customer_ids))
+        .where(or_(SyncRun.status == RunStatus.HELD, failed_since))
+        .order_by(SyncRun.id.desc())
+    )
+    return list(db.session.scalars(query))
+
+
+def _error_counts(run_ids: list[int]) -> dict[int, int]:
+    if not run_ids:
+        return {}
+    query = (
+        select(SyncIssue.run_id, func.count())
+        .where(SyncIssue.run_id.in_(run_ids), SyncIssue.severity == "error")
+        .group_by(SyncIssue.run_id)
+    )
+    return dict(db.session.execute(query).all())
+
+
+def _point(run: SyncRun, errors: int) -> ChartRun:
+    persons = (run.counts or {}).get("persons", {})
+    return ChartRun(
+        run.id,
+        run.started_at,
+        persons.get("created", 0),
+        persons.get("moved", 0),
+        persons.get("inactivated", 0),
+        errors,
+    )
