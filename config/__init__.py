@@ -24,6 +24,9 @@ PERSON_FIELDS = {
     "division_name",
 }
 ORG_FIELDS = {"number", "name", "parent", "kind"}
+# An address with one @ and no spaces or brackets; "Name <address>" around it is allowed.
+ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
+NAMED_ADDRESS = re.compile(r"[^<>@]*<([^<>]*)>")
 
 
 class ConfigError(Exception):
@@ -151,6 +154,7 @@ def _validate(settings: dict) -> None:
         zone = settings["directory"]["default_timezone"]
         raise ConfigError(f"directory.default_timezone {zone!r} is not a known time zone") from None
     _validate_schedule(settings)
+    _validate_mail(settings["mail"])
     url = settings["database"]["url"]
     if url and "://" not in url:
         raise ConfigError(f"database.url {url!r} is not a SQLAlchemy URL (dialect://...)")
@@ -176,6 +180,30 @@ def _validate_schedule(settings: dict) -> None:
     cron = settings["drop"]["schedule"]
     if not cron_is_valid(cron):
         raise ConfigError(f"drop.schedule {cron!r} is not a cron expression such as '0 2 * * *'")
+
+
+def _validate_mail(mail: dict) -> None:
+    if not 0 < mail["port"] < 65536:
+        raise ConfigError(f"mail.port {mail['port']} is not a port number (1-65535)")
+    for key in ("timeout_seconds", "max_attempts", "send_every_seconds"):
+        if mail[key] <= 0:
+            raise ConfigError(f"mail.{key} must be positive, not {mail[key]}")
+    if not mail["host"]:
+        return
+    if not mail["from_address"]:
+        raise ConfigError("mail.from_address is required when mail.host is set")
+    if not is_address(mail["from_address"]):
+        raise ConfigError(
+            f"mail.from_address {mail['from_address']!r} is not an address such as "
+            "'kursa@example.com' or 'Kursa <kursa@example.com>'"
+        )
+
+
+def is_address(value: str) -> bool:
+    """'kursa@example.com' or 'Kursa <kursa@example.com>'."""
+    value = value.strip()
+    named = NAMED_ADDRESS.fullmatch(value)
+    return bool(ADDRESS.fullmatch(named.group(1) if named else value))
 
 
 def cron_is_valid(cron: str) -> bool:

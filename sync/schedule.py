@@ -3,6 +3,10 @@
 Jobs (their ids are what `job_id` makes):
 - `source:<name>`: a full run of an enabled directory source, on its cron `schedule`;
 - `drop:<slug>`: the file drop of a customer that has an inbox, on `[drop] schedule`.
+- `outbox` (only when `[mail] host` is set): sends the due notifications every
+  `[mail] send_every_seconds`, as `flask outbox send` does, under the run lock `outbox:send`, so
+  two scheduler processes never send the same messages twice. It lives in memory, not in the
+  job store: it follows the settings, and a send missed while down is simply the next one.
 Cron expressions are read in the customer's time zone (Customer.timezone, else
 `[directory] default_timezone`), so "0 2 * * *" is 02:00 local time in winter and in summer.
 
@@ -19,6 +23,7 @@ source's lock in the database, so a CLI run, a page or a second scheduler never 
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,16 +35,19 @@ from flask import Flask, current_app
 from sqlalchemy import func, select
 
 from portal.core.db import db, utcnow
+from portal.courses.outbox import SendReport, mail_settings, send_pending
 from portal.directory.models import Customer
 from portal.directory.queries import customer_by_slug
 from sync import cron
 from sync.cron import LocalCronTrigger
-from sync.locks import LockBusy
+from sync.locks import LockBusy, run_lock
 from sync.models import SyncRun, SyncSource
 
 logger = logging.getLogger(__name__)
 ACTOR = "scheduler"
 JOB_TABLE = "scheduler_jobs"
+OUTBOX_JOB = "outbox"
+OUTBOX_LOCK = "outbox:send"
 _app: Flask | None = None  # the app the scheduler process serves; jobs run in its context
 
 
@@ -94,6 +102,61 @@ def planned_jobs() -> list[JobSpec]:
             JobSpec(f"drop:{slug}", drop_cron, customer_zone(customer), customer.created_at)
         )
     return sorted(specs, key=lambda s: s.id)
+
+
+@dataclass(frozen=True)
+class IntervalJob:
+    """A job every `seconds`, kept in the scheduler's memory (the settings call for it)."""
+
+    id: str
+    seconds: int
+    work: Callable[[], object]
+
+
+def interval_jobs() -> list[IntervalJob]:
+    """The interval jobs the settings call for: the outbox sender when mail is configured."""
+    mail = current_app.config["KURSA"]["mail"]
+    if not mail["host"]:
+        return []
+    return [IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox)]
+
+
+def send_outbox() -> SendReport | None:
+    """Send the due notifications, as `flask outbox send`; None when mail is off or another
+    process is sending (it holds the lock), so no message goes out twice."""
+    settings = mail_settings(current_app.config["KURSA"])
+    if settings is None:
+        return None
+    try:
+        with run_lock(OUTBOX_LOCK):
+            return send_pending(settings)
+    except LockBusy:
+        logger.info("outbox send skipped: another process is sending")
+    except Exception:
+        db.session.rollback()
+        logger.exception("outbox send failed")
+    return None
+
+
+def add_interval_jobs(scheduler: BackgroundScheduler) -> list[str]:
+    """Add the interval jobs to the scheduler's memory store; their ids."""
+    jobs = interval_jobs()
+    for job in jobs:
+        scheduler.add_job(
+            _run_in_context,
+            "interval",
+            seconds=job.seconds,
+            id=job.id,
+            jobstore="memory",
+            args=[job.work],
+            replace_existing=True,
+        )
+    return [job.id for job in jobs]
+
+
+def _run_in_context(work: Callable[[], object]) -> None:
+    with _app.app_context():
+        work()
 
 
 def last_run_at(job_id: str) -> datetime | None:
@@ -221,6 +284,7 @@ def serve(app: Flask, stop: threading.Event | None = None) -> None:
     with app.app_context():
         refresh_jobs(scheduler)
         catch_up(scheduler)
+        add_interval_jobs(scheduler)
     scheduler.add_job(
         _refresh_in_context,
         "interval",

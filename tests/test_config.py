@@ -64,3 +64,47 @@ def test_customer_column_mapping_is_kept():
         overrides={"customers": {"acme": {"columns": {"persons": {"username": ["Login"]}}}}},
     )
     assert settings["customers"]["acme"]["columns"]["persons"]["username"] == ["Login"]
+
+
+MAIL_ON = {"host": "smtp.example.test", "from_address": "Kursa <kursa@example.test>"}
+
+
+@pytest.mark.parametrize(
+    ("mail", "message"),
+    [
+        ({"host": "smtp.example.test"}, "mail.from_address is required"),
+        ({**MAIL_ON, "from_address": "kursa"}, "mail.from_address 'kursa' is not an address"),
+        ({**MAIL_ON, "from_address": "Kursa <kursa>"}, "mail.from_address"),
+        ({**MAIL_ON, "from_address": "Kursa <a@b.test"}, "mail.from_address"),
+        ({**MAIL_ON, "from_address": "two words@example.test"}, "mail.from_address"),
+        ({**MAIL_ON, "port": 0}, "mail.port 0 is not a port number"),
+        ({**MAIL_ON, "port": 65536}, "mail.port 65536"),
+        ({**MAIL_ON, "timeout_seconds": 0}, "mail.timeout_seconds must be positive"),
+        ({**MAIL_ON, "max_attempts": -1}, "mail.max_attempts must be positive"),
+        ({**MAIL_ON, "send_every_seconds": 0}, "mail.send_every_seconds must be positive"),
+        ({"port": 70000}, "mail.port 70000"),  # wrong even while mail is off
+    ],
+)
+def test_bad_mail_settings_fail_at_start_with_the_key_named(mail, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ={}, overrides={"mail": mail})
+
+
+@pytest.mark.parametrize(
+    "mail",
+    [
+        {},  # mail off: no sender needed
+        MAIL_ON,
+        {**MAIL_ON, "from_address": "kursa@example.test", "port": 25},
+        {**MAIL_ON, "from_address": '"Kursa, HR" <kursa+hr@mail.example.test>'},
+    ],
+)
+def test_good_mail_settings_pass(mail):
+    settings = load_config(environ={}, overrides={"mail": mail})
+    assert settings["mail"]["send_every_seconds"] == 60
+
+
+def test_mail_settings_from_the_environment_are_checked():
+    environ = {"KURSA_MAIL_HOST": "smtp.example.test", "KURSA_MAIL_FROM_ADDRESS": "nobody"}
+    with pytest.raises(ConfigError, match="mail.from_address 'nobody'"):
+        load_config(environ=environ)

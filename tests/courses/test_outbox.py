@@ -1,5 +1,6 @@
 """The outbox sender against a real SMTP server (aiosmtpd on a loopback port)."""
 
+import json
 import socket
 from datetime import timedelta
 from email import message_from_bytes
@@ -182,4 +183,75 @@ def test_cli_send_delivers(app, settings, smtp_server, signed_up):
 
     assert result.exit_code == 0, result.output
     assert result.output.startswith("1 sent, 0 to retry, 0 given up, 0 waiting.")
+    assert len(smtp_server.inbox.messages) == 1
+
+
+def give_up(settings, smtp_server, answer="550 5.1.1 <anna@acme.test>: Recipient unknown"):
+    """Make the server refuse the pending message for good (settings allow two attempts)."""
+    smtp_server.inbox.refuse, smtp_server.inbox.answer = True, answer
+    now = utcnow()
+    send_pending(settings, now=now)
+    assert send_pending(settings, now=now + timedelta(hours=2)).given_up == 1
+    smtp_server.inbox.refuse = False
+
+
+def test_cli_failed_lists_given_up_messages_without_personal_data(
+    app, settings, smtp_server, signed_up
+):
+    give_up(settings, smtp_server)
+    [message] = outbox()
+
+    result = app.test_cli_runner().invoke(args=["outbox", "failed", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [
+        {
+            "id": message.id,
+            "kind": "signup.registered",
+            "created_at": message.created_at.isoformat(timespec="seconds"),
+            "attempts": 2,
+            "last_error": "550 5.1.1 <[address]>: Recipient unknown",
+        }
+    ]
+    text = app.test_cli_runner().invoke(args=["outbox", "failed"]).output
+    assert f"{message.id}  signup.registered" in text and "2 attempts" in text
+    for personal in ("anna@acme.test", "Anna", "First aid"):
+        assert personal not in result.output + text
+
+
+def test_cli_failed_says_when_none_was_given_up(app, settings, signed_up):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["outbox", "failed", "--json"]).output.strip() == "[]"
+    assert "No message was given up." in runner.invoke(args=["outbox", "failed"]).output
+
+
+def test_cli_retry_puts_a_given_up_message_back_and_send_delivers_it(
+    app, settings, smtp_server, signed_up
+):
+    give_up(settings, smtp_server)
+    [message] = outbox()
+    runner = app.test_cli_runner()
+
+    result = runner.invoke(args=["outbox", "retry", str(message.id)])
+
+    assert result.exit_code == 0, result.output
+    assert f"Message {message.id} is back in the queue." in result.output
+    [message] = outbox()
+    assert (message.failed_at, message.next_attempt_at, message.attempts) == (None, None, 0)
+    assert runner.invoke(args=["outbox", "failed", "--json"]).output.strip() == "[]"
+    assert send_pending(settings).sent == 1
+    assert len(smtp_server.inbox.messages) == 1
+
+
+def test_cli_retry_refuses_a_message_not_given_up(app, settings, smtp_server, signed_up):
+    [pending] = outbox()
+    runner = app.test_cli_runner()
+
+    for message_id in (pending.id, pending.id + 1000):
+        result = runner.invoke(args=["outbox", "retry", str(message_id)])
+        assert result.exit_code == 1
+        assert f"No given-up message {message_id}." in result.output
+
+    send_pending(settings)  # a sent message is not retried either
+    assert runner.invoke(args=["outbox", "retry", str(pending.id)]).exit_code == 1
     assert len(smtp_server.inbox.messages) == 1

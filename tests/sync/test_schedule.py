@@ -18,6 +18,8 @@ from sync import cron, drop, schedule
 from sync.locks import run_lock
 from sync.models import SyncRun, SyncSource, scheduler_jobs
 from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes, settings_for
+from tests.courses.helpers import acme, make_activity, person, unit  # noqa: F401
+from tests.courses.test_outbox import outbox, signed_up, smtp_server  # noqa: F401
 
 COPENHAGEN = "Europe/Copenhagen"
 
@@ -43,7 +45,7 @@ def drop_root(app, tmp_path, monkeypatch):
 
 
 def test_one_job_per_enabled_source_and_inbox_in_the_customers_zone(app, make_customer, drop_root):
-    acme = make_customer("acme")
+    acme = make_customer("acme")  # noqa: F811 (the courses' fixture of that name is not used)
     nord = make_customer("nord")
     nord.timezone = "America/New_York"
     add_source(acme, "hq")
@@ -307,3 +309,73 @@ def schedule_zone():
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(COPENHAGEN)
+
+
+@pytest.fixture
+def mail_on(app, smtp_server, monkeypatch):  # noqa: F811
+    """[mail] pointing at the real SMTP server of the outbox tests."""
+    mail = app.config["KURSA"]["mail"]
+    for key, value in {
+        "host": "127.0.0.1",
+        "port": smtp_server.port,
+        "starttls": False,
+        "from_address": "Kursa <kursa@example.test>",
+        "timeout_seconds": 5,
+        "send_every_seconds": 17,
+    }.items():
+        monkeypatch.setitem(mail, key, value)
+    return mail
+
+
+def test_the_outbox_job_is_there_only_when_mail_is_configured(app, monkeypatch):
+    assert schedule.interval_jobs() == []
+
+    monkeypatch.setitem(app.config["KURSA"]["mail"], "host", "smtp.example.test")
+    [job] = schedule.interval_jobs()
+
+    assert (job.id, job.seconds, job.work) == ("outbox", 60, schedule.send_outbox)
+
+
+def test_the_scheduler_holds_the_outbox_job_in_memory(app, mail_on):
+    scheduler = schedule.make_scheduler(app)
+    scheduler.start(paused=True)
+    try:
+        assert schedule.add_interval_jobs(scheduler) == ["outbox"]
+        job = scheduler.get_job("outbox", jobstore="memory")
+        assert job.trigger.interval == timedelta(seconds=17)
+        assert scheduler.get_jobs(jobstore="default") == []  # nothing stored in the database
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_the_outbox_job_delivers_a_pending_message(app, mail_on, smtp_server, signed_up):  # noqa: F811
+    schedule._app = app  # what serve() sets: the job runs in the app's context
+    scheduler = schedule.make_scheduler(app)
+    scheduler.start(paused=True)
+    try:
+        schedule.add_interval_jobs(scheduler)
+        scheduler.get_job("outbox").func(*scheduler.get_job("outbox").args)
+    finally:
+        scheduler.shutdown(wait=False)
+
+    [(recipients, mail)] = smtp_server.inbox.messages
+    assert recipients == ["anna@acme.test"] and mail["Subject"] == "Signed up: First aid"
+    [message] = outbox()
+    assert message.sent_at is not None
+    assert schedule.send_outbox().sent == 0  # sent once only
+
+
+def test_a_second_sender_waits_for_the_lock(app, mail_on, smtp_server, signed_up):  # noqa: F811
+    with run_lock(schedule.OUTBOX_LOCK):  # another scheduler process is sending
+        assert schedule.send_outbox() is None
+
+    assert smtp_server.inbox.messages == []
+    [message] = outbox()
+    assert message.sent_at is None and message.attempts == 0
+    assert schedule.send_outbox().sent == 1  # the lock is free again: the next run sends
+
+
+def test_the_outbox_job_does_nothing_while_mail_is_off(app, signed_up):  # noqa: F811
+    assert schedule.send_outbox() is None
+    [message] = outbox()
+    assert message.sent_at is None and message.attempts == 0
