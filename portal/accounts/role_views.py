@@ -1,7 +1,8 @@
 """The roles page: HR (and platform admins) grant and revoke roles within their own branch.
 
 `flask role grant` does the same from the command line. Every lookup goes through
-portal.core.access: a grant or person outside the branch answers 404, a unit outside it 403.
+portal.core.access: a unit, grant or person outside the branch answers 404, as if it did not
+exist.
 """
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -88,8 +89,8 @@ def _grant(customer: Customer, form: GrantForm) -> int:
             select(OrgUnit).where(OrgUnit.customer_id == customer.id, OrgUnit.number == number)
         )
     if unit is None or not scope.reaches(unit.path, access.ROLE_GRANTERS):
-        form.unit.errors = ["You grant roles only at units of your own branch."]
-        return 403
+        form.unit.errors = ["There is no unit with that number in your branch."]
+        return 404
     person = person_by_username(form.username.data)
     if (
         person is None
