@@ -35,9 +35,7 @@ def ensure_installed() -> None:
         return
     if not shutil.which("node") or not shutil.which("npm"):
         pytest.skip("node and npm are needed for the external SAML IdP (npm saml-idp)")
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, check=True, timeout=300
-    )
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, check=True, timeout=300)
 
 
 def free_port() -> int:
