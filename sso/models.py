@@ -1,4 +1,4 @@
-"""Identity providers, links from a provider's subject to a person, and SAML request state.
+"""Identity providers, links from a provider's subject to a person, SAML and OIDC request state.
 
 Request state and seen assertion ids live in the database so that any node of a cluster can
 finish a login another node started, and so that the IdP's cross-site POST needs no cookie.
@@ -38,6 +38,13 @@ DEFAULT_SETTINGS = {
     "require_signed_assertion": True,  # False: a signed Response alone is enough
     "allow_idp_initiated": False,
     "clock_skew_seconds": 120,
+    # OpenID Connect
+    "discovery_url": "",
+    "issuer": "",  # read from the discovery document when the provider is added
+    "client_id": "",
+    "client_secret": "",  # Fernet token (sso/vault.py), never the plain secret
+    "scopes": "openid email profile",
+    "match_claim": "",  # claim holding the value; "" means the match rule's standard claim
 }
 
 
@@ -110,3 +117,18 @@ class SamlAssertionSeen(db.Model):
     provider_id: Mapped[int] = mapped_column(ForeignKey("identity_providers.id"))
     assertion_id: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OidcRequest(db.Model):
+    """An authorization request Kursa sent, keyed by its state (one callback only)."""
+
+    __tablename__ = "oidc_requests"
+
+    state: Mapped[str] = mapped_column(String(100), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("identity_providers.id"), index=True)
+    nonce: Mapped[str] = mapped_column(String(100))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    next_url: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    is_used: Mapped[bool] = mapped_column(default=False)

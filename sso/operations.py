@@ -12,6 +12,7 @@ from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, UserError
 from portal.directory.models import Customer
+from sso import oidc, vault
 from sso.models import DEFAULT_SETTINGS, IdentityProvider, MatchRule, ProviderKind
 
 logger = logging.getLogger(__name__)
@@ -112,3 +113,72 @@ def fetch_metadata(url: str) -> str:
     if len(response.content) > MAX_METADATA_BYTES:
         raise UserError("The metadata is larger than 2 MB; is that the right address?")
     return response.text
+
+
+def add_oidc_provider(
+    customer: Customer,
+    name: str,
+    discovery_url: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    match: str,
+    actor: str,
+    match_claim: str = "",
+    scopes: str = "openid email profile",
+) -> IdentityProvider:
+    """Add an OpenID provider to `customer`; its discovery document is fetched and checked."""
+    _check_name(customer, name)
+    if match not in {MatchRule.USERNAME, MatchRule.EMAIL, MatchRule.EMPLOYEE_NUMBER}:
+        raise UserError(f"Match by username, email or employee_number, not {match!r}.")
+    if not client_id or not client_secret:
+        raise UserError("The client id and the client secret must not be empty.")
+    if "openid" not in scopes.split():
+        raise UserError("The scopes must include openid.")
+    document = _discovery(discovery_url)
+    settings = {
+        **DEFAULT_SETTINGS,
+        "discovery_url": discovery_url,
+        "issuer": document["issuer"],
+        "client_id": client_id,
+        "client_secret": vault.encrypt(client_secret),
+        "scopes": scopes,
+        "match": match,
+        "match_claim": match_claim,
+    }
+    provider = IdentityProvider(
+        customer_id=customer.id, name=name, kind=ProviderKind.OIDC.value, settings=settings
+    )
+    db.session.add(provider)
+    db.session.flush()
+    audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="oidc")
+    logger.info("OIDC provider %s added to customer %s by %s", provider.id, customer.id, actor)
+    return provider
+
+
+def _check_name(customer: Customer, name: str) -> None:
+    if not NAME_RE.match(name):
+        raise UserError(
+            "A provider name is 1-50 lower-case letters, digits, - or _ (it is part of the URL)."
+        )
+    if db.session.scalar(
+        select(IdentityProvider.id).where(
+            IdentityProvider.customer_id == customer.id, IdentityProvider.name == name
+        )
+    ):
+        raise Conflict(f"{customer.slug} has a provider named {name!r} already.")
+
+
+def _discovery(url: str) -> dict:
+    if not url.startswith(("https://", "http://")):
+        raise UserError("The discovery address must start with https://.")
+    try:
+        document = oidc.fetch_discovery(url, fresh=True)
+    except (requests.RequestException, ValueError) as exc:
+        raise UserError(f"The discovery document could not be read from {url}: {exc}") from None
+    methods = document.get("code_challenge_methods_supported")
+    if methods is not None and "S256" not in methods:
+        raise UserError("The provider does not support PKCE with S256.")
+    if "code" not in document.get("response_types_supported", ["code"]):
+        raise UserError("The provider does not support the authorization code flow.")
+    return document

@@ -1,5 +1,12 @@
-"""SAML addresses (exact contract): login, SP metadata, ACS. Parse, call sso, render."""
+"""SSO addresses (exact contract): login, SAML metadata and ACS, OIDC callback.
 
+Parse, call sso, render.
+"""
+
+import logging
+from urllib.parse import urlencode
+
+import requests
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
 from flask import session as flask_session
 from flask_login import login_user
@@ -7,21 +14,32 @@ from sqlalchemy import select
 
 from portal.core.db import db
 from portal.directory.queries import customer_by_slug
-from sso import saml
+from sso import oidc, saml
 from sso.linking import LinkRefused, login_person
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 
+logger = logging.getLogger(__name__)
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 REFUSED_RESPONSE = (
     "Kursa could not accept the answer from your company's sign-in. "
     "Start the login again; if it keeps failing, tell your IT department."
+)
+UNREACHABLE = (
+    "Kursa could not reach your company's sign-in just now. "
+    "Try again in a minute; if it keeps failing, tell your IT department."
 )
 
 
 @bp.get("/<customer>/<provider>/login")
 def login(customer: str, provider: str):
     found = _provider(customer, provider)
-    location = saml.start_login(_base_url(), found, _safe_next(request.args.get("next")))
+    start = oidc.start_login if found.kind == ProviderKind.OIDC else saml.start_login
+    try:
+        location = start(_base_url(), found, _safe_next(request.args.get("next")))
+    except (requests.RequestException, ValueError):
+        db.session.rollback()
+        logger.warning("SSO provider %s could not be reached to start a login", found.id)
+        return render_template("sso/refused.html", message=UNREACHABLE), 503
     db.session.commit()
     return redirect(location)
 
@@ -56,6 +74,31 @@ def acs(customer: str):
     return redirect(_safe_next(verified.next_url))
 
 
+@bp.get("/<customer>/oidc/callback")
+def oidc_callback(customer: str):
+    found = _customer(customer)
+    try:
+        stored = oidc.take_state(found, request.args.get("state", ""))
+        db.session.commit()  # the state is used up whatever happens next
+        verified = oidc.finish_login(_base_url(), stored, request.args)
+        account = login_person(verified.provider, verified.subject, oidc.match_value(verified))
+    except oidc.OidcRefused as exc:
+        db.session.rollback()
+        oidc.record_refusal(exc, found)
+        db.session.commit()
+        if exc.restartable:
+            target = f"/sso/{found.slug}/{exc.provider.name}/login"
+            return redirect(f"{target}?{urlencode({'next': _safe_next(exc.next_url)})}")
+        return render_template("sso/refused.html", message=REFUSED_RESPONSE), 403
+    except LinkRefused as exc:
+        db.session.commit()
+        return render_template("sso/refused.html", message=exc.message), 403
+    db.session.commit()
+    flask_session.clear()
+    login_user(account)
+    return redirect(_safe_next(verified.next_url))
+
+
 def _match_value(verified: saml.VerifiedLogin) -> str:
     provider = verified.provider
     attribute = provider.setting("match_attribute")
@@ -80,7 +123,6 @@ def _provider(slug: str, name: str) -> IdentityProvider:
         select(IdentityProvider).where(
             IdentityProvider.customer_id == _customer(slug).id,
             IdentityProvider.name == name,
-            IdentityProvider.kind == ProviderKind.SAML.value,
             IdentityProvider.is_enabled.is_(True),
         )
     )

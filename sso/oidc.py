@@ -1,0 +1,272 @@
+"""OpenID Connect relying party: authorization code flow with PKCE (S256), ID token checks.
+
+State, nonce and code verifier live in the database (OidcRequest), one-time and
+time-limited, so several tabs work and any node can finish a login. Discovery documents and
+key sets are cached per process; an ID token signed with an unknown key id refetches the key
+set once (key rotation). Tokens, codes and secrets are never logged.
+"""
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
+from sqlalchemy import select, update
+
+from portal.core import audit
+from portal.core.db import db, utcnow
+from portal.directory.models import Customer
+from sso.models import IdentityProvider, MatchRule, OidcRequest
+from sso.vault import decrypt
+
+logger = logging.getLogger(__name__)
+HTTP_TIMEOUT = 10
+DISCOVERY_TTL = 3600
+ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+STANDARD_CLAIMS = {
+    MatchRule.USERNAME: "preferred_username",
+    MatchRule.EMAIL: "email",
+    MatchRule.EMPLOYEE_NUMBER: "employee_number",
+}
+REQUIRED_ENDPOINTS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
+
+_lock = threading.Lock()
+_discovery: dict[str, tuple[float, dict]] = {}
+_key_sets: dict[str, KeySet] = {}
+
+
+class OidcRefused(Exception):
+    """The callback is refused; `reason` goes to the log and audit, never to the user."""
+
+    def __init__(self, reason: str, provider: IdentityProvider | None = None, next_url=""):
+        super().__init__(reason)
+        self.reason = reason
+        self.provider = provider
+        self.next_url = next_url
+
+    @property
+    def restartable(self) -> bool:
+        """A used or expired state: a reloaded callback or an old tab starts a fresh login."""
+        return self.provider is not None and self.reason in ("state_used", "state_expired")
+
+
+@dataclass
+class VerifiedLogin:
+    provider: IdentityProvider
+    subject: str
+    claims: dict
+    next_url: str
+
+
+# --- discovery and keys ---------------------------------------------------------------------
+
+
+def fetch_discovery(url: str, *, fresh: bool = False) -> dict:
+    """The provider's discovery document, cached for an hour (requests/ValueError on failure)."""
+    now = time.monotonic()
+    cached = _discovery.get(url)
+    if cached and not fresh and now - cached[0] < DISCOVERY_TTL:
+        return cached[1]
+    response = requests.get(url, timeout=HTTP_TIMEOUT)
+    response.raise_for_status()
+    document = response.json()
+    missing = [key for key in REQUIRED_ENDPOINTS if not document.get(key)]
+    if missing:
+        raise ValueError(f"the discovery document lacks {', '.join(missing)}")
+    with _lock:
+        _discovery[url] = (now, document)
+    return document
+
+
+def _key_set(jwks_uri: str, *, fresh: bool = False) -> KeySet:
+    if not fresh and jwks_uri in _key_sets:
+        return _key_sets[jwks_uri]
+    response = requests.get(jwks_uri, timeout=HTTP_TIMEOUT)
+    response.raise_for_status()
+    keys = KeySet.import_key_set(response.json())
+    with _lock:
+        _key_sets[jwks_uri] = keys
+    return keys
+
+
+def forget_caches() -> None:
+    with _lock:
+        _discovery.clear()
+        _key_sets.clear()
+
+
+# --- starting a login -----------------------------------------------------------------------
+
+
+def redirect_uri(base_url: str, customer: Customer) -> str:
+    return f"{base_url.rstrip('/')}/sso/{customer.slug}/oidc/callback"
+
+
+def start_login(base_url: str, provider: IdentityProvider, next_url: str) -> str:
+    """Store a fresh state, nonce and code verifier; return the authorization address."""
+    document = fetch_discovery(provider.setting("discovery_url"))
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    verifier = generate_token(64)
+    lifetime = current_app.config["KURSA"]["sso"]["request_lifetime_seconds"]
+    now = utcnow()
+    db.session.execute(OidcRequest.__table__.delete().where(OidcRequest.expires_at < now))
+    db.session.add(
+        OidcRequest(
+            state=state,
+            provider_id=provider.id,
+            nonce=nonce,
+            code_verifier=verifier,
+            next_url=next_url[:500],
+            created_at=now,
+            expires_at=now + timedelta(seconds=lifetime),
+        )
+    )
+    db.session.flush()
+    query = {
+        "response_type": "code",
+        "client_id": provider.setting("client_id"),
+        "redirect_uri": redirect_uri(base_url, provider.customer),
+        "scope": provider.setting("scopes"),
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": create_s256_code_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
+    logger.info("OIDC login started with provider %s", provider.id)
+    return f"{document['authorization_endpoint']}?{urlencode(query)}"
+
+
+# --- the callback ---------------------------------------------------------------------------
+
+
+def finish_login(base_url: str, stored: OidcRequest, args: dict) -> VerifiedLogin:
+    """Exchange the code of a taken state, verify the ID token, read userinfo."""
+    provider = db.session.get(IdentityProvider, stored.provider_id)
+    if args.get("error") or not args.get("code"):
+        raise OidcRefused("provider_error", provider)
+    document = fetch_discovery(provider.setting("discovery_url"))
+    if args.get("iss") and args["iss"] != provider.setting("issuer"):
+        raise OidcRefused("wrong_issuer", provider)
+    client = OAuth2Session(
+        provider.setting("client_id"),
+        decrypt(provider.setting("client_secret")),
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    try:
+        token = client.fetch_token(
+            document["token_endpoint"],
+            grant_type="authorization_code",
+            code=args["code"],
+            redirect_uri=redirect_uri(base_url, provider.customer),
+            code_verifier=stored.code_verifier,
+            timeout=HTTP_TIMEOUT,
+        )
+    except Exception:  # noqa: BLE001 - any failure of the exchange is a refusal
+        raise OidcRefused("token_exchange", provider) from None
+    claims = verify_id_token(provider, document, token.get("id_token", ""), stored.nonce)
+    if document.get("userinfo_endpoint"):
+        claims = {**claims, **_userinfo(client, document["userinfo_endpoint"], claims, provider)}
+    return VerifiedLogin(provider, str(claims["sub"]), claims, stored.next_url)
+
+
+def take_state(customer: Customer, state: str) -> OidcRequest:
+    """Mark the state used (atomically: two callbacks cannot both win); the caller commits
+    before the code exchange, so the state stays used whatever happens next."""
+    stored = db.session.scalar(
+        select(OidcRequest)
+        .join(IdentityProvider, IdentityProvider.id == OidcRequest.provider_id)
+        .where(OidcRequest.state == state[:100], IdentityProvider.customer_id == customer.id)
+    )
+    if stored is None:
+        raise OidcRefused("unknown_state")
+    provider = db.session.get(IdentityProvider, stored.provider_id)
+    if stored.is_used:
+        raise OidcRefused("state_used", provider, stored.next_url)
+    if stored.expires_at <= utcnow():
+        raise OidcRefused("state_expired", provider, stored.next_url)
+    taken = db.session.execute(
+        update(OidcRequest)
+        .where(OidcRequest.state == stored.state, OidcRequest.is_used.is_(False))
+        .values(is_used=True)
+    )
+    if taken.rowcount != 1:
+        raise OidcRefused("state_used", provider, stored.next_url)
+    return stored
+
+
+def verify_id_token(provider: IdentityProvider, document: dict, id_token: str, nonce: str):
+    """The ID token's claims once signature, iss, aud, exp, iat and nonce check out."""
+    if not id_token:
+        raise OidcRefused("no_id_token", provider)
+    try:
+        kid = extract_compact(id_token.encode()).protected.get("kid")
+        keys = _key_set(document["jwks_uri"])
+        if kid and not any(key.kid == kid for key in keys):
+            keys = _key_set(document["jwks_uri"], fresh=True)  # the provider rotated its keys
+        decoded = jwt.decode(id_token, keys, algorithms=ALGORITHMS)
+    except (JoseError, ValueError):
+        raise OidcRefused("id_token_signature", provider) from None
+    registry = jwt.JWTClaimsRegistry(
+        leeway=60,
+        iss={"essential": True, "value": provider.setting("issuer")},
+        aud={"essential": True, "value": provider.setting("client_id")},
+        sub={"essential": True},
+        exp={"essential": True},
+        iat={"essential": True},
+    )
+    try:
+        registry.validate(decoded.claims)
+    except JoseError:
+        raise OidcRefused("id_token_claims", provider) from None
+    audience = decoded.claims["aud"]
+    if isinstance(audience, list) and len(audience) > 1:
+        if decoded.claims.get("azp") != provider.setting("client_id"):
+            raise OidcRefused("id_token_claims", provider)
+    if not secrets.compare_digest(str(decoded.claims.get("nonce", "")), nonce):
+        raise OidcRefused("nonce_mismatch", provider)
+    return dict(decoded.claims)
+
+
+def _userinfo(client, endpoint: str, claims: dict, provider: IdentityProvider) -> dict:
+    try:
+        response = client.get(endpoint, timeout=HTTP_TIMEOUT)
+        response.raise_for_status()
+        info = response.json()
+    except Exception:  # noqa: BLE001 - userinfo failing refuses the login
+        raise OidcRefused("userinfo", provider) from None
+    if str(info.get("sub")) != str(claims["sub"]):
+        raise OidcRefused("userinfo_subject", provider)
+    return info
+
+
+def match_value(verified: VerifiedLogin) -> str:
+    provider = verified.provider
+    claim = provider.setting("match_claim") or STANDARD_CLAIMS.get(provider.setting("match"), "")
+    value = verified.claims.get(claim, "")
+    return str(value) if isinstance(value, str | int) else ""
+
+
+def record_refusal(exc: OidcRefused, customer: Customer) -> None:
+    """Audit and log a refused callback (the reason code only, never a token or code)."""
+    provider_id = exc.provider.id if exc.provider is not None else None
+    target = ("identity_provider", provider_id) if provider_id else ("customer", customer.id)
+    actor = f"sso:{provider_id}" if provider_id else "sso"
+    audit.record(actor, "login.refused", *target, provider=provider_id, reason=exc.reason)
+    logger.warning(
+        "OIDC callback for customer %s refused: %s (provider %s)",
+        customer.id,
+        exc.reason,
+        provider_id,
+    )

@@ -1,0 +1,239 @@
+"""OpenID Connect login against the npm oidc-provider 8.8.1 on loopback: `flask sso add-oidc`,
+the whole code flow with PKCE without a browser, then every callback that must be refused
+(each leaves no session behind)."""
+
+import json
+import logging
+from datetime import timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import pytest
+from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy import select
+
+from portal.accounts.models import Account
+from portal.core.audit import AuditEntry
+from portal.core.db import db, utcnow
+from portal.directory.models import Person
+from sso import oidc
+from sso.models import Identity, IdentityProvider, OidcRequest
+from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
+from tests.sso.conftest import BASE_URL, PERSONS, UNITS, logged_in_account_id
+
+CALLBACK = f"{BASE_URL}/sso/acme/oidc/callback"
+USERS = {
+    "ida": {"preferred_username": "U1", "email": "Ida.Lund@acme.test", "name": "Ida Lund"},
+    "bo": {"preferred_username": "u2", "email": "bo.holm@acme.test"},
+    "ghost": {"preferred_username": "nobody", "email": "ghost@acme.test"},
+}
+
+
+@pytest.fixture(scope="module")
+def op(tmp_path_factory):
+    server = OidcProviderServer(
+        tmp_path_factory.mktemp("oidc-provider"), redirect_uri=CALLBACK, users=USERS
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    oidc.forget_caches()
+    yield
+    oidc.forget_caches()
+
+
+@pytest.fixture
+def flask(app, monkeypatch):
+    monkeypatch.setenv("KURSA_TEST_OIDC_SECRET", CLIENT_SECRET)
+    runner = app.test_cli_runner()
+    return lambda *args: runner.invoke(args=list(args))
+
+
+@pytest.fixture
+def acme_with_op(make_customer, import_csv, flask, op):
+    """Customer acme with persons u1 and u2 and the provider `corp`, added by the CLI."""
+
+    def make(match="username", *extra):
+        customer = make_customer("acme", "Acme")
+        import_csv(customer, UNITS, PERSONS)
+        result = flask(
+            "sso", "add-oidc", "corp", "--customer", "acme", "--discovery", op.discovery_url,
+            "--client-id", CLIENT_ID, "--client-secret-env", "KURSA_TEST_OIDC_SECRET",
+            "--match", match, *extra,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return customer
+
+    return make
+
+
+def start(client, next_url: str = "") -> str:
+    answer = client.get("/sso/acme/corp/login" + (f"?next={next_url}" if next_url else ""))
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    return answer.headers["Location"]
+
+
+def callback(client, redirect: str):
+    parts = urlsplit(redirect)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == CALLBACK
+    return client.get(f"{parts.path}?{parts.query}")
+
+
+def person_named(username: str) -> Person:
+    return db.session.scalar(select(Person).where(Person.username == username))
+
+
+def assert_refused(answer, client, reason: str):
+    assert answer.status_code == 403, answer.get_data(as_text=True)
+    assert logged_in_account_id(client) is None
+    refusal = db.session.scalar(
+        select(AuditEntry)
+        .where(AuditEntry.action == "login.refused")
+        .order_by(AuditEntry.id.desc())
+    )
+    assert refusal is not None and refusal.details["reason"] == reason
+    return refusal
+
+
+def test_add_oidc_stores_the_secret_encrypted_and_list_shows_it(app, acme_with_op, flask, op):
+    acme_with_op("email", "--match-claim", "email")
+    provider = db.session.scalar(select(IdentityProvider))
+    assert provider.kind == "oidc"
+    assert provider.setting("issuer") == op.issuer
+    assert CLIENT_SECRET not in json.dumps(provider.settings)
+    listed = json.loads(flask("sso", "list", "--json").output)
+    assert listed[0]["kind"] == "oidc" and listed[0]["issuer"] == op.issuer
+    assert listed[0]["match"] == "email" and listed[0]["match_claim"] == "email"
+    assert CLIENT_SECRET not in flask("sso", "list").output
+    assert op.issuer in flask("sso", "list").output
+
+
+def test_add_oidc_refuses_an_unset_secret_variable(app, make_customer, flask, op):
+    make_customer("acme", "Acme")
+    result = flask(
+        "sso", "add-oidc", "corp", "--customer", "acme", "--discovery", op.discovery_url,
+        "--client-id", CLIENT_ID, "--client-secret-env", "KURSA_NO_SUCH_VARIABLE",
+        "--match", "email",
+    )  # fmt: skip
+    assert result.exit_code != 0 and "KURSA_NO_SUCH_VARIABLE" in result.output
+    assert db.session.scalar(select(IdentityProvider)) is None
+
+
+def test_whole_flow_logs_in_the_synced_person(app, client, acme_with_op, op, caplog):
+    acme_with_op()
+    caplog.set_level(logging.DEBUG)
+    location = start(client, "/courses")
+    query = parse_qs(urlsplit(location).query)
+    assert location.startswith(op.issuer)
+    assert query["code_challenge_method"] == ["S256"] and "code_verifier" not in query
+    assert db.session.scalar(select(OidcRequest.state)) == query["state"][0]
+
+    redirect = op.sign_in(location, "ida")
+    answer = callback(client, redirect)
+
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert answer.headers["Location"] == "/courses"
+    account = db.session.get(Account, int(logged_in_account_id(client)))
+    assert account.person_id == person_named("u1").id
+    assert db.session.scalar(select(Identity.subject)) == "sub-ida"
+    with client.session_transaction() as session:
+        assert set(session) <= {"_user_id", "_fresh", "_id", "csrf_token"}
+    code = parse_qs(urlsplit(redirect).query)["code"][0]
+    for secret in (code, query["state"][0], query["nonce"][0], CLIENT_SECRET):
+        assert secret not in caplog.text
+
+
+def test_several_tabs_each_finish_their_own_login(app, client, acme_with_op, op):
+    acme_with_op()
+    first, second = start(client), start(client)
+    assert callback(client, op.sign_in(second, "ida")).status_code == 302
+    assert callback(client, op.sign_in(first, "ida")).status_code == 302
+
+
+def test_login_by_email_claim_from_userinfo(app, client, acme_with_op, op):
+    acme_with_op("email")
+    answer = callback(client, op.sign_in(start(client), "bo"))
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    account = db.session.get(Account, int(logged_in_account_id(client)))
+    assert account.person_id == person_named("u2").id
+
+
+def test_unknown_key_id_refetches_the_key_set(app, client, acme_with_op, op):
+    acme_with_op()
+    stale = KeySet([RSAKey.generate_key(2048, parameters={"kid": "retired"})])
+    document = oidc.fetch_discovery(op.discovery_url)
+    oidc._key_sets[document["jwks_uri"]] = stale
+    answer = callback(client, op.sign_in(start(client), "ida"))
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert oidc._key_sets[document["jwks_uri"]] is not stale
+
+
+def test_wrong_state_is_refused(app, client, acme_with_op, op):
+    acme_with_op()
+    redirect = op.sign_in(start(client), "ida")
+    assert_refused(callback(client, _with(redirect, state="forged")), client, "unknown_state")
+
+
+def test_replayed_callback_restarts_the_login(app, client, acme_with_op, op):
+    acme_with_op()
+    redirect = op.sign_in(start(client, "/courses"), "ida")
+    assert callback(client, redirect).status_code == 302
+    client.get("/logout")
+    with client.session_transaction() as session:
+        session.clear()
+
+    replay = callback(client, redirect)
+    assert replay.status_code == 302
+    assert replay.headers["Location"] == "/sso/acme/corp/login?next=%2Fcourses"
+    assert logged_in_account_id(client) is None
+    refusal = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "login.refused"))
+    assert refusal.details["reason"] == "state_used"
+
+
+def test_expired_state_restarts_the_login(app, client, acme_with_op, op):
+    acme_with_op()
+    redirect = op.sign_in(start(client), "ida")
+    stored = db.session.scalar(select(OidcRequest))
+    stored.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    answer = callback(client, redirect)
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith("/sso/acme/corp/login")
+    assert logged_in_account_id(client) is None
+
+
+def test_nonce_mismatch_is_refused(app, client, acme_with_op, op):
+    acme_with_op()
+    location = _with(start(client), nonce="injected-by-an-attacker")
+    assert_refused(callback(client, op.sign_in(location, "ida")), client, "nonce_mismatch")
+
+
+def test_provider_error_is_refused(app, client, acme_with_op, op):
+    acme_with_op()
+    state = parse_qs(urlsplit(start(client)).query)["state"][0]
+    answer = client.get(f"/sso/acme/oidc/callback?{urlencode({'state': state, 'error': 'x'})}")
+    assert_refused(answer, client, "provider_error")
+
+
+def test_unknown_person_is_refused(app, client, acme_with_op, op):
+    acme_with_op()
+    answer = callback(client, op.sign_in(start(client), "ghost"))
+    assert_refused(answer, client, "not_found")
+    assert "not in Acme" in answer.get_data(as_text=True)
+
+
+def test_inactive_person_is_refused(app, client, acme_with_op, op, import_csv):
+    customer = acme_with_op()
+    import_csv(customer, UNITS, PERSONS[1:])  # u1 left the file: inactivated by the import
+    db.session.commit()
+    assert not person_named("u1").is_active
+    answer = callback(client, op.sign_in(start(client), "ida"))
+    assert_refused(answer, client, "inactive")
+
+
+def _with(url: str, **params) -> str:
+    parts = urlsplit(url)
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    return urlunsplit(parts._replace(query=urlencode({**query, **params})))
