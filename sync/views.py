@@ -121,6 +121,7 @@ def runs():
         customers=db.session.scalars(access.visible_customers(current_user, **WHOLE)).all(),
         chart=history.chart_runs(customer.id) if customer else [],
         series=history.SERIES,
+        slots=history.CHART_RUNS,
         colours=CHART_COLOURS,
     )
 
