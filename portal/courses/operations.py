@@ -145,6 +145,67 @@ def cancel_activity(activity_id: int, *, actor: str, reason: str = "") -> Activi
     return activity
 
 
+def complete_activity(activity_id: int, *, actor: str) -> Activity:
+    """Mark a published activity as held."""
+    activity = lock_activity(activity_id)
+    if activity.status != ActivityStatus.PUBLISHED:
+        raise Conflict(f"The activity is {activity.status}; only a published one can complete.")
+    activity.status = ActivityStatus.COMPLETED.value
+    db.session.flush()
+    audit.record(actor, "activity.completed", "activity", activity.id)
+    logger.info("activity %s completed by %s", activity.id, actor)
+    return activity
+
+
+EDITABLE = frozenset(
+    {
+        "title",
+        "description",
+        "starts_at",
+        "ends_at",
+        "location",
+        "min_participants",
+        "signup_opens_at",
+        "signup_deadline_at",
+        "cancellation_deadline_at",
+        "price",
+        "instructor",
+    }
+)
+
+
+def update_activity(
+    activity_id: int, *, actor: str, capacity: int | None = None, **fields
+) -> Activity:
+    """Change an activity's details. A new capacity goes through set_capacity: raising it
+    promotes from the waiting list, going below the registered count is refused."""
+    unknown = set(fields) - EDITABLE
+    if unknown:
+        raise ValueError(f"Not editable: {sorted(unknown)}")
+    activity = lock_activity(activity_id)
+    if activity.status in (ActivityStatus.CANCELLED, ActivityStatus.COMPLETED):
+        raise Conflict(f"The activity is {activity.status}: it cannot be changed.")
+    if "title" in fields:
+        fields["title"] = (fields["title"] or "").strip()
+        if not fields["title"]:
+            raise UserError("The activity needs a title.")
+    if fields.get("starts_at", activity.starts_at) >= fields.get("ends_at", activity.ends_at):
+        raise UserError("The activity must end after it starts.")
+    if (fields.get("min_participants") or 0) < 0:
+        raise UserError("The minimum number of participants cannot be negative.")
+
+    changed = sorted(k for k, v in fields.items() if getattr(activity, k) != v)
+    for key in changed:
+        setattr(activity, key, fields[key])
+    db.session.flush()
+    if changed:
+        audit.record(actor, "activity.updated", "activity", activity.id, fields=changed)
+        logger.info("activity %s updated by %s: %s", activity.id, actor, ", ".join(changed))
+    if capacity is not None and capacity != activity.capacity:
+        set_capacity(activity.id, capacity, actor=actor)
+    return activity
+
+
 def lock_activity(activity_id: int) -> Activity:
     """The activity, locked until the transaction ends (see the module's docstring)."""
     if db.session.get_bind().dialect.name == "sqlite":

@@ -7,7 +7,7 @@ from pathlib import Path
 from werkzeug.security import generate_password_hash
 
 from portal.core.db import db
-from portal.courses.operations import sign_up
+from portal.courses.operations import create_template, sign_up
 from tests.portal import test_pages_phone as phone
 
 pytestmark = phone.pytestmark
@@ -15,7 +15,9 @@ served, browser = phone.served, phone.browser
 PASSWORD = "a long test password"
 
 
-def test_course_pages_fit_a_phone_screen(app, served, browser, account_of, make_activity, person):
+def test_course_pages_fit_a_phone_screen(
+    app, served, browser, account_of, make_activity, person, unit
+):
     # Hanne is course admin of the whole customer and, as a person of Sales, also an employee.
     account_of("hanne", "hr", None)  # HR too: the roles page
     account = account_of("hanne", "course_admin", None)
@@ -24,6 +26,7 @@ def test_course_pages_fit_a_phone_screen(app, served, browser, account_of, make_
     activity = make_activity("10", title=long_title, capacity=1, location="Building 7, Room 12")
     sign_up(activity.id, person("anna"), actor="test")
     waiting = sign_up(activity.id, person("hanne"), actor="test")
+    template = create_template(unit("10"), long_title, actor="test", duration_minutes=90)
     db.session.commit()
 
     browser.open(f"{served}/login")
@@ -40,6 +43,8 @@ def test_course_pages_fit_a_phone_screen(app, served, browser, account_of, make_
         "/courses/mine",
         "/courses/manage",
         "/courses/manage/new",
+        f"/courses/manage/new?template={template.id}",
+        f"/courses/manage/activities/{activity.id}/edit",
         f"/courses/signups/{waiting.id}",
         "/courses/calendar",
         "/roles/",
