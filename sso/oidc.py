@@ -156,7 +156,10 @@ def finish_login(base_url: str, stored: OidcRequest, args: dict) -> VerifiedLogi
     provider = db.session.get(IdentityProvider, stored.provider_id)
     if args.get("error") or not args.get("code"):
         raise OidcRefused("provider_error", provider)
-    document = fetch_discovery(provider.setting("discovery_url"))
+    try:
+        document = fetch_discovery(provider.setting("discovery_url"))
+    except (requests.RequestException, ValueError):
+        raise OidcRefused("provider_unreachable", provider) from None
     if args.get("iss") and args["iss"] != provider.setting("issuer"):
         raise OidcRefused("wrong_issuer", provider)
     client = OAuth2Session(
@@ -182,16 +185,17 @@ def finish_login(base_url: str, stored: OidcRequest, args: dict) -> VerifiedLogi
 
 
 def take_state(customer: Customer, state: str) -> OidcRequest:
-    """Mark the state used (atomically: two callbacks cannot both win); the caller commits
-    before the code exchange, so the state stays used whatever happens next."""
-    stored = db.session.scalar(
-        select(OidcRequest)
+    """Mark the state used (atomically: of two callbacks the second waits and finds it used).
+
+    On a refusal the caller rolls back and record_refusal marks the state used again."""
+    found = db.session.execute(
+        select(OidcRequest, IdentityProvider)
         .join(IdentityProvider, IdentityProvider.id == OidcRequest.provider_id)
         .where(OidcRequest.state == state[:100], IdentityProvider.customer_id == customer.id)
-    )
-    if stored is None:
+    ).first()
+    if found is None:
         raise OidcRefused("unknown_state")
-    provider = db.session.get(IdentityProvider, stored.provider_id)
+    stored, provider = found
     if stored.is_used:
         raise OidcRefused("state_used", provider, stored.next_url)
     if stored.expires_at <= utcnow():
@@ -258,9 +262,15 @@ def match_value(verified: VerifiedLogin) -> str:
     return str(value) if isinstance(value, str | int) else ""
 
 
-def record_refusal(exc: OidcRefused, customer: Customer) -> None:
-    """Audit and log a refused callback (the reason code only, never a token or code)."""
+def record_refusal(exc: OidcRefused, customer: Customer, state: str) -> None:
+    """Use up the state, audit and log a refused callback (the reason only, never a token)."""
     provider_id = exc.provider.id if exc.provider is not None else None
+    if provider_id is not None:  # the state was found, for a provider of this customer
+        db.session.execute(
+            update(OidcRequest)
+            .where(OidcRequest.state == state[:100], OidcRequest.provider_id == provider_id)
+            .values(is_used=True)
+        )
     target = ("identity_provider", provider_id) if provider_id else ("customer", customer.id)
     actor = f"sso:{provider_id}" if provider_id else "sso"
     audit.record(actor, "login.refused", *target, provider=provider_id, reason=exc.reason)

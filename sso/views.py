@@ -79,12 +79,11 @@ def oidc_callback(customer: str):
     found = _customer(customer)
     try:
         stored = oidc.take_state(found, request.args.get("state", ""))
-        db.session.commit()  # the state is used up whatever happens next
         verified = oidc.finish_login(_base_url(), stored, request.args)
         account = login_person(verified.provider, verified.subject, oidc.match_value(verified))
     except oidc.OidcRefused as exc:
         db.session.rollback()
-        oidc.record_refusal(exc, found)
+        oidc.record_refusal(exc, found, request.args.get("state", ""))
         db.session.commit()
         if exc.restartable:
             target = f"/sso/{found.slug}/{exc.provider.name}/login"

@@ -207,7 +207,11 @@ def test_expired_state_restarts_the_login(app, client, acme_with_op, op):
 def test_nonce_mismatch_is_refused(app, client, acme_with_op, op):
     acme_with_op()
     location = _with(start(client), nonce="injected-by-an-attacker")
-    assert_refused(callback(client, op.sign_in(location, "ida")), client, "nonce_mismatch")
+    redirect = op.sign_in(location, "ida")
+    assert_refused(callback(client, redirect), client, "nonce_mismatch")
+    assert callback(client, redirect).status_code == 302  # the state is used up: restart
+    assert logged_in_account_id(client) is None
+    assert db.session.scalar(select(OidcRequest.is_used)) is True
 
 
 def test_provider_error_is_refused(app, client, acme_with_op, op):

@@ -1,0 +1,159 @@
+"""Benchmark of the OIDC callback excluding the IdP round trip.
+
+The npm oidc-provider 8.8.1 (tests/servers/oidc_provider.py) on loopback signs in persons
+imported through the real file path; each redirect back is sent to Kursa's callback with the
+Flask test client. The whole callback is timed, and within it the two calls to the provider
+(the code exchange at the token endpoint and userinfo); the difference is Kursa's own work:
+the state lookup and one-time mark, the ID token checks (signature from the cached JWKS, iss,
+aud, exp, nonce), linking the person, the audit entries, commits and the session.
+
+    .venv/bin/python bench/oidc_callback_bench.py [--postgres | --url URL] [--logins 40]
+
+Without --url, a fresh SQLite file; --postgres starts a throw-away PostgreSQL cluster. With
+--url, the database must be empty (it is migrated). Target (issue 4): p50 <= 5 ms.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import flask_migrate  # noqa: E402
+
+from app import create_app  # noqa: E402
+from portal.core.db import db  # noqa: E402
+from portal.directory.operations import create_customer  # noqa: E402
+from sso import oidc  # noqa: E402
+from sso.operations import add_oidc_provider  # noqa: E402
+from sync.runs import FileInput, import_files  # noqa: E402
+from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes  # noqa: E402
+from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer  # noqa: E402
+from tests.servers.postgres import PostgresServer  # noqa: E402
+from tests.sso.conftest import BASE_URL  # noqa: E402
+
+TARGET_MS = 5.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="An empty database (migrated here).")
+    parser.add_argument("--postgres", action="store_true", help="A throw-away PostgreSQL.")
+    parser.add_argument("--logins", type=int, default=40)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="oidc-bench-"))
+    url = args.url or f"sqlite:///{folder / 'kursa.db'}"
+    if args.postgres:
+        server = PostgresServer()
+        server.start()
+        url = server.create_database("oidc_bench")
+    users = {f"u{i}": {"preferred_username": f"u{i}"} for i in range(args.logins)}
+    op = OidcProviderServer(
+        folder / "op", redirect_uri=f"{BASE_URL}/sso/acme/oidc/callback", users=users
+    ).start()
+    try:
+        settings = {
+            "database": {"url": url},
+            "web": {"secret_key": "bench"},
+            "sso": {"base_url": BASE_URL},
+        }
+        app = create_app(settings, environ={})
+        app.config.update(TESTING=True)
+        with app.app_context():
+            flask_migrate.upgrade(revision="heads")
+            setup(op, args.logins)
+            run(app, op, args.logins)
+    finally:
+        op.stop()
+
+
+def setup(op: OidcProviderServer, logins: int) -> None:
+    customer = create_customer("acme", "Acme", actor="bench")
+    db.session.commit()
+    persons = [[f"u{i}", "Bench", f"Person{i}", "", "", "1"] for i in range(logins)]
+    run = import_files(
+        customer,
+        FileInput("org.csv", csv_bytes([ORG_HEADER, ["1", "HQ", "", ""]])),
+        FileInput("persons.csv", csv_bytes([PERSON_HEADER, *persons])),
+        actor="bench",
+    )
+    assert run.status == "applied", run.error
+    add_oidc_provider(
+        customer,
+        "corp",
+        op.discovery_url,
+        client_id=CLIENT_ID,
+        client_secret=os.environ.get("BENCH_SECRET", CLIENT_SECRET),
+        match="username",
+        actor="bench",
+    )
+    db.session.commit()
+
+
+def run(app, op: OidcProviderServer, logins: int) -> None:
+    round_trips: list[float] = []
+    session_class = oidc.OAuth2Session
+    originals = {name: getattr(session_class, name) for name in ("fetch_token", "get")}
+
+    def timed(name):
+        def call(self, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return originals[name](self, *args, **kwargs)
+            finally:
+                round_trips[-1] += time.perf_counter() - started
+
+        return call
+
+    for name in originals:
+        setattr(session_class, name, timed(name))
+    for label in ("first logins (link + account created)", "returning logins (linked)"):
+        callback_times = []
+        round_trips.clear()
+        for i in range(logins):
+            client = app.test_client()
+            location = client.get("/sso/acme/corp/login").headers["Location"]
+            parts = urlsplit(op.sign_in(location, f"u{i}"))
+            round_trips.append(0.0)
+            started = time.perf_counter()
+            answer = client.get(f"{parts.path}?{parts.query}")
+            callback_times.append(time.perf_counter() - started)
+            assert answer.status_code == 302, answer.get_data(as_text=True)
+        report(label, callback_times, round_trips)
+    for name, original in originals.items():
+        setattr(session_class, name, original)
+
+
+def report(label: str, callback_times: list[float], round_trips: list[float]) -> None:
+    # The first login pays for the JWKS fetch, imports and caches; report the steady state.
+    whole = [t * 1000 for t in callback_times[1:]]
+    idp = [t * 1000 for t in round_trips[1:]]
+    own = [w - r for w, r in zip(whole, idp, strict=True)]
+    p50 = statistics.median(own)
+    print(f"OIDC callback, {label} ({len(whole)} logins, {db.engine.dialect.name}):")
+    print(
+        f"  whole callback: p50 {statistics.median(whole):.1f} ms   p90 "
+        f"{percentile(whole, 0.9):.1f} ms"
+    )
+    print(f"  of which the IdP round trips (token + userinfo): p50 {statistics.median(idp):.1f} ms")
+    print(
+        f"  Kursa's own work: p50 {p50:.2f} ms   p90 {percentile(own, 0.9):.2f} ms   "
+        f"max {max(own):.2f} ms"
+    )
+    print(f"  target p50 <= {TARGET_MS:.0f} ms: {'met' if p50 <= TARGET_MS else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
