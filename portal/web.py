@@ -34,6 +34,9 @@ ui = Blueprint(
 # A person panel takes a Person and returns HTML (or None) for the person page. Other
 # packages (sync, later sso and courses) add sections there without portal importing them.
 PersonPanel = Callable[[object], Markup | str | None]
+# A banner returns HTML (or None) for the top of the page being shown: sync flags the runs that
+# need someone on the organisation page this way.
+Banner = Callable[[], Markup | str | None]
 
 
 def init_app(app: Flask) -> None:
@@ -54,6 +57,7 @@ def init_app(app: Flask) -> None:
     app.permanent_session_lifetime = timedelta(hours=12)
     app.extensions["kursa_navigation"] = []
     app.extensions["kursa_person_panels"] = []
+    app.extensions["kursa_banners"] = []
     add_navigation(app, "Organisation", "directory.tree", access.holding(access.DIRECTORY_ROLES))
     add_navigation(app, "Persons", "directory.persons", access.holding(access.DIRECTORY_ROLES))
 
@@ -62,6 +66,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(directory_bp)
     app.jinja_env.filters["local_time"] = format_local
     app.jinja_env.globals["url_with"] = url_with
+    app.jinja_env.globals["banners"] = banners
     app.before_request(_assign_request_id)
     app.context_processor(lambda: {"navigation": navigation()})
     app.register_error_handler(UserError, _user_error)
@@ -99,6 +104,17 @@ def add_person_panel(app: Flask, panel: PersonPanel) -> None:
 def person_panels(person) -> list[Markup]:
     """The HTML of every registered person panel that has something to say about `person`."""
     shown = (panel(person) for panel in current_app.extensions.get("kursa_person_panels", []))
+    return [Markup(html) for html in shown if html]
+
+
+def add_banner(app: Flask, banner: Banner) -> None:
+    """Add a banner to the top of pages; it decides itself on which pages it says something."""
+    app.extensions["kursa_banners"].append(banner)
+
+
+def banners() -> list[Markup]:
+    """The HTML of every registered banner that has something to say on this page."""
+    shown = (banner() for banner in current_app.extensions.get("kursa_banners", []))
     return [Markup(html) for html in shown if html]
 
 

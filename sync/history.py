@@ -44,16 +44,17 @@ def chart_runs(customer_id: int, limit: int = CHART_RUNS) -> list[ChartRun]:
 
 
 def needing_attention(customer_ids) -> list[SyncRun]:
-    """Held runs not yet approved, and failed runs newer than their customer's last applied run,
-    newest first. `customer_ids` is a list or a select of ids."""
+    """Held runs not yet approved, and failed runs started after their customer's last applied
+    run (or its approval), newest first. `customer_ids` is a list or a select of ids."""
     applied = aliased(SyncRun, name="applied")
+    # A held run approved later counts from its approval: the directory is newer than that.
     last_applied = (
-        select(func.max(applied.id))
+        select(func.max(func.coalesce(applied.approved_at, applied.started_at)))
         .where(applied.status == RunStatus.APPLIED, applied.customer_id == SyncRun.customer_id)
         .scalar_subquery()
     )
     failed_since = (SyncRun.status == RunStatus.FAILED) & (
-        last_applied.is_(None) | (SyncRun.id > last_applied)
+        last_applied.is_(None) | (SyncRun.started_at > last_applied)
     )
     query = (
         select(SyncRun)

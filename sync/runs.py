@@ -23,6 +23,7 @@ from portal.directory.models import Customer
 from sync.apply import apply_changes, store_issues, store_report
 from sync.guards import GuardLimits, hold_reason
 from sync.models import RunStatus, SyncChange, SyncFile, SyncIssue, SyncRun
+from sync.notify import notify_hr_contacts
 from sync.plan import ChangeSet, counts_from_tally, plan
 from sync.records import Issue, SourceData
 from sync.sources.files import FileInput, read_files
@@ -117,7 +118,18 @@ def run_source(
         _mark_failed(run_id, exc, started)
     run = db.session.get(SyncRun, run_id)
     logger.info("sync run %s of customer %s by %s: %s", run.id, customer.slug, actor, run.status)
+    _notify(run)
     return run
+
+
+def _notify(run: SyncRun) -> None:
+    """Queue the HR contacts' messages about a failed or held run; the run stands either way."""
+    try:
+        notify_hr_contacts(run)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        logger.exception("HR contacts of sync run %s could not be notified", run.id)
 
 
 def approve_run(run_id: int, *, actor: str) -> SyncRun:

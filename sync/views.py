@@ -27,7 +27,7 @@ from portal.core import access
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.models import OrgUnit, Person
-from portal.web import add_person_panel, paginate
+from portal.web import add_banner, add_person_panel, paginate
 from sync import history
 from sync.models import RunStatus, SyncChange, SyncIssue, SyncRun
 from sync.runs import FileInput, apply_preview, approve_run, import_files, report_rows, revert_run
@@ -114,9 +114,11 @@ def runs():
         .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
     )
     customer = access.chosen_customer(current_user, request.args.get("customer"), **WHOLE)
+    visible = access.visible_customer_ids(current_user, **WHOLE)
     return render_template(
         "sync/runs.html",
         page=paginate(query, RUNS_PER_PAGE),
+        attention=history.needing_attention(visible),
         customer=customer,
         customers=db.session.scalars(access.visible_customers(current_user, **WHOLE)).all(),
         chart=history.chart_runs(customer.id) if customer else [],
@@ -258,8 +260,17 @@ def person_history(person) -> Markup:
     )
 
 
+def attention_banner() -> Markup | None:
+    """On the organisation page (the dashboard): the runs that need someone, if any."""
+    if request.endpoint != "directory.tree" or not current_user.is_authenticated:
+        return None
+    runs = history.needing_attention(access.visible_customer_ids(current_user, **WHOLE))
+    return Markup(render_template("sync/attention.html", runs=runs)) if runs else None
+
+
 def _attach(state) -> None:
     add_person_panel(state.app, person_history)
+    add_banner(state.app, attention_banner)
 
 
 bp.record_once(_attach)

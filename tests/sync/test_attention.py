@@ -1,0 +1,114 @@
+"""Runs that need someone: flagged on the runs page and the organisation page, and mailed (as
+outbox messages) to the customer's HR contacts when a run ends failed or held."""
+
+import pytest
+from sqlalchemy import select
+
+from portal.core import access
+from portal.core.db import db
+from portal.courses.models import OutboxMessage
+from sync.runs import approve_run
+from tests.courses import helpers
+from tests.courses.helpers import PERSONS, UNITS
+
+acme, unit, person = helpers.acme, helpers.unit, helpers.person
+account_of, login_as = helpers.account_of, helpers.login_as
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def messages() -> list[OutboxMessage]:
+    return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.person_id)))
+
+
+@pytest.fixture
+def hr_contacts(acme, person, unit):
+    """Finn and Dina are HR at the root; Hanne is HR of Sales only; Bo is IT at the root."""
+    for name, role, number in (
+        ("finn", "hr", None),
+        ("dina", "hr", None),
+        ("hanne", "hr", "10"),
+        ("bo", "it_admin", None),
+    ):
+        access.grant_role(person(name), role, unit(number), actor="test")
+    db.session.commit()
+    return [person("finn"), person("dina")]
+
+
+@pytest.fixture
+def held(acme, hr_contacts, import_csv, guard_limits):
+    guard_limits(count=1000, share=0.10)
+    run = import_csv(acme, UNITS, PERSONS[:2])
+    assert run.status == "held"
+    return run
+
+
+def failed_run(acme, import_csv):
+    run = import_csv(acme, [], [])
+    assert run.status == "failed"
+    return run
+
+
+def test_held_run_queues_a_message_per_hr_contact_with_the_run_link(held, hr_contacts):
+    queued = messages()
+
+    assert sorted(m.person_id for m in queued) == sorted(p.id for p in hr_contacts)
+    for message in queued:
+        assert message.kind == "sync.run_held" and message.payload["run_id"] == held.id
+        assert f"/sync/runs/{held.id}" in message.payload["text"]
+        assert "held" in message.payload["subject"]
+
+
+def test_failed_run_queues_messages_too(acme, hr_contacts, import_csv):
+    run = failed_run(acme, import_csv)
+
+    queued = messages()
+    assert len(queued) == 2 and {m.kind for m in queued} == {"sync.run_failed"}
+    assert all(f"/sync/runs/{run.id}" in m.payload["text"] for m in queued)
+
+
+def test_applied_run_and_preview_queue_nothing(acme, hr_contacts, import_csv):
+    assert import_csv(acme, UNITS, PERSONS).status == "applied"
+    assert import_csv(acme, UNITS, PERSONS[:1], dry_run=True).status == "dry_run"
+
+    assert messages() == []
+
+
+def test_contacts_without_an_email_or_inactive_are_left_out(acme, hr_contacts, import_csv):
+    hr_contacts[1].email = None
+    db.session.commit()
+
+    failed_run(acme, import_csv)
+
+    assert [m.person_id for m in messages()] == [hr_contacts[0].id]
+
+
+def test_runs_page_and_organisation_page_flag_held_and_new_failed_runs(
+    acme, held, import_csv, admin_client
+):
+    failed = failed_run(acme, import_csv)
+
+    for page in ("/sync/runs", "/"):
+        html = text_of(admin_client.get(page))
+        banner = html[html.index('<section class="attention"') :]
+        banner = banner[: banner.index("</section>")]
+        assert f"Run #{held.id}</a> of Acme is held" in banner, page
+        assert f"Run #{failed.id}</a> of Acme failed" in banner, page
+
+
+def test_flags_go_once_the_run_is_handled(acme, held, import_csv, admin_client):
+    failed_run(acme, import_csv)
+
+    approve_run(held.id, actor="test")  # applied now, and newer than the failed run
+    db.session.commit()
+
+    for page in ("/sync/runs", "/"):
+        assert 'class="attention"' not in text_of(admin_client.get(page)), page
+
+
+def test_flags_are_not_shown_to_hr_of_a_branch(held, login_as):
+    client = login_as("hanne")
+
+    assert 'class="attention"' not in text_of(client.get("/"))
