@@ -34,6 +34,7 @@ from sso.vault import decrypt
 logger = logging.getLogger(__name__)
 HTTP_TIMEOUT = 10
 DISCOVERY_TTL = 3600
+JWKS_REFETCH_SECONDS = 30
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 STANDARD_CLAIMS = {
     MatchRule.USERNAME: "preferred_username",
@@ -45,6 +46,7 @@ REQUIRED_ENDPOINTS = ("issuer", "authorization_endpoint", "token_endpoint", "jwk
 _lock = threading.Lock()
 _discovery: dict[str, tuple[float, dict]] = {}
 _key_sets: dict[str, KeySet] = {}
+_refetched: dict[str, float] = {}  # jwks_uri -> when an unknown key id last refetched it
 
 
 class OidcRefused(Exception):
@@ -101,10 +103,21 @@ def _key_set(jwks_uri: str, *, fresh: bool = False) -> KeySet:
     return keys
 
 
+def _may_refetch(jwks_uri: str) -> bool:
+    """At most one refetch per JWKS_REFETCH_SECONDS, so forged key ids cannot flood the OP."""
+    now = time.monotonic()
+    with _lock:
+        if now - _refetched.get(jwks_uri, -JWKS_REFETCH_SECONDS) < JWKS_REFETCH_SECONDS:
+            return False
+        _refetched[jwks_uri] = now
+    return True
+
+
 def forget_caches() -> None:
     with _lock:
         _discovery.clear()
         _key_sets.clear()
+        _refetched.clear()
 
 
 # --- starting a login -----------------------------------------------------------------------
@@ -214,12 +227,15 @@ def verify_id_token(provider: IdentityProvider, document: dict, id_token: str, n
     """The ID token's claims once signature, iss, aud, exp, iat and nonce check out."""
     if not id_token:
         raise OidcRefused("no_id_token", provider)
+    uri = document["jwks_uri"]
     try:
         kid = extract_compact(id_token.encode()).protected.get("kid")
-        keys = _key_set(document["jwks_uri"])
-        if kid and not any(key.kid == kid for key in keys):
-            keys = _key_set(document["jwks_uri"], fresh=True)  # the provider rotated its keys
+        keys = _key_set(uri)
+        if kid and not any(key.kid == kid for key in keys) and _may_refetch(uri):
+            keys = _key_set(uri, fresh=True)  # the provider rotated its keys
         decoded = jwt.decode(id_token, keys, algorithms=ALGORITHMS)
+    except requests.RequestException:
+        raise OidcRefused("provider_unreachable", provider) from None
     except (JoseError, ValueError):
         raise OidcRefused("id_token_signature", provider) from None
     registry = jwt.JWTClaimsRegistry(

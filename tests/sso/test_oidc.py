@@ -170,6 +170,16 @@ def test_unknown_key_id_refetches_the_key_set(app, client, acme_with_op, op):
     assert oidc._key_sets[document["jwks_uri"]] is not stale
 
 
+def test_unknown_key_id_refetches_at_most_every_30_seconds(app, client, acme_with_op, op):
+    acme_with_op()
+    stale = KeySet([RSAKey.generate_key(2048, parameters={"kid": "retired"})])
+    document = oidc.fetch_discovery(op.discovery_url)
+    assert oidc._may_refetch(document["jwks_uri"])  # someone refetched just now
+    oidc._key_sets[document["jwks_uri"]] = stale
+    answer = callback(client, op.sign_in(start(client), "ida"))
+    assert_refused(answer, client, "id_token_signature")
+
+
 def test_wrong_state_is_refused(app, client, acme_with_op, op):
     acme_with_op()
     redirect = op.sign_in(start(client), "ida")
