@@ -241,6 +241,11 @@ def _compose(message: OutboxMessage, person: Person, settings: MailSettings) -> 
 
 
 def _wording(message: OutboxMessage, activity: Activity | None) -> tuple[str, str]:
+    payload = message.payload or {}
+    if activity is None and payload.get("subject") and payload.get("text"):
+        # A notice about something other than a course (a held sync run) brings its own words:
+        # portal does not import the packages that write them.
+        return payload["subject"], payload["text"]
     title = activity.title if activity else "your course"
     when = ""
     if activity is not None:
@@ -248,7 +253,6 @@ def _wording(message: OutboxMessage, activity: Activity | None) -> tuple[str, st
         when = f"{shown(activity.starts_at, zone)} - {shown(activity.ends_at, zone)}"
         if activity.location:
             when += f", {activity.location}"
-    payload = message.payload or {}
     wording = {
         "signup.registered": (f"Signed up: {title}", f"You have a seat at {title}, {when}."),
         "signup.waitlisted": (

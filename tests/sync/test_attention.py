@@ -7,12 +7,15 @@ from sqlalchemy import select
 from portal.core import access
 from portal.core.db import db
 from portal.courses.models import OutboxMessage
+from portal.courses.outbox import send_pending
 from sync.runs import approve_run
-from tests.courses import helpers
+from tests.courses import helpers, test_outbox
 from tests.courses.helpers import PERSONS, UNITS
 
 acme, unit, person = helpers.acme, helpers.unit, helpers.person
 account_of, login_as = helpers.account_of, helpers.login_as
+# A real SMTP server on loopback and the [mail] settings pointing at it.
+settings, smtp_server = test_outbox.settings, test_outbox.smtp_server
 
 
 def text_of(response) -> str:
@@ -112,3 +115,14 @@ def test_flags_are_not_shown_to_hr_of_a_branch(held, login_as):
     client = login_as("hanne")
 
     assert 'class="attention"' not in text_of(client.get("/"))
+
+
+def test_the_outbox_mails_a_held_run_to_the_hr_contacts(held, settings, smtp_server):
+    report = send_pending(settings)
+
+    assert report.sent == 2
+    received = {recipients[0]: mail for recipients, mail in smtp_server.inbox.messages}
+    assert set(received) == {"finn@acme.test", "dina@acme.test"}
+    mail = received["finn@acme.test"]
+    assert mail["Subject"] == f"Kursa: directory sync run #{held.id} of Acme is held for approval"
+    assert f"/sync/runs/{held.id}" in mail.get_payload(decode=True).decode()
