@@ -205,6 +205,10 @@ def test_scheduler_process_catches_up_a_missed_drop_and_stops_on_sigterm(databas
     try:
         run = wait_for_run(app, timeout=30)
         assert (run.status, run.started_by) == ("applied", "scheduler")
+        # The pair is archived just after the run commits: give the process a moment.
+        deadline = time.monotonic() + 10
+        while any(write_pair_root.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert not any(write_pair_root.iterdir())  # imported and archived
         with app.app_context():
             stored = db.session.execute(select(scheduler_jobs)).all()
