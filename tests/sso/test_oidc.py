@@ -141,8 +141,11 @@ def test_whole_flow_logs_in_the_synced_person(app, client, acme_with_op, op, cap
     with client.session_transaction() as session:
         assert set(session) <= {"_user_id", "_fresh", "_id", "csrf_token"}
     code = parse_qs(urlsplit(redirect).query)["code"][0]
+    # urllib3 logs the URLs the test's own browser stand-in (requests) follows, which carry the
+    # state by design; every other logger, Kursa's and authlib's included, must not.
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "urllib3.connectionpool")
     for secret in (code, query["state"][0], query["nonce"][0], CLIENT_SECRET):
-        assert secret not in caplog.text
+        assert secret not in logged
 
 
 def test_several_tabs_each_finish_their_own_login(app, client, acme_with_op, op):
