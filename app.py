@@ -56,8 +56,8 @@ def _register(app: Flask) -> None:
     from sso import views as sso_views
     from sso.cli import sso_cli
     from sync import cli as sync_cli
+    from sync import drop_views, schedule_cli, sources_views
     from sync import models as sync_models  # noqa: F401
-    from sync import schedule_cli, sources_views
     from sync import views as sync_views
 
     web.init_app(app)
@@ -65,6 +65,7 @@ def _register(app: Flask) -> None:
     syncs = access.holding(access.SYNC_ROLES, whole=True)
     web.add_navigation(app, "Sync runs", "sync.runs", syncs)
     web.add_navigation(app, "Import files", "sync.upload", syncs)
+    app.register_blueprint(drop_views.bp)
     app.register_blueprint(sources_views.bp)
     it_admins = access.holding(sources_views.IT["roles"], whole=True)
     web.add_navigation(app, "Directory sources", "sources.sources", it_admins)
