@@ -98,6 +98,68 @@ def read_one(conn, settings: dict, dn: str, attributes: list[str]) -> dict[str, 
     return found[0][1] if found else {}
 
 
+def read_whole_attribute(
+    conn, dn: str, attribute: str, *, settings: dict | None = None
+) -> list[bytes]:
+    """Every value of a multi-valued attribute of one entry, however many there are.
+
+    Active Directory hands out at most MaxValRange values (1,500 by default) at once: asked
+    for `member`, it answers `member;range=0-1499`. The rest is asked for range by range
+    (`member;range=1500-*`, ...) until a range ends in `*` (MS-ADTS 3.1.1.3.1.3.3, incremental
+    retrieval). A server without a range limit answers `member` whole at the first request.
+    With `settings`, LDAP errors become DirectoryError and the source's timeout applies.
+    """
+    timeout = float(settings["timeout"]) if settings else -1
+    values: list[bytes] = []
+    requested, low = attribute, 0
+    try:
+        while True:
+            found = conn.search_ext_s(
+                dn, ldap.SCOPE_BASE, "(objectClass=*)", [requested], timeout=timeout
+            )
+            entry = next((v for d, v in found if d is not None), {})
+            ranged = _ranged_values(entry, attribute)
+            if ranged is None:
+                if low == 0:  # no range limit (or no values at all): the answer is whole
+                    whole = next(
+                        (v for k, v in entry.items() if k.lower() == attribute.lower()), []
+                    )
+                    return list(whole)
+                raise _range_error(dn, attribute, f"no values for the range from {low}")
+            start, end, chunk = ranged
+            if start != low:
+                raise _range_error(dn, attribute, f"a range from {start} instead of {low}")
+            values.extend(chunk)
+            if end is None:
+                return values
+            if end < start or not chunk:
+                raise _range_error(dn, attribute, f"the range {start}-{end}")
+            low = end + 1
+            requested = f"{attribute};range={low}-*"
+    except ldap.LDAPError as exc:
+        if settings is None:
+            raise
+        raise translate(exc, settings, dn) from None
+
+
+def _ranged_values(entry: dict, attribute: str) -> tuple[int, int | None, list[bytes]] | None:
+    """(first, last or None for `*`, values) of `attribute;range=first-last` in the entry."""
+    prefix = f"{attribute.lower()};range="
+    for key, chunk in entry.items():
+        if key.lower().startswith(prefix):
+            first, _, last = key[len(prefix) :].partition("-")
+            return int(first), None if last == "*" else int(last), list(chunk)
+    return None
+
+
+def _range_error(dn: str, attribute: str, what: str) -> DirectoryError:
+    return DirectoryError(
+        f"The directory server answered the ranged read of {attribute} on {dn!r} with {what}, "
+        "so Kursa cannot be sure it read every value (the entry may have changed while it "
+        "was read). Nothing was changed."
+    )
+
+
 def close(conn) -> None:
     try:
         conn.unbind_s()
