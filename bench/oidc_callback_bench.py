@@ -13,7 +13,6 @@ Without --url, a fresh SQLite file; --postgres starts a throw-away PostgreSQL cl
 --url, the database must be empty (it is migrated). Target (issue 4): p50 <= 5 ms.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import flask_migrate  # noqa: E402
 
 from app import create_app  # noqa: E402
+from bench.sso_support import bench_database, login_arguments, percentile  # noqa: E402
 from portal.core.db import db  # noqa: E402
 from portal.directory.operations import create_customer  # noqa: E402
 from sso import oidc  # noqa: E402
@@ -35,30 +35,15 @@ from sso.operations import add_oidc_provider  # noqa: E402
 from sync.runs import FileInput, import_files  # noqa: E402
 from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes  # noqa: E402
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer  # noqa: E402
-from tests.servers.postgres import PostgresServer  # noqa: E402
 from tests.sso.conftest import BASE_URL  # noqa: E402
 
 TARGET_MS = 5.0
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help="An empty database (migrated here).")
-    parser.add_argument("--postgres", action="store_true", help="A throw-away PostgreSQL.")
-    parser.add_argument("--logins", type=int, default=40)
-    args = parser.parse_args()
-
+    args = login_arguments(__doc__.split("\n\n")[0])
     folder = Path(tempfile.mkdtemp(prefix="oidc-bench-"))
-    url = args.url or f"sqlite:///{folder / 'kursa.db'}"
-    if args.postgres:
-        server = PostgresServer()
-        server.start()
-        url = server.create_database("oidc_bench")
+    url = bench_database(args, folder, "oidc_bench")
     users = {f"u{i}": {"preferred_username": f"u{i}"} for i in range(args.logins)}
     op = OidcProviderServer(
         folder / "op", redirect_uri=f"{BASE_URL}/sso/acme/oidc/callback", users=users

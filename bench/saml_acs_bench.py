@@ -11,7 +11,6 @@ Without --url, a fresh SQLite file; --postgres starts a throw-away PostgreSQL cl
 --url, the database must be empty (it is migrated). Target (issue 4): ACS p50 <= 10 ms.
 """
 
-import argparse
 import base64
 import statistics
 import sys
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 import flask_migrate  # noqa: E402
 
 from app import create_app  # noqa: E402
+from bench.sso_support import bench_database, login_arguments, percentile  # noqa: E402
 from portal.core.db import db  # noqa: E402
 from portal.directory.operations import create_customer  # noqa: E402
 from sso import saml  # noqa: E402
@@ -32,30 +32,15 @@ from sso.keys import write_self_signed_pair  # noqa: E402
 from sso.operations import add_saml_provider  # noqa: E402
 from sync.runs import FileInput, import_files  # noqa: E402
 from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes  # noqa: E402
-from tests.servers.postgres import PostgresServer  # noqa: E402
 from tests.sso.conftest import BASE_URL, SamlIdp, start_login  # noqa: E402
 
 TARGET_MS = 10.0
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help="An empty database (migrated here).")
-    parser.add_argument("--postgres", action="store_true", help="A throw-away PostgreSQL.")
-    parser.add_argument("--logins", type=int, default=40)
-    args = parser.parse_args()
-
+    args = login_arguments(__doc__.split("\n\n")[0])
     folder = Path(tempfile.mkdtemp(prefix="saml-bench-"))
-    url = args.url or f"sqlite:///{folder / 'kursa.db'}"
-    if args.postgres:
-        server = PostgresServer()
-        server.start()
-        url = server.create_database("saml_bench")
+    url = bench_database(args, folder, "saml_bench")
     sp_key, sp_cert = write_self_signed_pair(folder / "sp", "sp")
     settings = {
         "database": {"url": url},

@@ -243,4 +243,4 @@ def _write_xlsx(path: Path, title: str, headers: tuple, rows: list[tuple]) -> Pa
 
 if __name__ == "__main__":
     for written in write_example_files(Path(sys.argv[1] if len(sys.argv) > 1 else ".")):
-        print(written)
+        sys.stdout.write(f"{written}\n")

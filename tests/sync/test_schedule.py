@@ -352,7 +352,12 @@ def test_the_scheduler_holds_the_outbox_job_in_memory(app, mail_on):
         scheduler.shutdown(wait=False)
 
 
-def test_the_outbox_job_delivers_a_pending_message(app, mail_on, smtp_server, signed_up):  # noqa: F811
+def test_the_outbox_job_delivers_a_pending_message(
+    app,
+    mail_on,
+    smtp_server,  # noqa: F811
+    signed_up,  # noqa: F811
+):
     schedule._app = app  # what serve() sets: the job runs in the app's context
     scheduler = schedule.make_scheduler(app)
     scheduler.start(paused=True)
