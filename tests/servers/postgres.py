@@ -31,6 +31,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
+from tests.servers.watchdog import Watchdog
+
 logger = logging.getLogger(__name__)
 
 ENV_URL = "KURSA_TEST_POSTGRES_URL"
@@ -69,8 +71,7 @@ class PostgresServer:
         self.folder: Path | None = None
         self._bindir: Path | None = None
         self._user: str | None = None
-        self._watchdog: subprocess.Popen | None = None
-        self._lifeline: int | None = None
+        self._watchdog: Watchdog | None = None
 
     @property
     def is_external(self) -> bool:
@@ -161,30 +162,12 @@ class PostgresServer:
                     raise
 
     def _start_watchdog(self) -> None:
-        # The watchdog reads a pipe whose only writer is this process; end of file means this
-        # process has ended, however it ended. The pipe's ends are not inherited by the server.
-        read_end, self._lifeline = os.pipe()
         pg_ctl, data = str(self._bindir / "pg_ctl"), str(self.folder / "data")
-        try:
-            self._watchdog = subprocess.Popen(
-                ["sh", "-c", WATCHDOG, pg_ctl, data, str(self.folder)],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd="/",
-                start_new_session=True,
-                **self._as_user(),
-            )
-        finally:
-            os.close(read_end)
+        self._watchdog = Watchdog(WATCHDOG, pg_ctl, data, str(self.folder), **self._as_user())
 
     def _stop_watchdog(self) -> None:
-        if self._lifeline is not None:
-            os.close(self._lifeline)
-            self._lifeline = None
         if self._watchdog is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._watchdog.wait(timeout=10)
+            self._watchdog.release()
             self._watchdog = None
 
     def _stop_server(self, data: Path) -> None:

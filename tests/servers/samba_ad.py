@@ -21,6 +21,8 @@ from pathlib import Path
 import ldap
 import pytest
 
+from tests.servers.watchdog import Watchdog
+
 SAMBA = "/usr/sbin/samba"
 SAMBA_TOOL = "/usr/bin/samba-tool"
 ADDRESS = "127.0.0.2"
@@ -54,8 +56,7 @@ class SambaADServer:
     def __init__(self):
         self.folder: Path | None = None
         self.process: subprocess.Popen | None = None
-        self._watchdog: subprocess.Popen | None = None
-        self._lifeline: int | None = None
+        self._watchdog: Watchdog | None = None
 
     uri = f"ldap://{ADDRESS}/"
 
@@ -91,12 +92,8 @@ class SambaADServer:
                     self.process.kill()
                     self.process.wait(timeout=5)
             self.process = None
-        if self._lifeline is not None:
-            os.close(self._lifeline)
-            self._lifeline = None
         if self._watchdog is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._watchdog.wait(timeout=10)
+            self._watchdog.release()
             self._watchdog = None
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -142,18 +139,7 @@ class SambaADServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        read_end, self._lifeline = os.pipe()
-        try:
-            self._watchdog = subprocess.Popen(
-                ["sh", "-c", WATCHDOG, str(self.process.pid), str(self.folder)],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd="/",
-                start_new_session=True,
-            )
-        finally:
-            os.close(read_end)
+        self._watchdog = Watchdog(WATCHDOG, str(self.process.pid), str(self.folder))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

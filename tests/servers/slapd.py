@@ -16,7 +16,6 @@ import contextlib
 import datetime
 import io
 import ipaddress
-import os
 import shutil
 import socket
 import subprocess
@@ -33,6 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.servers.watchdog import Watchdog
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -64,8 +65,7 @@ class SlapdServer:
         self.folder: Path | None = None
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
-        self._watchdog: subprocess.Popen | None = None
-        self._lifeline: int | None = None
+        self._watchdog: Watchdog | None = None
 
     @property
     def ca_file(self) -> str:
@@ -162,28 +162,13 @@ class SlapdServer:
             return False
 
     def _start_watchdog(self) -> None:
-        read_end, self._lifeline = os.pipe()
-        try:
-            self._watchdog = subprocess.Popen(
-                ["sh", "-c", WATCHDOG, str(self.process.pid), str(self.folder)],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd="/",
-                start_new_session=True,
-            )
-        finally:
-            os.close(read_end)
+        self._watchdog = Watchdog(WATCHDOG, str(self.process.pid), str(self.folder))
 
     def _stop_watchdog(self) -> None:
-        # Closing the pipe lets the watchdog run: slapd is stopped already (or is stopped by
-        # the watchdog now), and the folder is removed by whoever comes first.
-        if self._lifeline is not None:
-            os.close(self._lifeline)
-            self._lifeline = None
+        # slapd is stopped already (or is stopped by the watchdog now), and the folder is
+        # removed by whoever comes first.
         if self._watchdog is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._watchdog.wait(timeout=10)
+            self._watchdog.release()
             self._watchdog = None
 
     def _slapadd(self, database: str, ldif: str) -> None:
