@@ -48,7 +48,11 @@ def _register(app: Flask) -> None:
     from portal.accounts.cli import account_cli
     from portal.accounts.role_views import bp as roles_bp
     from portal.core import access
-    from portal.courses import calendar_views, outbox
+    from portal.courses import (
+        calendar_views,
+        manage_views,  # noqa: F401  (its routes join the courses blueprint)
+        outbox,
+    )
     from portal.courses import views as course_views
     from portal.courses.cli import activity_cli, role_cli
     from portal.directory.cli import customer_cli, directory_cli
