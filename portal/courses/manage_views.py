@@ -72,6 +72,7 @@ class EditActivityForm(FlaskForm):
     instructor = StringField("Instructor")
 
 
+MAX_REASON = 500  # characters of the cancellation reason that reach the participants' mail
 STATUS_ACTIONS = {
     "publish": (publish_activity, "The activity is published."),
     "cancel": (cancel_activity, "The activity is cancelled; everyone signed up is told."),
@@ -194,8 +195,11 @@ def activity_status(activity_id: int):
     if action is None or not ActionForm().validate_on_submit():
         raise UserError("Choose publish, cancel or complete; reload the page and try again.")
     operation, message = action
+    extra = {}
+    if operation is cancel_activity:
+        extra["reason"] = request.form.get("reason", "").strip()[:MAX_REASON]
     try:
-        operation(activity.id, actor=current_user.actor)
+        operation(activity.id, actor=current_user.actor, **extra)
         db.session.commit()
         flash(message, "info")
     except UserError as exc:

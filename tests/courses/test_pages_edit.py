@@ -188,13 +188,24 @@ def test_cancel_tells_everyone_through_the_outbox(login_as, make_activity, perso
     admin = login_as("hanne", "course_admin", "10")
     url = f"/courses/manage/activities/{activity.id}/status"
 
-    assert post(admin, url, edit_url(activity), action="cancel").status_code == 302
+    assert "Reason, told to everyone" in text_of(admin.get(edit_url(activity)))
+    reason = "The trainer is ill"
+    response = post(admin, url, edit_url(activity), action="cancel", reason=f"  {reason} ")
+    assert response.status_code == 302
 
     assert status_of(activity.id) == "cancelled"
     told = db.session.scalars(
-        select(OutboxMessage.person_id).where(OutboxMessage.kind == "activity.cancelled")
+        select(OutboxMessage).where(OutboxMessage.kind == "activity.cancelled")
     ).all()
-    assert sorted(told) == sorted([person("anna").id, person("bo").id])
+    assert sorted(m.person_id for m in told) == sorted([person("anna").id, person("bo").id])
+    assert {m.payload["reason"] for m in told} == {reason}
+
+
+def test_the_manage_list_links_each_open_activity_to_its_edit_page(login_as, make_activity):
+    activity = make_activity("10", publish=False)
+    admin = login_as("hanne", "course_admin", "10")
+
+    assert f'href="{edit_url(activity)}"' in text_of(admin.get("/courses/manage"))
 
 
 def test_edit_and_status_of_another_branch_are_404(login_as, make_activity):
