@@ -1,38 +1,11 @@
-"""Secrets stored in the database (bind passwords), encrypted with Fernet.
+"""Bind passwords of LDAP sources, encrypted at rest (see portal.core.secrets)."""
 
-The key comes from `[security] encryption_key`, or, when that is empty, from the web secret
-key. Either is stretched with HKDF, so any long string will do. Nothing here is ever logged.
-"""
+from portal.core.secrets import SecretBox
 
-import base64
-
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
-
-from portal.core.errors import UserError
-
-_INFO = b"kursa: stored secrets of sync sources"
-
-
-def _fernet() -> Fernet:
-    secret = current_app.config["KURSA"]["security"]["encryption_key"]
-    secret = secret or current_app.config["SECRET_KEY"]
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
-def encrypt(plain: str) -> str:
-    return _fernet().encrypt(plain.encode()).decode()
-
-
-def decrypt(token: str) -> str:
-    try:
-        return _fernet().decrypt(token.encode()).decode()
-    except InvalidToken:
-        raise UserError(
-            "The stored bind password cannot be decrypted: the encryption key changed "
-            "([security] encryption_key, or [web] secret_key when that is empty). "
-            "Add the source again with its password."
-        ) from None
+_box = SecretBox(
+    b"kursa: stored secrets of sync sources",
+    "The stored bind password",
+    "Add the source again with its password.",
+)
+encrypt = _box.encrypt
+decrypt = _box.decrypt
