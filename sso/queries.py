@@ -5,14 +5,21 @@ The login page (portal.accounts) reaches these through `app.extensions["kursa_ss
 because the portal never imports sso.
 """
 
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from cryptography import x509
+from defusedxml.ElementTree import fromstring as safe_fromstring
+from sqlalchemy import func, select
 
 from portal.core.db import db
 from portal.directory.models import Customer
-from sso.models import IdentityProvider
+from sso.models import Identity, IdentityProvider
 
+MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
 EMAIL_DOMAINS = "email_domains"  # settings key: the lower-case domains that lead to a provider
 
 
@@ -73,3 +80,72 @@ def login_buttons(slug: str, next_url: str = "") -> list[tuple[str, str]]:
         .order_by(IdentityProvider.name)
     )
     return [(name, login_address(slug, name, next_url)) for name, _kind in rows]
+
+
+def last_logins(customer_id: int) -> dict[int, datetime]:
+    """provider id -> the newest login through it, for a customer's providers (one query)."""
+    rows = db.session.execute(
+        select(Identity.provider_id, func.max(Identity.last_login_at))
+        .join(IdentityProvider, Identity.provider_id == IdentityProvider.id)
+        .where(IdentityProvider.customer_id == customer_id)
+        .group_by(Identity.provider_id)
+    )
+    return {provider_id: at for provider_id, at in rows if at is not None}
+
+
+def linked_counts(customer_id: int) -> dict[int, int]:
+    """provider id -> how many identities are linked through it (they decide delete/disable)."""
+    rows = db.session.execute(
+        select(Identity.provider_id, func.count())
+        .join(IdentityProvider, Identity.provider_id == IdentityProvider.id)
+        .where(IdentityProvider.customer_id == customer_id)
+        .group_by(Identity.provider_id)
+    )
+    return dict(rows.all())
+
+
+@dataclass(frozen=True)
+class MetadataValidity:
+    """What an IT admin must watch in stored SAML metadata: when it, or its signing
+    certificate, stops being valid (None: not stated, or not readable)."""
+
+    valid_until: datetime | None
+    certificate_expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        ends = [at for at in (self.valid_until, self.certificate_expires_at) if at is not None]
+        return any(at <= now for at in ends)
+
+
+def metadata_validity(provider: IdentityProvider) -> MetadataValidity:
+    """Read validUntil and the signing certificate's end from the stored metadata."""
+    try:
+        root = safe_fromstring(provider.setting("metadata_xml").encode(), forbid_dtd=True)
+    except Exception:  # noqa: BLE001 - stored metadata was checked at save; show "unknown"
+        return MetadataValidity(None, None)
+    return MetadataValidity(_valid_until(root), _certificate_end(root))
+
+
+def _valid_until(root) -> datetime | None:
+    stamp = root.get("validUntil")
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _certificate_end(root) -> datetime | None:
+    for key in root.iter(f"{MD}KeyDescriptor"):
+        if key.get("use", "signing") != "signing":
+            continue
+        cert = key.find(f".//{DS}X509Certificate")
+        if cert is None or not (cert.text or "").strip():
+            continue
+        try:
+            der = base64.b64decode("".join(cert.text.split()))
+            return x509.load_der_x509_certificate(der).not_valid_after_utc
+        except ValueError:
+            return None
+    return None
