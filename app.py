@@ -77,7 +77,7 @@ def _register(app: Flask) -> None:
     web.csrf.exempt(sso_views.bp)  # the IdP posts the ACS cross-site; the response is signed
     app.register_blueprint(sso_admin_views.bp)
     sso_admins = access.holding(sso_admin_views.IT["roles"], whole=True)
-    web.add_navigation(app, "Sign-in", "sso_admin.index", sso_admins)
+    web.add_navigation(app, "Single sign-on", "sso_admin.index", sso_admins)
     # The login page finds a provider by email domain or lists a customer's (portal cannot
     # import sso, so it asks through here).
     app.extensions["kursa_sso_login"] = {

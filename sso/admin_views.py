@@ -75,8 +75,8 @@ class EditForm(FlaskForm):
     email_domains = TextAreaField("Email domains", description=DOMAINS_HINT)
 
     def fields_for(self, kind: str) -> list:
-        names = ["is_enabled", "match", *operations.EDITABLE[ProviderKind(kind)][1:]]
-        return [self[name] for name in (*names, "email_domains")]
+        names = [k for k in operations.EDITABLE[ProviderKind(kind)] if k != "match"]
+        return [self[name] for name in ("is_enabled", "match", *names, "email_domains")]
 
 
 class ActionForm(FlaskForm):

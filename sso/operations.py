@@ -30,6 +30,17 @@ DS = "{http://www.w3.org/2000/09/xmldsig#}"
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 MAX_METADATA_BYTES = 2 * 1024 * 1024
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")
+# What an IT admin may change on a provider after adding it, per kind.
+EDITABLE = {
+    ProviderKind.SAML: (
+        "match",
+        "match_attribute",
+        "require_signed_assertion",
+        "allow_idp_initiated",
+    ),
+    ProviderKind.OIDC: ("match", "match_claim", "scopes"),
+}
 
 
 def add_saml_provider(
@@ -193,19 +204,6 @@ def _discovery(url: str) -> dict:
     return document
 
 
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")
-# What an IT admin may change on a provider after adding it, per kind.
-EDITABLE = {
-    ProviderKind.SAML: (
-        "match",
-        "match_attribute",
-        "require_signed_assertion",
-        "allow_idp_initiated",
-    ),
-    ProviderKind.OIDC: ("match", "match_claim", "scopes"),
-}
-
-
 def parse_domains(text: str) -> list[str]:
     """Domains typed one a line or separated by commas or spaces, lower-cased, in order."""
     seen: dict[str, None] = {}
@@ -225,6 +223,8 @@ def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: 
     bad = [d for d in domains if not DOMAIN_RE.match(d)]
     if bad:
         raise UserError(f"Email domains: {bad[0]!r} is not a domain name such as example.com.")
+    if domains == queries.email_domains(provider):
+        return
     if provider.is_enabled:
         _check_domains_free(provider, domains)
 

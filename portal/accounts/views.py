@@ -61,8 +61,8 @@ def _find_sign_in(slug: str):
     """Home realm discovery: the email's domain leads to one enabled provider, or to none."""
     email_form = EmailForm()
     if email_form.validate_on_submit():
-        by_email = _sso_login()["by_email"] if _sso_login() else None
-        address = by_email(email_form.email.data, _next_path()) if by_email else None
+        sso = _sso_login()
+        address = sso["by_email"](email_form.email.data, _next_path()) if sso else None
         if address is not None:
             return redirect(address)
         email_form.email.errors = [NO_PROVIDER]
@@ -70,7 +70,8 @@ def _find_sign_in(slug: str):
 
 
 def _page(slug: str, email_form: EmailForm, admin_form: LoginForm):
-    buttons = _sso_login()["buttons"](slug, _next_path()) if slug and _sso_login() else []
+    sso = _sso_login()
+    buttons = sso["buttons"](slug, _next_path()) if slug and sso else []
     admin_open = request.method == "POST" and "username" in request.form
     return render_template(
         "accounts/login.html",
