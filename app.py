@@ -56,6 +56,8 @@ def _register(app: Flask) -> None:
     from portal.courses import views as course_views
     from portal.courses.cli import activity_cli, role_cli
     from portal.directory.cli import customer_cli, directory_cli
+    from sso import admin_views as sso_admin_views
+    from sso import queries as sso_queries
     from sso import saml as sso_saml
     from sso import views as sso_views
     from sso.cli import sso_cli
@@ -77,6 +79,15 @@ def _register(app: Flask) -> None:
     sso_saml.init_app(app)
     app.register_blueprint(sso_views.bp)
     web.csrf.exempt(sso_views.bp)  # the IdP posts the ACS cross-site; the response is signed
+    app.register_blueprint(sso_admin_views.bp)
+    sso_admins = access.holding(sso_admin_views.IT["roles"], whole=True)
+    web.add_navigation(app, "Single sign-on", "sso_admin.index", sso_admins)
+    # The login page finds a provider by email domain or lists a customer's (portal cannot
+    # import sso, so it asks through here).
+    app.extensions["kursa_sso_login"] = {
+        "by_email": sso_queries.login_address_for_email,
+        "buttons": sso_queries.login_buttons,
+    }
     app.register_blueprint(calendar_views.bp)
     web.add_navigation(app, "Courses", "courses.catalogue_page")
     manages = access.holding(access.COURSE_MANAGERS)

@@ -6,14 +6,23 @@ import re
 import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, UserError
 from portal.directory.models import Customer
-from sso import oidc, vault
-from sso.models import DEFAULT_SETTINGS, IdentityProvider, MatchRule, ProviderKind
+from sso import oidc, queries, vault
+from sso.models import (
+    DEFAULT_SETTINGS,
+    Identity,
+    IdentityProvider,
+    MatchRule,
+    OidcRequest,
+    ProviderKind,
+    SamlAssertionSeen,
+    SamlRequest,
+)
 
 logger = logging.getLogger(__name__)
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
@@ -21,6 +30,17 @@ DS = "{http://www.w3.org/2000/09/xmldsig#}"
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 MAX_METADATA_BYTES = 2 * 1024 * 1024
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")
+# What an IT admin may change on a provider after adding it, per kind.
+EDITABLE = {
+    ProviderKind.SAML: (
+        "match",
+        "match_attribute",
+        "require_signed_assertion",
+        "allow_idp_initiated",
+    ),
+    ProviderKind.OIDC: ("match", "match_claim", "scopes"),
+}
 
 
 def add_saml_provider(
@@ -182,3 +202,103 @@ def _discovery(url: str) -> dict:
     if "code" not in document.get("response_types_supported", ["code"]):
         raise UserError("The provider does not support the authorization code flow.")
     return document
+
+
+def parse_domains(text: str) -> list[str]:
+    """Domains typed one a line or separated by commas or spaces, lower-cased, in order."""
+    seen: dict[str, None] = {}
+    for part in re.split(r"[\s,;]+", text or ""):
+        if part := part.strip().lower().removeprefix("@"):
+            seen[part] = None
+    return list(seen)
+
+
+def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: str) -> None:
+    """Give the provider the email domains that lead to it from the login page.
+
+    A domain must lead to exactly one provider, so one claimed by another enabled provider (of
+    any customer) is refused; the message does not say whose it is.
+    """
+    domains = parse_domains(" ".join(domains))
+    bad = [d for d in domains if not DOMAIN_RE.match(d)]
+    if bad:
+        raise UserError(f"Email domains: {bad[0]!r} is not a domain name such as example.com.")
+    if domains == queries.email_domains(provider):
+        return
+    if provider.is_enabled:
+        _check_domains_free(provider, domains)
+
+    provider.settings = {**provider.settings, queries.EMAIL_DOMAINS: domains}
+    db.session.flush()
+    audit.record(actor, "sso.provider_domains", "identity_provider", provider.id, domains=domains)
+    logger.info("provider %s email domains set by %s", provider.id, actor)
+
+
+def set_provider_enabled(provider: IdentityProvider, enabled: bool, *, actor: str) -> None:
+    """Enable or disable a provider; enabling re-checks that its domains are still free."""
+    if enabled == provider.is_enabled:
+        return
+    if enabled:
+        _check_domains_free(provider, queries.email_domains(provider))
+
+    provider.is_enabled = enabled
+    db.session.flush()
+    action = "sso.provider_enabled" if enabled else "sso.provider_disabled"
+    audit.record(actor, action, "identity_provider", provider.id)
+    logger.info("provider %s %s by %s", provider.id, action.rpartition("_")[2], actor)
+
+
+def update_provider(provider: IdentityProvider, *, actor: str, **changes) -> None:
+    """Change the match rule and the options of a provider (see EDITABLE); the metadata or
+    discovery address stay as added (add a new provider to change those)."""
+    kind = ProviderKind(provider.kind)
+    unknown = set(changes) - set(EDITABLE[kind])
+    if unknown:
+        raise UserError(f"A {kind} provider has no setting {sorted(unknown)[0]!r} to change.")
+    allowed = set(MatchRule) if kind == ProviderKind.SAML else set(MatchRule) - {MatchRule.NAMEID}
+    if "match" in changes and changes["match"] not in allowed:
+        raise UserError(f"Match: choose one of {', '.join(sorted(allowed))}.")
+    if "scopes" in changes and "openid" not in str(changes["scopes"]).split():
+        raise UserError("Scopes: the scopes must include openid.")
+
+    provider.settings = {**provider.settings, **changes}
+    db.session.flush()
+    audit.record(
+        actor, "sso.provider_changed", "identity_provider", provider.id, keys=sorted(changes)
+    )
+    logger.info("provider %s changed by %s", provider.id, actor)
+
+
+def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
+    """Delete a provider nobody has logged in through yet.
+
+    Once identities are linked, deleting would forget which subject is which person (and a
+    provider added again would link afresh, perhaps differently): such a provider is disabled
+    instead, which this refuses to guess on the caller's behalf.
+    """
+    linked = db.session.scalar(
+        select(func.count()).select_from(Identity).where(Identity.provider_id == provider.id)
+    )
+    if linked:
+        raise Conflict(
+            f"{linked} person(s) have logged in through {provider.name}; disable it instead, "
+            "so their links are kept."
+        )
+    provider_id, name = provider.id, provider.name
+
+    for model in (SamlRequest, SamlAssertionSeen, OidcRequest):
+        db.session.execute(delete(model).where(model.provider_id == provider_id))
+    db.session.delete(provider)
+    db.session.flush()
+    audit.record(actor, "sso.provider_deleted", "identity_provider", provider_id, name=name)
+    logger.info("provider %s deleted by %s", provider_id, actor)
+
+
+def _check_domains_free(provider: IdentityProvider, domains: list[str]) -> None:
+    taken = queries.domain_owners(set(domains), ignore_id=provider.id)
+    if taken:
+        domain = sorted(taken)[0]
+        raise Conflict(
+            f"Email domains: {domain} already leads to another identity provider in Kursa; "
+            "a domain can lead to one provider only."
+        )

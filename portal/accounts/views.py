@@ -1,17 +1,22 @@
-"""Local login for platform admins (staff log in through their company's SSO)."""
+"""The login page: staff find their company's sign-in by their work email's domain (home realm
+discovery) or by a button per provider; platform admins log in locally (break-glass)."""
 
 from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Regexp
 
 from portal.accounts.operations import authenticate
 from portal.core.db import db
 
 bp = Blueprint("accounts", __name__)
+NO_PROVIDER = (
+    "Kursa does not know a company sign-in for that email address. Check the address, or use "
+    "the link your company gave you."
+)
 
 
 class LoginForm(FlaskForm):
@@ -19,28 +24,79 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired("Enter your password.")])
 
 
+class EmailForm(FlaskForm):
+    email = EmailField(
+        "Work email",
+        filters=[lambda value: value.strip() if value else value],
+        validators=[
+            DataRequired("Enter your work email address."),
+            Regexp(
+                r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Work email: enter it as name@company.com."
+            ),
+        ],
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+@bp.route("/login/<customer>", methods=["GET", "POST"])
+def login(customer: str | None = None):
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
+    slug = customer or request.args.get("customer", "")
+    if request.method == "POST" and "email" in request.form:
+        return _find_sign_in(slug)
     form = LoginForm()
     if form.validate_on_submit():
-        web = current_app.config["KURSA"]["web"]
-        account = authenticate(
-            form.username.data,
-            form.password.data,
-            max_failures=web["max_failed_logins"],
-            lockout=timedelta(minutes=web["lockout_minutes"]),
-        )
-        db.session.commit()
-        if account is not None:
+        if (account := _authenticate(form)) is not None:
             login_user(account)
             return redirect(_safe_next(request.args.get("next")))
         flash(
             "That username and password do not match, or the account is locked for a while.",
             "error",
         )
-    return render_template("accounts/login.html", form=form)
+    return _page(slug, EmailForm(formdata=None), form)
+
+
+def _find_sign_in(slug: str):
+    """Home realm discovery: the email's domain leads to one enabled provider, or to none."""
+    email_form = EmailForm()
+    if email_form.validate_on_submit():
+        sso = _sso_login()
+        address = sso["by_email"](email_form.email.data, _next_path()) if sso else None
+        if address is not None:
+            return redirect(address)
+        email_form.email.errors = [NO_PROVIDER]
+    return _page(slug, email_form, LoginForm(formdata=None))
+
+
+def _page(slug: str, email_form: EmailForm, admin_form: LoginForm):
+    sso = _sso_login()
+    buttons = sso["buttons"](slug, _next_path()) if slug and sso else []
+    admin_open = request.method == "POST" and "username" in request.form
+    return render_template(
+        "accounts/login.html",
+        form=admin_form,
+        email_form=email_form,
+        buttons=buttons,
+        admin_open=admin_open or request.args.get("admin") == "1",
+    )
+
+
+def _authenticate(form: LoginForm):
+    web = current_app.config["KURSA"]["web"]
+    account = authenticate(
+        form.username.data,
+        form.password.data,
+        max_failures=web["max_failed_logins"],
+        lockout=timedelta(minutes=web["lockout_minutes"]),
+    )
+    db.session.commit()
+    return account
+
+
+def _sso_login() -> dict | None:
+    """What sso registered for the login page (absent when the app runs without sso)."""
+    return current_app.extensions.get("kursa_sso_login")
 
 
 @bp.route("/logout", methods=["POST"])
@@ -51,7 +107,17 @@ def logout():
     return redirect(url_for("accounts.login"))
 
 
+def _next_path() -> str:
+    """The local page to return to after an SSO login ("" when none or not local)."""
+    target = request.args.get("next")
+    return target if _is_local(target) else ""
+
+
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
+    if _is_local(target):
         return target
     return url_for("directory.tree")
+
+
+def _is_local(target: str | None) -> bool:
+    return bool(target) and target.startswith("/") and not target.startswith(("//", "/\\"))

@@ -1,0 +1,151 @@
+"""Read-only questions about identity providers: which one serves an email domain, which ones
+a customer's login page shows as buttons.
+
+The login page (portal.accounts) reaches these through `app.extensions["kursa_sso_login"]`,
+because the portal never imports sso.
+"""
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from cryptography import x509
+from defusedxml.ElementTree import fromstring as safe_fromstring
+from sqlalchemy import func, select
+
+from portal.core.db import db
+from portal.directory.models import Customer
+from sso.models import Identity, IdentityProvider
+
+MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+EMAIL_DOMAINS = "email_domains"  # settings key: the lower-case domains that lead to a provider
+
+
+def email_domains(provider: IdentityProvider) -> list[str]:
+    """The provider's email domains (older providers have none)."""
+    return list(provider.settings.get(EMAIL_DOMAINS) or [])
+
+
+def domain_owners(domains: set[str], *, ignore_id: int | None = None) -> dict[str, int]:
+    """domain -> id of the enabled provider (of any customer) that already claims it.
+
+    Reads only the domain lists, not the providers' metadata, so it stays cheap with many
+    providers; a domain must lead to exactly one provider.
+    """
+    rows = db.session.execute(
+        select(IdentityProvider.id, IdentityProvider.settings[EMAIL_DOMAINS]).where(
+            IdentityProvider.is_enabled.is_(True)
+        )
+    )
+    owners = {}
+    for provider_id, claimed in rows:
+        if provider_id == ignore_id:
+            continue
+        for domain in claimed or []:
+            if domain in domains:
+                owners[domain] = provider_id
+    return owners
+
+
+def login_address(slug: str, provider_name: str, next_url: str = "") -> str:
+    """Where a login through the provider starts (the contract address of sso.views)."""
+    address = f"/sso/{slug}/{provider_name}/login"
+    return f"{address}?{urlencode({'next': next_url})}" if next_url else address
+
+
+def login_address_for_email(email: str, next_url: str = "") -> str | None:
+    """The login address of the enabled provider whose domain is the email's, or None."""
+    domain = email.strip().rpartition("@")[2].lower()
+    if not domain:
+        return None
+    owner = domain_owners({domain}).get(domain)
+    if owner is None:
+        return None
+    slug, name = db.session.execute(
+        select(Customer.slug, IdentityProvider.name)
+        .join(Customer, IdentityProvider.customer_id == Customer.id)
+        .where(IdentityProvider.id == owner)
+    ).one()
+    return login_address(slug, name, next_url)
+
+
+def login_buttons(slug: str, next_url: str = "") -> list[tuple[str, str]]:
+    """(label, login address) of each enabled provider of the customer; [] for no customer."""
+    rows = db.session.execute(
+        select(IdentityProvider.name, IdentityProvider.kind)
+        .join(Customer, IdentityProvider.customer_id == Customer.id)
+        .where(Customer.slug == slug, IdentityProvider.is_enabled.is_(True))
+        .order_by(IdentityProvider.name)
+    )
+    return [(name, login_address(slug, name, next_url)) for name, _kind in rows]
+
+
+def last_logins(customer_id: int) -> dict[int, datetime]:
+    """provider id -> the newest login through it, for a customer's providers (one query)."""
+    rows = db.session.execute(
+        select(Identity.provider_id, func.max(Identity.last_login_at))
+        .join(IdentityProvider, Identity.provider_id == IdentityProvider.id)
+        .where(IdentityProvider.customer_id == customer_id)
+        .group_by(Identity.provider_id)
+    )
+    return {provider_id: at for provider_id, at in rows if at is not None}
+
+
+def linked_counts(customer_id: int) -> dict[int, int]:
+    """provider id -> how many identities are linked through it (they decide delete/disable)."""
+    rows = db.session.execute(
+        select(Identity.provider_id, func.count())
+        .join(IdentityProvider, Identity.provider_id == IdentityProvider.id)
+        .where(IdentityProvider.customer_id == customer_id)
+        .group_by(Identity.provider_id)
+    )
+    return dict(rows.all())
+
+
+@dataclass(frozen=True)
+class MetadataValidity:
+    """What an IT admin must watch in stored SAML metadata: when it, or its signing
+    certificate, stops being valid (None: not stated, or not readable)."""
+
+    valid_until: datetime | None
+    certificate_expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        ends = [at for at in (self.valid_until, self.certificate_expires_at) if at is not None]
+        return any(at <= now for at in ends)
+
+
+def metadata_validity(provider: IdentityProvider) -> MetadataValidity:
+    """Read validUntil and the signing certificate's end from the stored metadata."""
+    try:
+        root = safe_fromstring(provider.setting("metadata_xml").encode(), forbid_dtd=True)
+    except Exception:  # noqa: BLE001 - stored metadata was checked at save; show "unknown"
+        return MetadataValidity(None, None)
+    return MetadataValidity(_valid_until(root), _certificate_end(root))
+
+
+def _valid_until(root) -> datetime | None:
+    stamp = root.get("validUntil")
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _certificate_end(root) -> datetime | None:
+    for key in root.iter(f"{MD}KeyDescriptor"):
+        if key.get("use", "signing") != "signing":
+            continue
+        cert = key.find(f".//{DS}X509Certificate")
+        if cert is None or not (cert.text or "").strip():
+            continue
+        try:
+            der = base64.b64decode("".join(cert.text.split()))
+            return x509.load_der_x509_certificate(der).not_valid_after_utc
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,289 @@
+"""The identity provider pages: IT admins at the customer's root (and platform admins) list,
+add (SAML by paste, upload or URL; OIDC by discovery), edit and delete; everyone else gets 404."""
+
+import io
+import re
+import threading
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
+
+from portal.core.audit import AuditEntry
+from portal.core.db import db
+from sso.linking import login_person
+from sso.models import IdentityProvider
+from sso.operations import add_saml_provider, set_email_domains
+from tests.conftest import _csrf_token
+from tests.courses import helpers
+from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
+from tests.servers.saml_idp import free_port
+
+acme, unit, person = helpers.acme, helpers.unit, helpers.person
+account_of, login_as = helpers.account_of, helpers.login_as
+PAGE = "/sso/admin/acme"
+
+
+@pytest.fixture
+def it_admin(login_as):
+    return login_as("finn", "it_admin", None)
+
+
+@pytest.fixture
+def corp(acme, idp):
+    provider = add_saml_provider(acme, "corp", idp.metadata, match="email", actor="test")
+    db.session.commit()
+    return provider
+
+
+@pytest.fixture(scope="module")
+def op(tmp_path_factory):
+    callback = "https://kursa.test/sso/acme/oidc/callback"
+    server = OidcProviderServer(
+        tmp_path_factory.mktemp("oidc-admin"), redirect_uri=callback, users={}
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def metadata_server(idp):
+    """The IdP's metadata over HTTP at /metadata, as an IdP publishes it."""
+    app = Response(idp.metadata, mimetype="application/samlmetadata+xml")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/metadata"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def post(client, url: str, data: dict, **kwargs):
+    token = _csrf_token(client.get(url).get_data(as_text=True))
+    return client.post(url, data={**data, "csrf_token": token}, **kwargs)
+
+
+def text(answer) -> str:
+    return answer.get_data(as_text=True)
+
+
+def provider_named(name: str) -> IdentityProvider | None:
+    db.session.expire_all()
+    return db.session.scalar(select(IdentityProvider).where(IdentityProvider.name == name))
+
+
+def test_the_list_shows_providers_and_the_addresses_to_copy(it_admin, corp):
+    set_email_domains(corp, ["acme.test"], actor="test")
+    db.session.commit()
+
+    page = text(it_admin.get(PAGE))
+
+    assert 'class="strong">corp</td>' in page
+    assert "acme.test" in page and "enabled" in page and "never" in page
+    assert "pasted or uploaded" in page and "signing certificate until" in page
+    for address in ("saml/metadata", "saml/acs", "oidc/callback"):
+        assert f"https://kursa.test/sso/acme/{address}" in page
+    assert "https://kursa.test/login/acme" in page
+    assert 'href="/sso/admin"' in text(it_admin.get("/courses/"))  # the navigation link
+
+
+def test_the_pages_are_404_for_everyone_else(acme, corp, login_as, make_customer):
+    make_customer("globex", "Globex")
+    others = [
+        login_as("hanne", "hr", None),  # HR at the root
+        login_as("dina", "it_admin", "20"),  # IT admin of a branch
+        login_as("anna"),  # an employee
+    ]
+    urls = [PAGE, f"{PAGE}/saml/new", f"{PAGE}/oidc/new", f"{PAGE}/{corp.id}/edit", "/sso/admin"]
+
+    for client in others:
+        for url in urls:
+            assert client.get(url).status_code == 404, url
+        assert 'href="/sso/admin"' not in text(client.get("/courses/"))
+    finn = login_as("finn", "it_admin", None)
+    assert finn.get("/sso/admin/globex").status_code == 404
+    assert finn.get(f"/sso/admin/globex/{corp.id}/edit").status_code == 404
+
+
+def test_platform_admins_reach_every_customer(admin_client, corp, make_customer):
+    make_customer("globex", "Globex")
+
+    assert admin_client.get("/sso/admin/globex").status_code == 200
+    assert 'class="strong">corp</td>' in text(admin_client.get(PAGE))
+
+
+def test_add_saml_by_pasting_the_metadata(it_admin, acme, idp):
+    answer = post(
+        it_admin,
+        f"{PAGE}/saml/new",
+        {
+            "name": "corp",
+            "metadata_xml": idp.metadata,
+            "match": "username",
+            "match_attribute": "uid",
+            "require_signed_assertion": "y",
+            "email_domains": "Acme.test\nstaff.acme.test",
+        },
+    )
+
+    assert answer.status_code == 302, text(answer)
+    provider = provider_named("corp")
+    assert provider.settings["entity_id"] == idp.entity_id
+    assert provider.settings["match_attribute"] == "uid"
+    assert provider.settings["require_signed_assertion"] is True
+    assert provider.settings["allow_idp_initiated"] is False
+    assert provider.settings["email_domains"] == ["acme.test", "staff.acme.test"]
+    actors = db.session.scalars(select(AuditEntry.actor).where(AuditEntry.action.like("sso.%")))
+    assert set(actors) == {"account:u202"}
+
+
+def test_add_saml_by_upload_and_by_url(it_admin, acme, idp, metadata_server):
+    upload = {"metadata_file": (io.BytesIO(idp.metadata.encode()), "idp.xml")}
+    by_file = post(it_admin, f"{PAGE}/saml/new", {"name": "filed", "match": "email", **upload})
+    by_url = post(
+        it_admin,
+        f"{PAGE}/saml/new",
+        {"name": "fetched", "match": "email", "metadata_url": metadata_server},
+    )
+
+    assert by_file.status_code == by_url.status_code == 302
+    assert provider_named("filed").settings["metadata_url"] == ""
+    assert provider_named("fetched").settings["metadata_url"] == metadata_server
+    assert metadata_server in text(it_admin.get(PAGE))
+
+
+def test_unusable_metadata_is_refused_naming_the_field(it_admin, acme, idp):
+    unsigned = re.sub(
+        r"<ns\d+:KeyDescriptor.*?</ns\d+:KeyDescriptor>", "", idp.metadata, flags=re.S
+    )
+    assert "KeyDescriptor" not in unsigned
+    cases = [
+        ({}, "Metadata: paste the XML, upload the file or give the URL (exactly one of them)."),
+        ({"metadata_xml": "<html>"}, "Metadata XML: The metadata is not well-formed XML."),
+        ({"metadata_xml": unsigned}, "Metadata XML: The metadata names no signing certificate"),
+        (
+            {"metadata_url": f"http://127.0.0.1:{free_port()}/metadata"},
+            "Metadata URL: The metadata could not be fetched from",
+        ),
+        (
+            {"metadata_file": (io.BytesIO(b"<EntitiesDescriptor/>"), "idp.xml")},
+            "Metadata file: The metadata must describe exactly one SAML identity provider.",
+        ),
+    ]
+
+    for data, message in cases:
+        answer = post(it_admin, f"{PAGE}/saml/new", {"name": "corp", "match": "email", **data})
+        assert answer.status_code == 400
+        assert message in text(answer)
+    assert provider_named("corp") is None
+
+
+def test_add_oidc_keeps_the_secret_encrypted_and_unshown(it_admin, acme, op):
+    answer = post(
+        it_admin,
+        f"{PAGE}/oidc/new",
+        {
+            "name": "entra",
+            "discovery_url": op.discovery_url,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scopes": "openid  email",
+            "match": "email",
+            "email_domains": "acme.test",
+        },
+    )
+
+    assert answer.status_code == 302, text(answer)
+    provider = provider_named("entra")
+    assert provider.settings["issuer"] == op.issuer
+    assert provider.settings["scopes"] == "openid email"
+    assert CLIENT_SECRET not in str(provider.settings)
+    for url in (PAGE, f"{PAGE}/{provider.id}/edit"):
+        assert CLIENT_SECRET not in text(it_admin.get(url))
+    assert op.discovery_url in text(it_admin.get(PAGE))
+
+
+def test_an_unreachable_discovery_address_is_refused(it_admin, acme):
+    answer = post(
+        it_admin,
+        f"{PAGE}/oidc/new",
+        {
+            "name": "entra",
+            "discovery_url": f"http://127.0.0.1:{free_port()}/.well-known/openid-configuration",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scopes": "openid",
+            "match": "email",
+        },
+    )
+
+    assert answer.status_code == 400
+    assert "The discovery document could not be read from" in text(answer)
+    assert CLIENT_SECRET not in text(answer)
+    assert provider_named("entra") is None
+
+
+def test_edit_changes_the_options_and_disables(it_admin, corp):
+    answer = post(
+        it_admin,
+        f"{PAGE}/{corp.id}/edit",
+        {
+            "match": "employee_number",
+            "match_attribute": "employeeNumber",
+            "allow_idp_initiated": "y",
+            "email_domains": "acme.test",
+        },
+    )
+
+    assert answer.status_code == 302, text(answer)
+    provider = provider_named("corp")
+    assert provider.is_enabled is False
+    assert provider.settings["match"] == "employee_number"
+    assert provider.settings["match_attribute"] == "employeeNumber"
+    assert provider.settings["require_signed_assertion"] is False
+    assert provider.settings["allow_idp_initiated"] is True
+    assert provider.settings["email_domains"] == ["acme.test"]
+    assert "disabled" in text(it_admin.get(PAGE))
+
+
+def test_edit_refuses_a_domain_of_another_provider_and_saves_nothing(it_admin, corp, idp):
+    other = add_saml_provider(corp.customer, "other", idp.metadata, match="email", actor="test")
+    set_email_domains(other, ["acme.test"], actor="test")
+    db.session.commit()
+
+    answer = post(
+        it_admin,
+        f"{PAGE}/{corp.id}/edit",
+        {"is_enabled": "y", "match": "username", "email_domains": "ACME.test"},
+    )
+
+    assert answer.status_code == 400
+    assert "Email domains: acme.test already leads to another identity provider" in text(answer)
+    assert provider_named("corp").settings["match"] == "email"
+
+
+def test_delete_removes_an_unused_provider_and_refuses_a_linked_one(it_admin, corp, idp, person):
+    used = add_saml_provider(corp.customer, "used", idp.metadata, match="email", actor="test")
+    login_person(used, "subject-finn", person("finn").email)
+    db.session.commit()
+
+    deleted = it_admin.post(f"{PAGE}/{corp.id}/delete", data={"csrf_token": _token(it_admin)})
+    refused = it_admin.post(f"{PAGE}/{used.id}/delete", data={"csrf_token": _token(it_admin)})
+
+    assert deleted.status_code == refused.status_code == 302
+    assert provider_named("corp") is None
+    assert provider_named("used") is not None
+    page = text(it_admin.get(PAGE))
+    assert "1 person(s) have logged in through used; disable it instead" in page
+    assert "1 linked: disable it in Edit" in page
+
+
+def test_a_post_without_the_csrf_token_is_refused(it_admin, corp):
+    answer = it_admin.post(f"{PAGE}/{corp.id}/delete")
+    assert answer.status_code == 400
+    assert provider_named("corp") is not None
+
+
+def _token(client) -> str:
+    return _csrf_token(client.get(PAGE).get_data(as_text=True))

@@ -1,0 +1,138 @@
+"""The login page: home realm discovery by email domain, one button per provider of a customer,
+and the administrators' local form kept behind "Administrator login"."""
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from portal.core.audit import AuditEntry
+from portal.core.db import db
+from portal.core.errors import Conflict, UserError
+from sso.operations import add_saml_provider, set_email_domains, set_provider_enabled
+from tests.conftest import ADMIN_PASSWORD, csrf_token
+
+NO_PROVIDER = "Kursa does not know a company sign-in for that email address"
+
+
+@pytest.fixture
+def corp(acme_with_idp):
+    """acme's SAML provider `corp`, reached by the domain acme.test."""
+    _customer, provider = acme_with_idp()
+    set_email_domains(provider, ["Acme.test", "@staff.acme.test"], actor="test")
+    db.session.commit()
+    return provider
+
+
+def post_email(client, email: str, url: str = "/login"):
+    return client.post(url, data={"email": email, "csrf_token": csrf_token(client, url)})
+
+
+def test_domains_are_lower_cased_and_audited(corp):
+    assert corp.settings["email_domains"] == ["acme.test", "staff.acme.test"]
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "sso.provider_domains"))
+    assert entry.details["domains"] == ["acme.test", "staff.acme.test"]
+
+
+@pytest.mark.parametrize("bad", ["acme", "acme..test", "-acme.test", "ac me.test", "a@b.test"])
+def test_a_domain_must_be_a_domain_name(corp, bad):
+    with pytest.raises(UserError, match="Email domains: .* is not a domain name"):
+        set_email_domains(corp, [bad], actor="test")
+
+
+def test_a_domain_leads_to_one_provider_of_all_customers(corp, make_customer, idp):
+    other = make_customer("globex", "Globex")
+    rival = add_saml_provider(other, "corp", idp.metadata, match="email", actor="test")
+
+    with pytest.raises(Conflict, match="acme.test already leads to another identity provider"):
+        set_email_domains(rival, ["globex.test", "acme.test"], actor="test")
+    set_provider_enabled(corp, False, actor="test")
+    set_email_domains(rival, ["acme.test"], actor="test")  # a disabled provider holds nothing
+    with pytest.raises(Conflict, match="acme.test already leads"):
+        set_provider_enabled(corp, True, actor="test")
+
+
+def test_typed_email_leads_to_the_providers_login(client, corp):
+    answer = client.post(
+        "/login?next=/courses",
+        data={"email": " Ida.Lund@ACME.test ", "csrf_token": csrf_token(client, "/login")},
+    )
+
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/sso/acme/corp/login?next=%2Fcourses"
+    started = client.get(answer.headers["Location"])
+    assert started.status_code == 302  # on to the IdP
+
+
+def test_a_foreign_next_is_dropped(client, corp):
+    for target in ("//evil.test/x", "https://evil.test/", "/\\evil.test"):
+        answer = post_email(client, "bo.holm@staff.acme.test", f"/login?next={target}")
+        assert answer.headers["Location"] == "/sso/acme/corp/login"
+
+
+def test_unknown_or_disabled_domain_gets_a_plain_message(client, corp):
+    unknown = post_email(client, "someone@globex.test")
+    set_provider_enabled(corp, False, actor="test")
+    db.session.commit()
+    disabled = post_email(client, "ida.lund@acme.test")
+
+    for answer in (unknown, disabled):
+        assert answer.status_code == 200
+        assert NO_PROVIDER in answer.get_data(as_text=True)
+
+
+def test_an_email_without_domain_names_the_field(client, corp):
+    answer = post_email(client, "ida.lund")
+    assert "Work email: enter it as name@company.com." in answer.get_data(as_text=True)
+
+
+def test_a_customer_address_shows_one_button_per_enabled_provider(client, corp, idp):
+    spare = add_saml_provider(corp.customer, "spare", idp.metadata, match="email", actor="test")
+    off = add_saml_provider(corp.customer, "old", idp.metadata, match="email", actor="test")
+    set_provider_enabled(off, False, actor="test")
+    db.session.commit()
+
+    for url in ("/login?customer=acme&next=/courses", "/login/acme?next=/courses"):
+        page = client.get(url).get_data(as_text=True)
+        assert 'href="/sso/acme/corp/login?next=%2Fcourses"' in page
+        assert f'href="/sso/acme/{spare.name}/login?next=%2Fcourses"' in page
+        assert "/sso/acme/old/login" not in page
+
+
+def test_an_unknown_customer_looks_like_one_without_providers(client, corp, make_customer):
+    make_customer("globex", "Globex")
+
+    unknown = client.get("/login/nosuch")
+    without = client.get("/login/globex")
+
+    assert unknown.status_code == without.status_code == 200
+    assert "sign-ins" not in unknown.get_data(as_text=True)
+    assert _without_token(unknown) == _without_token(without)
+
+
+def test_the_admin_form_stays_behind_administrator_login(client, admin):
+    page = client.get("/login").get_data(as_text=True)
+    assert '<details class="admin-login">' in page  # closed until asked for
+
+    wrong = client.post(
+        "/login",
+        data={
+            "username": admin.username,
+            "password": "nope",
+            "csrf_token": csrf_token(client, "/login"),
+        },
+    )
+    assert '<details class="admin-login" open>' in wrong.get_data(as_text=True)
+    right = client.post(
+        "/login?next=/persons",
+        data={
+            "username": admin.username,
+            "password": ADMIN_PASSWORD,
+            "csrf_token": csrf_token(client, "/login"),
+        },
+    )
+    assert right.headers["Location"] == "/persons"
+
+
+def _without_token(answer) -> str:
+    return re.sub(r'value="[^"]*"', "", answer.get_data(as_text=True))
