@@ -132,3 +132,28 @@ class OidcRequest(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     is_used: Mapped[bool] = mapped_column(default=False)
+
+
+class SamlLogoutRequest(db.Model):
+    """A LogoutRequest Kursa sent to an IdP; its LogoutResponse must answer it, once.
+
+    Kept apart from SamlRequest so that a logout request's id can never answer a login.
+    """
+
+    __tablename__ = "saml_logout_requests"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("identity_providers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    is_used: Mapped[bool] = mapped_column(default=False)
+
+
+class LoginStart(db.Model):
+    """One GET of a login address, counted per client address to limit the rate of starts."""
+
+    __tablename__ = "sso_login_starts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_address: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -70,6 +70,7 @@ class VerifiedLogin:
     subject: str
     claims: dict
     next_url: str
+    id_token: str = ""  # kept server-side for RP-initiated logout (id_token_hint)
 
 
 # --- discovery and keys ---------------------------------------------------------------------
@@ -194,7 +195,9 @@ def finish_login(base_url: str, stored: OidcRequest, args: dict) -> VerifiedLogi
     claims = verify_id_token(provider, document, token.get("id_token", ""), stored.nonce)
     if document.get("userinfo_endpoint"):
         claims = {**claims, **_userinfo(client, document["userinfo_endpoint"], claims, provider)}
-    return VerifiedLogin(provider, str(claims["sub"]), claims, stored.next_url)
+    return VerifiedLogin(
+        provider, str(claims["sub"]), claims, stored.next_url, token.get("id_token", "")
+    )
 
 
 def take_state(customer: Customer, state: str) -> OidcRequest:

@@ -69,6 +69,7 @@ class VerifiedLogin:
     name_id_format: str
     attributes: dict[str, list[str]] = field(default_factory=dict)
     next_url: str = ""
+    session_index: str = ""  # the IdP's SessionIndex, kept for single logout
 
     @property
     def is_persistent(self) -> bool:
@@ -131,7 +132,15 @@ def sp_config(
         "service": {
             "sp": {
                 "endpoints": {
-                    "assertion_consumer_service": [(acs_url(base_url, customer), BINDING_HTTP_POST)]
+                    "assertion_consumer_service": [
+                        (acs_url(base_url, customer), BINDING_HTTP_POST)
+                    ],
+                    "single_logout_service": [
+                        (
+                            f"{base_url.rstrip('/')}/sso/{customer.slug}/saml/sls",
+                            BINDING_HTTP_REDIRECT,
+                        )
+                    ],
                 },
                 "allow_unsolicited": unsolicited,
                 "authn_requests_signed": True,
@@ -262,7 +271,16 @@ def verify_response(base_url: str, customer: Customer, encoded: str) -> Verified
         name_id_format=(name_id.format or "") if name_id is not None else "",
         attributes=response.ava or {},
         next_url=stored.next_url if stored is not None else "",
+        session_index=session_index_of(assertion),
     )
+
+
+def session_index_of(assertion) -> str:
+    """The SessionIndex of the verified assertion's AuthnStatement ("" when it has none)."""
+    for statement in assertion.authn_statement or []:
+        if statement.session_index:
+            return statement.session_index.strip()
+    return ""
 
 
 def _decode(encoded: str) -> bytes:

@@ -7,14 +7,23 @@ import logging
 from urllib.parse import urlencode
 
 import requests
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
-from flask import session as flask_session
-from flask_login import login_user
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import select
 
+from portal.accounts.sessions import add_logout_handler, start_session
 from portal.core.db import db
 from portal.directory.queries import customer_by_slug
-from sso import oidc, saml
+from sso import oidc, saml, saml_logout
 from sso.linking import LinkRefused, login_person
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 
@@ -24,10 +33,21 @@ REFUSED_RESPONSE = (
     "Kursa could not accept the answer from your company's sign-in. "
     "Start the login again; if it keeps failing, tell your IT department."
 )
+LOGOUT_REFUSED = (
+    "Kursa could not accept this sign-out message from your company's sign-in. "
+    "If you meant to sign out, use Log out in Kursa."
+)
 UNREACHABLE = (
     "Kursa could not reach your company's sign-in just now. "
     "Try again in a minute; if it keeps failing, tell your IT department."
 )
+
+
+@bp.record_once
+def _register_logout_handlers(state) -> None:
+    add_logout_handler(
+        state.app, "saml", lambda login: saml_logout.start_logout(_base_url(), login)
+    )
 
 
 @bp.get("/<customer>/<provider>/login")
@@ -68,10 +88,34 @@ def acs(customer: str):
     except LinkRefused as exc:
         db.session.commit()  # the request stays used and the refusal stays audited
         return render_template("sso/refused.html", message=exc.message), 403
+    start_session(
+        account,
+        "saml",
+        provider_id=verified.provider.id,
+        name_id=verified.name_id[:255],
+        name_id_format=verified.name_id_format[:255],
+        session_index=verified.session_index[:255],
+    )
     db.session.commit()
-    flask_session.clear()
-    login_user(account)
     return redirect(_safe_next(verified.next_url))
+
+
+@bp.get("/<customer>/saml/sls")
+def sls(customer: str):
+    """The IdP's LogoutRequest (answered with a LogoutResponse) or its LogoutResponse."""
+    found = _customer(customer)
+    try:
+        done = saml_logout.handle_sls(_base_url(), found, request.query_string)
+    except saml_logout.LogoutRefused as exc:
+        db.session.rollback()
+        saml_logout.record_refusal(exc, found)
+        db.session.commit()
+        return render_template("sso/refused.html", message=LOGOUT_REFUSED), 403
+    db.session.commit()
+    if done.redirect:
+        return redirect(done.redirect)
+    flash("You are logged out.", "info")
+    return redirect(url_for("accounts.login"))
 
 
 @bp.get("/<customer>/oidc/callback")
@@ -92,9 +136,14 @@ def oidc_callback(customer: str):
     except LinkRefused as exc:
         db.session.commit()
         return render_template("sso/refused.html", message=exc.message), 403
+    start_session(
+        account,
+        "oidc",
+        provider_id=verified.provider.id,
+        name_id=verified.subject[:255],
+        id_token=verified.id_token,
+    )
     db.session.commit()
-    flask_session.clear()
-    login_user(account)
     return redirect(_safe_next(verified.next_url))
 
 

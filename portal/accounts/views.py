@@ -3,12 +3,13 @@
 from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
 from portal.accounts.operations import authenticate
+from portal.accounts.sessions import end_current_session, start_session
 from portal.core.db import db
 
 bp = Blueprint("accounts", __name__)
@@ -32,9 +33,10 @@ def login():
             max_failures=web["max_failed_logins"],
             lockout=timedelta(minutes=web["lockout_minutes"]),
         )
+        if account is not None:
+            start_session(account, "local")
         db.session.commit()
         if account is not None:
-            login_user(account)
             return redirect(_safe_next(request.args.get("next")))
         flash(
             "That username and password do not match, or the account is locked for a while.",
@@ -46,7 +48,11 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    logout_user()
+    """End Kursa's session; an SSO login then goes on to end the provider's session too."""
+    target = end_current_session()
+    db.session.commit()
+    if target:
+        return redirect(target)
     flash("You are logged out.", "info")
     return redirect(url_for("accounts.login"))
 
