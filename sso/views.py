@@ -48,6 +48,7 @@ def _register_logout_handlers(state) -> None:
     add_logout_handler(
         state.app, "saml", lambda login: saml_logout.start_logout(_base_url(), login)
     )
+    add_logout_handler(state.app, "oidc", lambda login: oidc.start_logout(_base_url(), login))
 
 
 @bp.get("/<customer>/<provider>/login")
@@ -115,6 +116,16 @@ def sls(customer: str):
     if done.redirect:
         return redirect(done.redirect)
     flash("You are logged out.", "info")
+    return redirect(url_for("accounts.login"))
+
+
+@bp.get("/<customer>/oidc/logged-out")
+def oidc_logged_out(customer: str):
+    """Where the provider sends the browser after its logout (Kursa's ended before)."""
+    found = _customer(customer)
+    if oidc.finish_logout(found, request.args.get("state", "")):
+        flash("You are logged out.", "info")
+    db.session.commit()
     return redirect(url_for("accounts.login"))
 
 
