@@ -24,7 +24,7 @@ from portal.accounts.sessions import add_logout_handler, start_session
 from portal.core.db import db
 from portal.directory.queries import customer_by_slug
 from sso import oidc, saml, saml_logout
-from sso.linking import LinkRefused, login_person
+from sso.linking import LinkRefused, login_person, profile_of
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def acs(customer: str):
             verified.provider,
             verified.name_id if verified.is_persistent else "",
             _match_value(verified),
+            profile=profile_of(verified.attributes),
         )
     except saml.SamlRefused as exc:
         db.session.rollback()
@@ -135,7 +136,12 @@ def oidc_callback(customer: str):
     try:
         stored = oidc.take_state(found, request.args.get("state", ""))
         verified = oidc.finish_login(_base_url(), stored, request.args)
-        account = login_person(verified.provider, verified.subject, oidc.match_value(verified))
+        account = login_person(
+            verified.provider,
+            verified.subject,
+            oidc.match_value(verified),
+            profile=profile_of(verified.claims),
+        )
     except oidc.OidcRefused as exc:
         db.session.rollback()
         oidc.record_refusal(exc, found, request.args.get("state", ""))
