@@ -32,6 +32,11 @@ class MatchRule(enum.StrEnum):
 DEFAULT_SETTINGS = {
     "metadata_xml": "",  # the IdP's SAML metadata as fetched or uploaded
     "metadata_url": "",  # where it was fetched from ("" when uploaded)
+    # A refresh from metadata_url (sso/metadata.py): when it last succeeded, why it last failed.
+    "metadata_refreshed_at": "",
+    "metadata_error": "",
+    "metadata_error_at": "",
+    "metadata_signing_cert": "",  # PEM; when set, refreshed metadata must be signed by it
     "entity_id": "",  # the IdP's entity id, read from the metadata
     "match": MatchRule.USERNAME.value,
     "match_attribute": "",  # SAML attribute holding the value; "" means the NameID

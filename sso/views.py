@@ -23,6 +23,7 @@ from sqlalchemy import select
 from portal.accounts.sessions import add_logout_handler, start_session
 from portal.core.db import db
 from portal.directory.queries import customer_by_slug
+from sso import metadata as idp_metadata
 from sso import oidc, saml, saml_logout
 from sso.linking import LinkRefused, login_person, profile_of
 from sso.models import IdentityProvider, MatchRule, ProviderKind
@@ -44,11 +45,13 @@ UNREACHABLE = (
 
 
 @bp.record_once
-def _register_logout_handlers(state) -> None:
+def _attach(state) -> None:
+    """Logout handlers for the portal, the metadata refresh job for the scheduler."""
     add_logout_handler(
         state.app, "saml", lambda login: saml_logout.start_logout(_base_url(), login)
     )
     add_logout_handler(state.app, "oidc", lambda login: oidc.start_logout(_base_url(), login))
+    idp_metadata.init_app(state.app)
 
 
 @bp.get("/<customer>/<provider>/login")
