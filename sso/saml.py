@@ -81,7 +81,11 @@ def init_app(app) -> None:
     sso = app.config["KURSA"]["sso"]
     if bool(sso["key_file"]) != bool(sso["cert_file"]):
         raise config.ConfigError("sso.key_file and sso.cert_file must be set together")
-    for key in ("key_file", "cert_file"):
+    if bool(sso["encryption_key_file"]) != bool(sso["encryption_cert_file"]):
+        raise config.ConfigError(
+            "sso.encryption_key_file and sso.encryption_cert_file must be set together"
+        )
+    for key in ("key_file", "cert_file", "encryption_key_file", "encryption_cert_file"):
         if sso[key] and not Path(sso[key]).is_file():
             raise config.ConfigError(f"sso.{key} {sso[key]!r} is not a readable file")
     if sso["base_url"] and not urlsplit(sso["base_url"]).scheme.startswith("http"):
@@ -111,6 +115,14 @@ def sp_key_pair() -> tuple[str, str]:
     return ensure_self_signed_pair(Path(current_app.instance_path) / "sso")
 
 
+def sp_encryption_pair() -> tuple[str, str]:
+    """The key pair IdPs encrypt assertions to: [sso] encryption_*_file, else the signing pair."""
+    sso = current_app.config["KURSA"]["sso"]
+    if sso["encryption_key_file"]:
+        return sso["encryption_key_file"], sso["encryption_cert_file"]
+    return sp_key_pair()
+
+
 def sp_config(
     base_url: str,
     customer: Customer,
@@ -120,13 +132,14 @@ def sp_config(
 ) -> SPConfig:
     """pysaml2's SP configuration, trusting only `provider`'s metadata (none for metadata)."""
     key_file, cert_file = sp_key_pair()
+    encryption_key, encryption_cert = sp_encryption_pair()
     require_assertion = bool(provider and provider.setting("require_signed_assertion"))
     settings = {
         "entityid": entity_id(base_url, customer),
         "xmlsec_binary": _xmlsec_binary(),
         "key_file": key_file,
         "cert_file": cert_file,
-        "encryption_keypairs": [{"key_file": key_file, "cert_file": cert_file}],
+        "encryption_keypairs": [{"key_file": encryption_key, "cert_file": encryption_cert}],
         "allow_unknown_attributes": True,
         "accepted_time_diff": provider.setting("clock_skew_seconds") if provider else 0,
         "service": {
@@ -169,7 +182,14 @@ def sp_client(
     Building one loads the private key twice and parses the IdP metadata (about 230 ms);
     the client holds no per-login state, because every call passes the outstanding request.
     """
-    key = (base_url, provider.id, provider.updated_at, unsolicited, sp_key_pair())
+    key = (
+        base_url,
+        provider.id,
+        provider.updated_at,
+        unsolicited,
+        sp_key_pair(),
+        sp_encryption_pair(),
+    )
     cache = current_app.extensions.setdefault("kursa_sso", {}).setdefault("clients", {})
     client = cache.get(key)
     if client is None:
