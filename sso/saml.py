@@ -90,8 +90,9 @@ def init_app(app) -> None:
             raise config.ConfigError(f"sso.{key} {sso[key]!r} is not a readable file")
     if sso["base_url"] and not urlsplit(sso["base_url"]).scheme.startswith("http"):
         raise config.ConfigError("sso.base_url must start with https:// (or http://)")
-    if sso["request_lifetime_seconds"] <= 0:
-        raise config.ConfigError("sso.request_lifetime_seconds must be positive")
+    for key in ("request_lifetime_seconds", "login_starts_per_minute"):
+        if sso[key] <= 0:
+            raise config.ConfigError(f"sso.{key} must be positive")
     # pysaml2 logs NameIDs at info and whole assertions on errors; Kursa logs its own reasons.
     logging.getLogger("saml2").setLevel(logging.CRITICAL)
 

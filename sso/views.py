@@ -27,6 +27,7 @@ from sso import metadata as idp_metadata
 from sso import oidc, saml, saml_logout
 from sso.linking import LinkRefused, login_person, profile_of
 from sso.models import IdentityProvider, MatchRule, ProviderKind
+from sso.ratelimit import allow_login_start
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sso", __name__, url_prefix="/sso")
@@ -37,6 +38,12 @@ REFUSED_RESPONSE = (
 LOGOUT_REFUSED = (
     "Kursa could not accept this sign-out message from your company's sign-in. "
     "If you meant to sign out, use Log out in Kursa."
+)
+# TODO: request.remote_addr is the proxy's address behind a reverse proxy; Kursa has no
+# proxy-aware client address yet (ProxyFix with a configured hop count would give one).
+TOO_MANY = (
+    "Too many sign-ins were started from your address in the last minute. "
+    "Wait a minute and try again."
 )
 UNREACHABLE = (
     "Kursa could not reach your company's sign-in just now. "
@@ -56,6 +63,10 @@ def _attach(state) -> None:
 
 @bp.get("/<customer>/<provider>/login")
 def login(customer: str, provider: str):
+    if not allow_login_start(request.remote_addr or ""):
+        db.session.commit()  # the purge of old rows stands
+        page = render_template("sso/refused.html", message=TOO_MANY)
+        return page, 429, {"Retry-After": "60"}
     found = _provider(customer, provider)
     start = oidc.start_login if found.kind == ProviderKind.OIDC else saml.start_login
     try:
