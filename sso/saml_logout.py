@@ -1,4 +1,5 @@
-"""SAML single logout over the HTTP-Redirect binding, both directions, at `/sso/<c>/saml/sls`.
+"""SAML single logout, both directions, at `/sso/<c>/saml/sls` (HTTP-Redirect; HTTP-POST too,
+which IdPs such as samlp use to send their messages; Kursa always sends with Redirect).
 
 SP-initiated: Kursa's logout of a SAML session ends Kursa's session first, then sends the
 browser to the IdP with a signed LogoutRequest naming the NameID and SessionIndex of that
@@ -16,7 +17,9 @@ import base64
 import binascii
 import calendar
 import logging
+import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import unquote_plus
@@ -24,7 +27,7 @@ from urllib.parse import unquote_plus
 import saml2.time_util
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
@@ -32,6 +35,7 @@ from flask import current_app
 from saml2 import BINDING_HTTP_REDIRECT, samlp
 from saml2.s_utils import sid, success_status_factory
 from saml2.saml import NAMEID_FORMAT_ENTITY, Issuer, NameID
+from saml2.sigver import CryptoBackendXmlSec1, SignatureError
 from saml2.xmldsig import SIG_RSA_SHA256, SIG_RSA_SHA384, SIG_RSA_SHA512
 from sqlalchemy import select, update
 
@@ -41,7 +45,7 @@ from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.directory.models import Customer
 from sso.models import IdentityProvider, ProviderKind, SamlLogoutRequest
-from sso.saml import entity_id, sp_client
+from sso.saml import _xmlsec_binary, entity_id, sp_client
 
 logger = logging.getLogger(__name__)
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
@@ -51,7 +55,7 @@ SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 MAX_MESSAGE_BYTES = 64 * 1024
 # SHA-1 is refused: a forged signature over it is within reach.
-HASHES = {
+HASHES = {  # SignatureMethod (both bindings) -> the hash of the Redirect binding's signature
     SIG_RSA_SHA256: hashes.SHA256,
     SIG_RSA_SHA384: hashes.SHA384,
     SIG_RSA_SHA512: hashes.SHA512,
@@ -164,20 +168,65 @@ def start_logout(base_url: str, login: LoginSession) -> str | None:
 # --- the sls endpoint -----------------------------------------------------------------------
 
 
+@dataclass
+class Message:
+    """A logout message as received: its XML root, and how its binding proves its signer."""
+
+    kind: str  # SAMLRequest or SAMLResponse
+    root: object
+    relay_state: str
+    verify: Callable[[IdentityProvider], None]
+
+    @property
+    def issuer(self) -> str:
+        return _text(self.root.find(f"{SAML}Issuer"))
+
+
 def handle_sls(base_url: str, customer: Customer, query_string: bytes) -> LogoutDone:
     """Act on a LogoutRequest or LogoutResponse in a Redirect query; LogoutRefused if not."""
     raw = _raw_query(query_string)
     kind = "SAMLRequest" if "SAMLRequest" in raw else "SAMLResponse"
     if kind not in raw:
         raise LogoutRefused("malformed")
-    root = _inflate(raw[kind])
-    issuer = _text(root.find(f"{SAML}Issuer"))
-    if kind == "SAMLResponse":
-        return _logout_response(base_url, customer, raw, root, issuer)
-    return _logout_request(base_url, customer, raw, root, issuer)
+    message = Message(
+        kind,
+        _inflate(raw[kind]),
+        unquote_plus(raw.get("RelayState", "")),
+        lambda provider: check_redirect_signature(provider, raw, kind),
+    )
+    return _handle(base_url, customer, message)
 
 
-def _logout_response(base_url, customer, raw, root, issuer) -> LogoutDone:
+def handle_sls_post(base_url: str, customer: Customer, form: dict) -> LogoutDone:
+    """The same for the HTTP-POST binding: the XML itself carries an enveloped signature."""
+    kind = "SAMLRequest" if form.get("SAMLRequest") else "SAMLResponse"
+    encoded = form.get(kind, "")
+    if not encoded or len(encoded) > MAX_MESSAGE_BYTES:
+        raise LogoutRefused("malformed")
+    try:
+        document = base64.b64decode(encoded, validate=False)
+        root = safe_fromstring(document, forbid_dtd=True, forbid_entities=True)
+    except DefusedXmlException:
+        raise LogoutRefused("dtd") from None
+    except (binascii.Error, ValueError, SyntaxError):
+        raise LogoutRefused("malformed") from None
+    message = Message(
+        kind,
+        root,
+        form.get("RelayState", ""),
+        lambda provider: check_xml_signature(provider, document, root),
+    )
+    return _handle(base_url, customer, message)
+
+
+def _handle(base_url: str, customer: Customer, message: Message) -> LogoutDone:
+    if message.kind == "SAMLResponse":
+        return _logout_response(base_url, customer, message)
+    return _logout_request(base_url, customer, message)
+
+
+def _logout_response(base_url, customer, message: Message) -> LogoutDone:
+    root = message.root
     if root.tag != f"{SAMLP}LogoutResponse":
         raise LogoutRefused("malformed")
     stored = db.session.scalar(
@@ -191,7 +240,7 @@ def _logout_response(base_url, customer, raw, root, issuer) -> LogoutDone:
     if stored is None or stored.is_used or stored.expires_at <= utcnow():
         raise LogoutRefused("unknown_request")
     provider = db.session.get(IdentityProvider, stored.provider_id)
-    _check_message(base_url, customer, provider, raw, "SAMLResponse", root, issuer)
+    _check_message(base_url, customer, provider, message)
     used = db.session.execute(
         update(SamlLogoutRequest)
         .where(SamlLogoutRequest.id == stored.id, SamlLogoutRequest.is_used.is_(False))
@@ -207,11 +256,12 @@ def _logout_response(base_url, customer, raw, root, issuer) -> LogoutDone:
     return LogoutDone(provider)
 
 
-def _logout_request(base_url, customer, raw, root, issuer) -> LogoutDone:
+def _logout_request(base_url, customer, message: Message) -> LogoutDone:
+    root = message.root
     if root.tag != f"{SAMLP}LogoutRequest":
         raise LogoutRefused("malformed")
-    provider = _provider_by_issuer(customer, issuer)
-    _check_message(base_url, customer, provider, raw, "SAMLRequest", root, issuer)
+    provider = _provider_by_issuer(customer, message.issuer)
+    _check_message(base_url, customer, provider, message)
     _check_not_expired(root, provider)
     name_id = _text(root.find(f"{SAML}NameID"))
     if not name_id:
@@ -223,11 +273,11 @@ def _logout_request(base_url, customer, raw, root, issuer) -> LogoutDone:
     audit.record(
         f"sso:{provider.id}", "logout.idp", "identity_provider", provider.id, sessions=ended
     )
-    redirect = _logout_answer(base_url, customer, provider, root, raw)
+    redirect = _logout_answer(base_url, customer, provider, root, message.relay_state)
     return LogoutDone(provider, redirect, ended)
 
 
-def _logout_answer(base_url, customer, provider, root, raw) -> str:
+def _logout_answer(base_url, customer, provider, root, relay_state: str) -> str:
     """A signed LogoutResponse (Success) to the IdP's SingleLogoutService."""
     endpoint = slo_endpoint(provider)
     if endpoint is None:
@@ -243,7 +293,6 @@ def _logout_answer(base_url, customer, provider, root, raw) -> str:
         status=success_status_factory(),
     )
     client = sp_client(base_url, customer, provider)
-    relay_state = unquote_plus(raw.get("RelayState", ""))
     info = client.apply_binding(
         BINDING_HTTP_REDIRECT,
         str(response),
@@ -287,13 +336,13 @@ def _inflate(encoded: str):
         raise LogoutRefused("malformed") from None
 
 
-def _check_message(base_url, customer, provider, raw, kind, root, issuer) -> None:
+def _check_message(base_url, customer, provider, message: Message) -> None:
     if not provider.is_enabled:
         raise LogoutRefused("provider_disabled", provider)
-    check_redirect_signature(provider, raw, kind)
-    if issuer != provider.setting("entity_id"):
+    message.verify(provider)
+    if message.issuer != provider.setting("entity_id"):
         raise LogoutRefused("issuer", provider)
-    destination = root.get("Destination")
+    destination = message.root.get("Destination")
     if destination is not None and destination != sls_url(base_url, customer):
         raise LogoutRefused("destination", provider)
 
@@ -321,6 +370,35 @@ def check_redirect_signature(provider: IdentityProvider, raw: dict[str, str], ki
             return
         except InvalidSignature:
             continue
+    raise LogoutRefused("signature", provider)
+
+
+def check_xml_signature(provider: IdentityProvider, document: bytes, root) -> None:
+    """An enveloped signature over the message's root by one of the IdP's signing certs.
+
+    The reference must name the root itself, so a signed fragment elsewhere cannot vouch for
+    the message (signature wrapping); SHA-1 is refused as for the Redirect binding.
+    """
+    signature = root.find(f"{DS}Signature")
+    if signature is None:
+        raise LogoutRefused("unsigned", provider)
+    method = signature.find(f"{DS}SignedInfo/{DS}SignatureMethod")
+    references = signature.findall(f"{DS}SignedInfo/{DS}Reference")
+    if method is None or method.get("Algorithm") not in HASHES:
+        raise LogoutRefused("signature_algorithm", provider)
+    if not root.get("ID") or [r.get("URI") for r in references] != [f"#{root.get('ID')}"]:
+        raise LogoutRefused("signature", provider)
+    node = "urn:oasis:names:tc:SAML:2.0:protocol:" + root.tag.rsplit("}", 1)[-1]
+    backend = CryptoBackendXmlSec1(_xmlsec_binary())
+    for cert in signing_certificates(provider):
+        with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:
+            pem.write(cert.public_bytes(serialization.Encoding.PEM))
+            pem.flush()
+            try:
+                if backend.validate_signature(document, pem.name, "pem", node, root.get("ID")):
+                    return
+            except SignatureError:
+                continue
     raise LogoutRefused("signature", provider)
 
 

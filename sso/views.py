@@ -116,12 +116,15 @@ def acs(customer: str):
     return redirect(_safe_next(verified.next_url))
 
 
-@bp.get("/<customer>/saml/sls")
+@bp.route("/<customer>/saml/sls", methods=["GET", "POST"])
 def sls(customer: str):
     """The IdP's LogoutRequest (answered with a LogoutResponse) or its LogoutResponse."""
     found = _customer(customer)
     try:
-        done = saml_logout.handle_sls(_base_url(), found, request.query_string)
+        if request.method == "POST":
+            done = saml_logout.handle_sls_post(_base_url(), found, request.form)
+        else:
+            done = saml_logout.handle_sls(_base_url(), found, request.query_string)
     except saml_logout.LogoutRefused as exc:
         db.session.rollback()
         saml_logout.record_refusal(exc, found)

@@ -1,24 +1,31 @@
 """SAML single logout, Redirect binding, against pysaml2's own IdP in both directions."""
 
+import base64
+import html
 import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.sigver import verify_redirect_signature
-from saml2.xmldsig import SIG_RSA_SHA1, SIG_RSA_SHA256
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 from sqlalchemy import select
 
 from portal.accounts.models import LoginSession
 from portal.accounts.sessions import SESSION_KEY
 from portal.core.audit import AuditEntry
 from portal.core.db import db
+from sso.operations import add_saml_provider
 from tests.conftest import csrf_token
+from tests.servers.saml_idp import SamlIdpServer
 from tests.sso.conftest import (
     BASE_URL,
     IDP_SLO,
+    PERSONS,
     SP_ENTITY,
+    UNITS,
     SamlIdp,
     post_acs,
     start_login,
@@ -233,3 +240,118 @@ def test_logout_without_idp_logout_service_ends_only_kursa_session(
     assert log_out(client).startswith("/login")
     db.session.refresh(session)
     assert session.end_reason == "logout"
+
+
+# --- against npm saml-idp (samlp), an IdP that shares no code with Kursa --------------------
+
+NPM_USER = {
+    "userName": "ida.lund@acme.test",
+    "nameIdFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    "email": "ida.lund@acme.test",
+}
+
+
+@pytest.fixture(scope="module")
+def npm_idp(tmp_path_factory):
+    server = SamlIdpServer(
+        tmp_path_factory.mktemp("saml-idp-slo"),
+        acs_url=f"{BASE_URL}/sso/acme/saml/acs",
+        audience=SP_ENTITY,
+        user=NPM_USER,
+        slo_url=SLS,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def acme_with_npm_idp(make_customer, import_csv, npm_idp):
+    customer = make_customer("acme", "Acme")
+    import_csv(customer, UNITS, PERSONS)
+    add_saml_provider(customer, "corp", npm_idp.metadata(), match="email", actor="test")
+    db.session.commit()
+
+
+def npm_log_in(client, npm_idp, browser) -> LoginSession:
+    started = client.get("/sso/acme/corp/login")
+    encoded = npm_idp.sign_in(started.headers["Location"], browser)
+    assert client.post("/sso/acme/saml/acs", data={"SAMLResponse": encoded}).status_code == 302
+    with client.session_transaction() as cookie:
+        return db.session.get(LoginSession, cookie[SESSION_KEY])
+
+
+def post_form(client, page: str):
+    """Submit the auto-posting form samlp answers with (its HTTP-POST binding) to Kursa."""
+    action = html.unescape(re.search(r'<form[^>]*action="([^"]+)"', page).group(1))
+    fields = {
+        name: html.unescape(value)
+        for name, value in re.findall(r'name="(\w+)"\s+value="([^"]*)"', page)
+    }
+    assert action == SLS and set(fields) & {"SAMLRequest", "SAMLResponse"}, page[:500]
+    return client.post(local(action), data=fields)
+
+
+def test_sp_initiated_logout_with_npm_saml_idp(client, acme_with_npm_idp, npm_idp):
+    browser = requests.Session()
+    session = npm_log_in(client, npm_idp, browser)
+
+    location = log_out(client)
+    assert location.startswith(f"{npm_idp.url}/saml/slo?")
+    answer = browser.get(location, allow_redirects=False, timeout=5)
+    answer.raise_for_status()  # samlp checked Kursa's signed request and answers by POST
+    back = post_form(client, answer.text)
+
+    assert back.status_code == 302 and back.headers["Location"].startswith("/login")
+    assert refusals() == []
+    db.session.refresh(session)
+    assert session.end_reason == "logout"
+
+
+def test_idp_initiated_logout_with_npm_saml_idp(app, client, acme_with_npm_idp, npm_idp):
+    browser = requests.Session()
+    session = npm_log_in(client, npm_idp, browser)
+
+    answer = browser.get(f"{npm_idp.url}/signout", timeout=5)  # the IdP starts the logout
+    answer.raise_for_status()
+    kursa = post_form(app.test_client(), answer.text)
+
+    assert kursa.status_code == 302, kursa.get_data(as_text=True)
+    assert kursa.headers["Location"].startswith(f"{npm_idp.url}/saml/slo?")
+    assert client.get(PAGE).status_code == 302
+    db.session.refresh(session)
+    assert session.end_reason == "idp_logout"
+    done = browser.get(kursa.headers["Location"], allow_redirects=False, timeout=5)
+    assert done.status_code < 400, done.text[:500]  # samlp accepted Kursa's signed answer
+
+
+@pytest.mark.parametrize(
+    ("signer", "sign", "status", "reason"),
+    [
+        ("idp", True, 302, None),
+        ("attacker", True, 403, "signature"),
+        ("idp", False, 403, "unsigned"),
+    ],
+)
+def test_logout_requests_by_post_must_carry_a_valid_xml_signature(
+    app, client, acme_with_idp, idp, key_pairs, signer, sign, status, reason
+):
+    acme_with_idp()
+    session = log_in(client, idp)
+    forger = idp if signer == "idp" else SamlIdp(key_pairs["attacker"])
+    _, xml = forger.server(client).create_logout_request(
+        SLS,
+        SP_ENTITY,
+        name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text="subject-u1"),
+        session_indexes=[session.session_index],
+        sign=sign,
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
+    )
+    encoded = base64.b64encode(str(xml).encode()).decode()
+
+    answer = app.test_client().post("/sso/acme/saml/sls", data={"SAMLRequest": encoded})
+
+    assert answer.status_code == status
+    db.session.refresh(session)
+    assert (session.ended_at is not None) == (status == 302)
+    assert refusals() == ([reason] if reason else [])
