@@ -242,6 +242,26 @@ def test_logout_without_idp_logout_service_ends_only_kursa_session(
     assert session.end_reason == "logout"
 
 
+def test_idp_logout_without_an_answer_address_still_ends_the_session(
+    app, client, make_customer, import_csv, idp
+):
+    customer = make_customer("acme", "Acme")
+    import_csv(customer, UNITS, PERSONS)
+    metadata = re.sub(r"<[^<>]*SingleLogoutService[^<>]*/>", "", idp.metadata)
+    add_saml_provider(
+        customer, "corp", metadata, actor="test", match="username", match_attribute="uid"
+    )
+    db.session.commit()
+    session = log_in(client, idp)
+
+    _, location = idp_request(idp.server(client), session.session_index)
+    answer = app.test_client().get(local(location))
+
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/login")
+    db.session.refresh(session)
+    assert session.end_reason == "idp_logout"
+
+
 # --- against npm saml-idp (samlp), an IdP that shares no code with Kursa --------------------
 
 NPM_USER = {
