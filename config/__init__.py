@@ -148,6 +148,7 @@ def _validate(settings: dict) -> None:
             raise ConfigError(f"sync.{key} must be positive")
     if settings["web"]["max_upload_mb"] <= 0:
         raise ConfigError("web.max_upload_mb must be positive")
+    _validate_sessions(settings["web"])
     try:
         ZoneInfo(settings["directory"]["default_timezone"])
     except (ZoneInfoNotFoundError, ValueError):
@@ -158,6 +159,14 @@ def _validate(settings: dict) -> None:
     url = settings["database"]["url"]
     if url and "://" not in url:
         raise ConfigError(f"database.url {url!r} is not a SQLAlchemy URL (dialect://...)")
+
+
+def _validate_sessions(web: dict) -> None:
+    for key in ("session_lifetime_minutes", "session_idle_minutes"):
+        if web[key] <= 0:
+            raise ConfigError(f"web.{key} must be positive, not {web[key]}")
+    if web["session_idle_minutes"] > web["session_lifetime_minutes"]:
+        raise ConfigError("web.session_idle_minutes must not exceed web.session_lifetime_minutes")
 
 
 def _validate_schedule(settings: dict) -> None:

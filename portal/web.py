@@ -40,7 +40,7 @@ Banner = Callable[[], Markup | str | None]
 
 
 def init_app(app: Flask) -> None:
-    from portal.accounts.models import Account
+    from portal.accounts import sessions
     from portal.accounts.views import bp as accounts_bp
     from portal.directory.views import bp as directory_bp
 
@@ -49,12 +49,13 @@ def init_app(app: Flask) -> None:
     login_manager.login_message = "Please log in to see that page."
     login_manager.session_protection = "strong"
 
-    @login_manager.user_loader
-    def load_account(account_id: str):
-        return db.session.get(Account, int(account_id))
+    # The cookie names a server-side session; no live session, no account.
+    login_manager.user_loader(sessions.load_account)
 
     csrf.init_app(app)
-    app.permanent_session_lifetime = timedelta(hours=12)
+    # The cookie outlives no session; the server-side row is what really ends a login.
+    lifetime = app.config["KURSA"]["web"]["session_lifetime_minutes"]
+    app.permanent_session_lifetime = timedelta(minutes=lifetime)
     app.extensions["kursa_navigation"] = []
     app.extensions["kursa_person_panels"] = []
     app.extensions["kursa_banners"] = []
@@ -68,6 +69,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["url_with"] = url_with
     app.jinja_env.globals["banners"] = banners
     app.before_request(_assign_request_id)
+    sessions.init_app(app)
     app.context_processor(lambda: {"navigation": navigation()})
     app.register_error_handler(UserError, _user_error)
     app.register_error_handler(CSRFError, _csrf_error)

@@ -1,4 +1,7 @@
-"""`flask sso add-saml`, `add-oidc` and `list` (exact contract; other tools rely on it)."""
+"""`flask sso add-saml`, `add-oidc`, `list` and `refresh-metadata` (exact contract).
+
+`list --json` rows of a SAML provider added from a URL also carry metadata_refreshed_at,
+metadata_error and metadata_error_at (ISO times; "" when none) from the last refresh."""
 
 import json
 import os
@@ -9,6 +12,7 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.queries import customer_by_slug
+from sso import metadata
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 from sso.operations import add_oidc_provider, add_saml_provider, fetch_metadata
 
@@ -37,7 +41,14 @@ def sso_cli():
     help="The person field that identifies the person (nameid: the NameID is the username).",
 )
 @click.option("--match-attribute", default="", help="SAML attribute holding it (default: NameID).")
-def add_saml_command(name, slug, metadata_url, metadata_file, match, match_attribute):
+@click.option(
+    "--metadata-signing-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate that must sign the metadata fetched at each refresh.",
+)
+def add_saml_command(
+    name, slug, metadata_url, metadata_file, match, match_attribute, metadata_signing_cert
+):
     """Add SAML identity provider NAME to a customer."""
     if bool(metadata_url) == bool(metadata_file):
         raise click.UsageError("Give exactly one of --metadata-url and --metadata-file.")
@@ -57,6 +68,7 @@ def add_saml_command(name, slug, metadata_url, metadata_file, match, match_attri
             metadata_url=metadata_url or "",
             match=match,
             match_attribute=match_attribute,
+            metadata_signing_cert=_read(metadata_signing_cert),
             actor=CLI_ACTOR,
         )
         db.session.commit()
@@ -129,6 +141,13 @@ def list_command(as_json):
         )
 
 
+def _read(path: str | None) -> str:
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
 def _row(provider: IdentityProvider) -> dict:
     row = {
         "id": provider.id,
@@ -146,4 +165,28 @@ def _row(provider: IdentityProvider) -> dict:
     }
     if provider.kind == ProviderKind.OIDC:  # SAML rows keep exactly their keys (contract)
         row.update({key: provider.setting(key) for key in OIDC_KEYS})
+    elif provider.setting("metadata_url"):  # only URL-sourced metadata is refreshed
+        row.update(metadata.status_of(provider))
     return row
+
+
+@sso_cli.command("refresh-metadata")
+@click.argument("name", required=False)
+def refresh_metadata_command(name):
+    """Re-fetch the metadata of SAML providers added from a URL (all, or those named NAME).
+
+    A failed refresh keeps the old metadata; the exit code is 1 when any failed."""
+    results = metadata.refresh_all(actor=CLI_ACTOR, name=name)
+    db.session.commit()
+    if name and not results:
+        raise click.ClickException(f"No SAML provider named {name!r} has a metadata URL.")
+    for result in results:
+        provider = result.provider
+        state = (
+            f"failed: {result.error}"
+            if result.error
+            else ("changed" if result.changed else "unchanged")
+        )
+        click.echo(f"{provider.customer.slug}/{provider.name}: {state}")
+    if any(result.error for result in results):
+        raise SystemExit(1)

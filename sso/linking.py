@@ -1,7 +1,9 @@
 """A verified identity -> the synced person it belongs to, and the Account that logs in.
 
 The first login records an Identity (provider + subject -> person); later logins follow the
-link, so a rename in the directory does not lock anyone out. Persons are never created here.
+link, so a rename in the directory does not lock anyone out. Persons are created here only
+for a customer that turned it on (`flask customer set SLUG --create-persons-at-login on`,
+customers without a directory sync), and only when nobody at all matches.
 """
 
 import logging
@@ -11,7 +13,9 @@ from sqlalchemy import func, select
 from portal.accounts.models import Account
 from portal.core import audit
 from portal.core.db import db, utcnow
-from portal.directory.models import Person
+from portal.core.errors import UserError
+from portal.directory.models import OrgUnit, Person
+from portal.directory.operations import create_person
 from portal.directory.usernames import with_prefix
 from sso.models import Identity, IdentityProvider, MatchRule
 
@@ -28,6 +32,44 @@ REFUSALS = {
 CONTACT = "Ask {whom}'s HR or IT department to check your entry in the directory."
 
 
+# Where the verified profile of a new person is read: SAML attribute names (friendly, as
+# pysaml2 names them, or the claim URIs of Microsoft's IdPs) and OIDC claims, in order.
+PROFILE_KEYS = {
+    "username": ("preferred_username", "uid", "userName", "sAMAccountName"),
+    "first_name": (
+        "given_name",
+        "givenName",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    ),
+    "last_name": (
+        "family_name",
+        "sn",
+        "surname",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    ),
+    "email": (
+        "email",
+        "mail",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    ),
+}
+
+
+def profile_of(values: dict) -> dict[str, str]:
+    """username, first_name, last_name and email from SAML attributes or OIDC claims."""
+    folded = {str(name).casefold(): value for name, value in values.items()}
+    profile = {}
+    for field, names in PROFILE_KEYS.items():
+        for name in names:
+            value = folded.get(name.casefold())
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if isinstance(value, str) and value.strip():
+                profile[field] = value.strip()
+                break
+    return profile
+
+
 class LinkRefused(Exception):
     """The verified person may not log in; `message` is the plain sentence they see."""
 
@@ -39,15 +81,21 @@ class LinkRefused(Exception):
 
 
 def login_person(
-    provider: IdentityProvider, subject: str, value: str, *, link: bool = True
+    provider: IdentityProvider,
+    subject: str,
+    value: str,
+    *,
+    link: bool = True,
+    profile: dict[str, str] | None = None,
 ) -> Account:
     """The Account of the person that `subject` (linked) or `value` (first login) names.
 
     `subject` is the provider's stable id (a persistent NameID); `value` is what the match
-    rule compares. Refusals are audited and raise LinkRefused.
+    rule compares; `profile` (profile_of) is what a new person is made of, where the customer
+    allows that. Refusals are audited and raise LinkRefused.
     """
     identity = _linked_identity(provider, subject) if subject else None
-    person = identity.person if identity is not None else _match(provider, value)
+    person = identity.person if identity is not None else _match(provider, value, profile)
     _check_person(provider, person)
 
     now = utcnow()
@@ -73,7 +121,7 @@ def _linked_identity(provider: IdentityProvider, subject: str) -> Identity | Non
     )
 
 
-def _match(provider: IdentityProvider, value: str) -> Person:
+def _match(provider: IdentityProvider, value: str, profile: dict | None = None) -> Person:
     value = (value or "").strip()
     if not value:
         _refuse(provider, "no_value")
@@ -92,7 +140,35 @@ def _match(provider: IdentityProvider, value: str) -> Person:
         _refuse(provider, "not_found")
     if own:
         return own[0]
+    if not found and profile is not None and provider.customer.is_creating_persons_at_login:
+        return _create(provider, value, profile)
     _refuse(provider, "other_customer" if found else "not_found")
+
+
+def _create(provider: IdentityProvider, value: str, profile: dict) -> Person:
+    """A new person in the customer's root unit, from what the provider verified."""
+    customer = provider.customer
+    rule = provider.setting("match")
+    username = value if rule in (MatchRule.USERNAME, MatchRule.NAMEID) else profile.get("username")
+    email = value if rule == MatchRule.EMAIL else profile.get("email")
+    if not username:
+        _refuse(provider, "not_found")
+    try:
+        person = create_person(
+            db.session.get(OrgUnit, customer.root_unit_id),
+            username=with_prefix(username, customer.username_prefix),
+            first_name=profile.get("first_name", ""),
+            last_name=profile.get("last_name", ""),
+            email=email,
+            source=f"sso:{provider.name}",
+            actor=f"sso:{provider.id}",
+        )
+    except UserError as exc:
+        logger.warning("provider %s: person not created at login: %s", provider.id, exc)
+        _refuse(provider, "not_found")
+    if rule == MatchRule.EMPLOYEE_NUMBER:
+        person.employee_number = value[:64]
+    return person
 
 
 def _check_person(provider: IdentityProvider, person: Person) -> None:

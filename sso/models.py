@@ -32,6 +32,11 @@ class MatchRule(enum.StrEnum):
 DEFAULT_SETTINGS = {
     "metadata_xml": "",  # the IdP's SAML metadata as fetched or uploaded
     "metadata_url": "",  # where it was fetched from ("" when uploaded)
+    # A refresh from metadata_url (sso/metadata.py): when it last succeeded, why it last failed.
+    "metadata_refreshed_at": "",
+    "metadata_error": "",
+    "metadata_error_at": "",
+    "metadata_signing_cert": "",  # PEM; when set, refreshed metadata must be signed by it
     "entity_id": "",  # the IdP's entity id, read from the metadata
     "match": MatchRule.USERNAME.value,
     "match_attribute": "",  # SAML attribute holding the value; "" means the NameID
@@ -132,3 +137,28 @@ class OidcRequest(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     is_used: Mapped[bool] = mapped_column(default=False)
+
+
+class SamlLogoutRequest(db.Model):
+    """A LogoutRequest Kursa sent to an IdP; its LogoutResponse must answer it, once.
+
+    Kept apart from SamlRequest so that a logout request's id can never answer a login.
+    """
+
+    __tablename__ = "saml_logout_requests"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("identity_providers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    is_used: Mapped[bool] = mapped_column(default=False)
+
+
+class LoginStart(db.Model):
+    """One GET of a login address, counted per client address to limit the rate of starts."""
+
+    __tablename__ = "sso_login_starts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_address: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

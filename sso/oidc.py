@@ -25,6 +25,7 @@ from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 from sqlalchemy import select, update
 
+from portal.accounts.models import LoginSession
 from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.directory.models import Customer
@@ -70,6 +71,7 @@ class VerifiedLogin:
     subject: str
     claims: dict
     next_url: str
+    id_token: str = ""  # kept server-side for RP-initiated logout (id_token_hint)
 
 
 # --- discovery and keys ---------------------------------------------------------------------
@@ -161,6 +163,60 @@ def start_login(base_url: str, provider: IdentityProvider, next_url: str) -> str
     return f"{document['authorization_endpoint']}?{urlencode(query)}"
 
 
+# --- RP-initiated logout -----------------------------------------------------------------
+
+
+def post_logout_uri(base_url: str, customer: Customer) -> str:
+    return f"{base_url.rstrip('/')}/sso/{customer.slug}/oidc/logged-out"
+
+
+def start_logout(base_url: str, login) -> str | None:
+    """The provider's end_session address for an ended OIDC session, or None when it offers
+    none (or cannot be reached: Kursa's own logout has happened either way).
+
+    The state is kept on the session row; the provider sends it back to logged-out.
+    """
+    provider = db.session.get(IdentityProvider, login.provider_id) if login.provider_id else None
+    if provider is None or not provider.is_enabled:
+        return None
+    try:
+        endpoint = fetch_discovery(provider.setting("discovery_url")).get("end_session_endpoint")
+    except (requests.RequestException, ValueError):
+        logger.warning("OIDC provider %s unreachable at logout; its session stays", provider.id)
+        return None
+    if not endpoint:
+        return None
+    login.logout_state = secrets.token_urlsafe(32)
+    query = {
+        "client_id": provider.setting("client_id"),
+        "post_logout_redirect_uri": post_logout_uri(base_url, provider.customer),
+        "state": login.logout_state,
+    }
+    if login.id_token:
+        query["id_token_hint"] = login.id_token
+    logger.info("OIDC logout sent to provider %s", provider.id)
+    return f"{endpoint}?{urlencode(query)}"
+
+
+def finish_logout(customer: Customer, state: str) -> bool:
+    """Whether `state` is the open logout of one of this customer's OIDC sessions (used once)."""
+    found = db.session.scalar(
+        select(LoginSession)
+        .join(IdentityProvider, IdentityProvider.id == LoginSession.provider_id)
+        .where(
+            LoginSession.logout_state == state[:64],
+            LoginSession.ended_at.is_not(None),
+            IdentityProvider.customer_id == customer.id,
+        )
+    )
+    if not state or found is None:
+        logger.warning("OIDC logout return for customer %s with an unknown state", customer.id)
+        return False
+    found.logout_state = None
+    logger.info("OIDC logout with provider %s finished", found.provider_id)
+    return True
+
+
 # --- the callback ---------------------------------------------------------------------------
 
 
@@ -194,7 +250,9 @@ def finish_login(base_url: str, stored: OidcRequest, args: dict) -> VerifiedLogi
     claims = verify_id_token(provider, document, token.get("id_token", ""), stored.nonce)
     if document.get("userinfo_endpoint"):
         claims = {**claims, **_userinfo(client, document["userinfo_endpoint"], claims, provider)}
-    return VerifiedLogin(provider, str(claims["sub"]), claims, stored.next_url)
+    return VerifiedLogin(
+        provider, str(claims["sub"]), claims, stored.next_url, token.get("id_token", "")
+    )
 
 
 def take_state(customer: Customer, state: str) -> OidcRequest:

@@ -4,6 +4,7 @@ import logging
 import re
 
 import requests
+from cryptography import x509
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from sqlalchemy import delete, func, select
@@ -55,8 +56,11 @@ def add_saml_provider(
     require_signed_assertion: bool = True,
     allow_idp_initiated: bool = False,
     clock_skew_seconds: int = 120,
+    metadata_signing_cert: str = "",
 ) -> IdentityProvider:
-    """Add a SAML IdP to `customer` from its metadata (one IdP entity, signing key, SSO)."""
+    """Add a SAML IdP to `customer` from its metadata (one IdP entity, signing key, SSO).
+
+    `metadata_signing_cert` (PEM): refreshed metadata must then be signed by it."""
     if not NAME_RE.match(name):
         raise UserError(
             "A provider name is 1-50 lower-case letters, digits, - or _ (it is part of the URL)."
@@ -66,6 +70,8 @@ def add_saml_provider(
     if not 0 <= clock_skew_seconds <= 600:
         raise UserError("The clock skew must be between 0 and 600 seconds.")
     entity = idp_entity_id(metadata_xml)
+    if metadata_signing_cert:
+        _check_certificate(metadata_signing_cert)
     if db.session.scalar(
         select(IdentityProvider.id).where(
             IdentityProvider.customer_id == customer.id, IdentityProvider.name == name
@@ -83,6 +89,7 @@ def add_saml_provider(
         "require_signed_assertion": require_signed_assertion,
         "allow_idp_initiated": allow_idp_initiated,
         "clock_skew_seconds": clock_skew_seconds,
+        "metadata_signing_cert": metadata_signing_cert,
     }
     provider = IdentityProvider(
         customer_id=customer.id, name=name, kind=ProviderKind.SAML.value, settings=settings
@@ -92,6 +99,13 @@ def add_saml_provider(
     audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="saml")
     logger.info("SAML provider %s added to customer %s by %s", provider.id, customer.id, actor)
     return provider
+
+
+def _check_certificate(pem: str) -> None:
+    try:
+        x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise UserError("metadata signing certificate: not a PEM certificate.") from None
 
 
 def idp_entity_id(metadata_xml: str) -> str:

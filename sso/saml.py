@@ -69,6 +69,7 @@ class VerifiedLogin:
     name_id_format: str
     attributes: dict[str, list[str]] = field(default_factory=dict)
     next_url: str = ""
+    session_index: str = ""  # the IdP's SessionIndex, kept for single logout
 
     @property
     def is_persistent(self) -> bool:
@@ -80,13 +81,18 @@ def init_app(app) -> None:
     sso = app.config["KURSA"]["sso"]
     if bool(sso["key_file"]) != bool(sso["cert_file"]):
         raise config.ConfigError("sso.key_file and sso.cert_file must be set together")
-    for key in ("key_file", "cert_file"):
+    if bool(sso["encryption_key_file"]) != bool(sso["encryption_cert_file"]):
+        raise config.ConfigError(
+            "sso.encryption_key_file and sso.encryption_cert_file must be set together"
+        )
+    for key in ("key_file", "cert_file", "encryption_key_file", "encryption_cert_file"):
         if sso[key] and not Path(sso[key]).is_file():
             raise config.ConfigError(f"sso.{key} {sso[key]!r} is not a readable file")
     if sso["base_url"] and not urlsplit(sso["base_url"]).scheme.startswith("http"):
         raise config.ConfigError("sso.base_url must start with https:// (or http://)")
-    if sso["request_lifetime_seconds"] <= 0:
-        raise config.ConfigError("sso.request_lifetime_seconds must be positive")
+    for key in ("request_lifetime_seconds", "login_starts_per_minute"):
+        if sso[key] <= 0:
+            raise config.ConfigError(f"sso.{key} must be positive")
     # pysaml2 logs NameIDs at info and whole assertions on errors; Kursa logs its own reasons.
     logging.getLogger("saml2").setLevel(logging.CRITICAL)
 
@@ -110,6 +116,14 @@ def sp_key_pair() -> tuple[str, str]:
     return ensure_self_signed_pair(Path(current_app.instance_path) / "sso")
 
 
+def sp_encryption_pair() -> tuple[str, str]:
+    """The key pair IdPs encrypt assertions to: [sso] encryption_*_file, else the signing pair."""
+    sso = current_app.config["KURSA"]["sso"]
+    if sso["encryption_key_file"]:
+        return sso["encryption_key_file"], sso["encryption_cert_file"]
+    return sp_key_pair()
+
+
 def sp_config(
     base_url: str,
     customer: Customer,
@@ -119,19 +133,28 @@ def sp_config(
 ) -> SPConfig:
     """pysaml2's SP configuration, trusting only `provider`'s metadata (none for metadata)."""
     key_file, cert_file = sp_key_pair()
+    encryption_key, encryption_cert = sp_encryption_pair()
     require_assertion = bool(provider and provider.setting("require_signed_assertion"))
     settings = {
         "entityid": entity_id(base_url, customer),
         "xmlsec_binary": _xmlsec_binary(),
         "key_file": key_file,
         "cert_file": cert_file,
-        "encryption_keypairs": [{"key_file": key_file, "cert_file": cert_file}],
+        "encryption_keypairs": [{"key_file": encryption_key, "cert_file": encryption_cert}],
         "allow_unknown_attributes": True,
         "accepted_time_diff": provider.setting("clock_skew_seconds") if provider else 0,
         "service": {
             "sp": {
                 "endpoints": {
-                    "assertion_consumer_service": [(acs_url(base_url, customer), BINDING_HTTP_POST)]
+                    "assertion_consumer_service": [
+                        (acs_url(base_url, customer), BINDING_HTTP_POST)
+                    ],
+                    "single_logout_service": [
+                        (
+                            f"{base_url.rstrip('/')}/sso/{customer.slug}/saml/sls",
+                            BINDING_HTTP_REDIRECT,
+                        )
+                    ],
                 },
                 "allow_unsolicited": unsolicited,
                 "authn_requests_signed": True,
@@ -160,7 +183,14 @@ def sp_client(
     Building one loads the private key twice and parses the IdP metadata (about 230 ms);
     the client holds no per-login state, because every call passes the outstanding request.
     """
-    key = (base_url, provider.id, provider.updated_at, unsolicited, sp_key_pair())
+    key = (
+        base_url,
+        provider.id,
+        provider.updated_at,
+        unsolicited,
+        sp_key_pair(),
+        sp_encryption_pair(),
+    )
     cache = current_app.extensions.setdefault("kursa_sso", {}).setdefault("clients", {})
     client = cache.get(key)
     if client is None:
@@ -262,7 +292,16 @@ def verify_response(base_url: str, customer: Customer, encoded: str) -> Verified
         name_id_format=(name_id.format or "") if name_id is not None else "",
         attributes=response.ava or {},
         next_url=stored.next_url if stored is not None else "",
+        session_index=session_index_of(assertion),
     )
+
+
+def session_index_of(assertion) -> str:
+    """The SessionIndex of the verified assertion's AuthnStatement ("" when it has none)."""
+    for statement in assertion.authn_statement or []:
+        if statement.session_index:
+            return statement.session_index.strip()
+    return ""
 
 
 def _decode(encoded: str) -> bytes:

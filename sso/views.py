@@ -7,16 +7,27 @@ import logging
 from urllib.parse import urlencode
 
 import requests
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
-from flask import session as flask_session
-from flask_login import login_user
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import select
 
+from portal.accounts.sessions import add_logout_handler, start_session
 from portal.core.db import db
 from portal.directory.queries import customer_by_slug
-from sso import oidc, saml
-from sso.linking import LinkRefused, login_person
+from sso import metadata as idp_metadata
+from sso import oidc, saml, saml_logout
+from sso.linking import LinkRefused, login_person, profile_of
 from sso.models import IdentityProvider, MatchRule, ProviderKind
+from sso.ratelimit import allow_login_start
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sso", __name__, url_prefix="/sso")
@@ -24,14 +35,38 @@ REFUSED_RESPONSE = (
     "Kursa could not accept the answer from your company's sign-in. "
     "Start the login again; if it keeps failing, tell your IT department."
 )
+LOGOUT_REFUSED = (
+    "Kursa could not accept this sign-out message from your company's sign-in. "
+    "If you meant to sign out, use Log out in Kursa."
+)
+# TODO: request.remote_addr is the proxy's address behind a reverse proxy; Kursa has no
+# proxy-aware client address yet (ProxyFix with a configured hop count would give one).
+TOO_MANY = (
+    "Too many sign-ins were started from your address in the last minute. "
+    "Wait a minute and try again."
+)
 UNREACHABLE = (
     "Kursa could not reach your company's sign-in just now. "
     "Try again in a minute; if it keeps failing, tell your IT department."
 )
 
 
+@bp.record_once
+def _attach(state) -> None:
+    """Logout handlers for the portal, the metadata refresh job for the scheduler."""
+    add_logout_handler(
+        state.app, "saml", lambda login: saml_logout.start_logout(_base_url(), login)
+    )
+    add_logout_handler(state.app, "oidc", lambda login: oidc.start_logout(_base_url(), login))
+    idp_metadata.init_app(state.app)
+
+
 @bp.get("/<customer>/<provider>/login")
 def login(customer: str, provider: str):
+    if not allow_login_start(request.remote_addr or ""):
+        db.session.commit()  # the purge of old rows stands
+        page = render_template("sso/refused.html", message=TOO_MANY)
+        return page, 429, {"Retry-After": "60"}
     found = _provider(customer, provider)
     start = oidc.start_login if found.kind == ProviderKind.OIDC else saml.start_login
     try:
@@ -59,6 +94,7 @@ def acs(customer: str):
             verified.provider,
             verified.name_id if verified.is_persistent else "",
             _match_value(verified),
+            profile=profile_of(verified.attributes),
         )
     except saml.SamlRefused as exc:
         db.session.rollback()
@@ -68,10 +104,47 @@ def acs(customer: str):
     except LinkRefused as exc:
         db.session.commit()  # the request stays used and the refusal stays audited
         return render_template("sso/refused.html", message=exc.message), 403
+    start_session(
+        account,
+        "saml",
+        provider_id=verified.provider.id,
+        name_id=verified.name_id[:255],
+        name_id_format=verified.name_id_format[:255],
+        session_index=verified.session_index[:255],
+    )
     db.session.commit()
-    flask_session.clear()
-    login_user(account)
     return redirect(_safe_next(verified.next_url))
+
+
+@bp.route("/<customer>/saml/sls", methods=["GET", "POST"])
+def sls(customer: str):
+    """The IdP's LogoutRequest (answered with a LogoutResponse) or its LogoutResponse."""
+    found = _customer(customer)
+    try:
+        if request.method == "POST":
+            done = saml_logout.handle_sls_post(_base_url(), found, request.form)
+        else:
+            done = saml_logout.handle_sls(_base_url(), found, request.query_string)
+    except saml_logout.LogoutRefused as exc:
+        db.session.rollback()
+        saml_logout.record_refusal(exc, found)
+        db.session.commit()
+        return render_template("sso/refused.html", message=LOGOUT_REFUSED), 403
+    db.session.commit()
+    if done.redirect:
+        return redirect(done.redirect)
+    flash("You are logged out.", "info")
+    return redirect(url_for("accounts.login"))
+
+
+@bp.get("/<customer>/oidc/logged-out")
+def oidc_logged_out(customer: str):
+    """Where the provider sends the browser after its logout (Kursa's ended before)."""
+    found = _customer(customer)
+    if oidc.finish_logout(found, request.args.get("state", "")):
+        flash("You are logged out.", "info")
+    db.session.commit()
+    return redirect(url_for("accounts.login"))
 
 
 @bp.get("/<customer>/oidc/callback")
@@ -80,7 +153,12 @@ def oidc_callback(customer: str):
     try:
         stored = oidc.take_state(found, request.args.get("state", ""))
         verified = oidc.finish_login(_base_url(), stored, request.args)
-        account = login_person(verified.provider, verified.subject, oidc.match_value(verified))
+        account = login_person(
+            verified.provider,
+            verified.subject,
+            oidc.match_value(verified),
+            profile=profile_of(verified.claims),
+        )
     except oidc.OidcRefused as exc:
         db.session.rollback()
         oidc.record_refusal(exc, found, request.args.get("state", ""))
@@ -92,9 +170,14 @@ def oidc_callback(customer: str):
     except LinkRefused as exc:
         db.session.commit()
         return render_template("sso/refused.html", message=exc.message), 403
+    start_session(
+        account,
+        "oidc",
+        provider_id=verified.provider.id,
+        name_id=verified.subject[:255],
+        id_token=verified.id_token,
+    )
     db.session.commit()
-    flask_session.clear()
-    login_user(account)
     return redirect(_safe_next(verified.next_url))
 
 

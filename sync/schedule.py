@@ -114,11 +114,14 @@ class IntervalJob:
 
 
 def interval_jobs() -> list[IntervalJob]:
-    """The interval jobs the settings call for: the outbox sender when mail is configured."""
+    """The interval jobs the settings call for: the outbox sender when mail is configured, and
+    what other packages registered as (id, seconds, work) in app.extensions
+    ["kursa_interval_jobs"] (sso's metadata refresh), so sync imports none of them."""
     mail = current_app.config["KURSA"]["mail"]
-    if not mail["host"]:
-        return []
-    return [IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox)]
+    jobs = [IntervalJob(*job) for job in current_app.extensions.get("kursa_interval_jobs", [])]
+    if mail["host"]:
+        jobs.insert(0, IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox))
+    return jobs
 
 
 def send_outbox() -> SendReport | None:

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.core.db import TimestampMixin, db
@@ -55,3 +55,33 @@ class RoleGrant(TimestampMixin, db.Model):
     unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
     role: Mapped[str] = mapped_column(String(20))
     granted_by: Mapped[str] = mapped_column(String(200))
+
+
+class LoginSession(db.Model):
+    """One login, server-side: the cookie holds only its random id.
+
+    Ending a row (logout, timeout, an IdP's logout request) ends the login on every device
+    that holds its cookie. SSO logins keep what the IdP needs to end its own session: the
+    provider, the SAML NameID and SessionIndex, or the OIDC ID token (for id_token_hint).
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # local, saml or oidc
+    # identity_providers.id; no foreign key so that portal stays free of the sso tables.
+    provider_id: Mapped[int | None] = mapped_column(index=True)
+    name_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    name_id_format: Mapped[str] = mapped_column(String(255), default="")
+    session_index: Mapped[str] = mapped_column(String(255), default="")
+    id_token: Mapped[str] = mapped_column(Text, default="")
+    logout_state: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column(index=True)
+    end_reason: Mapped[str] = mapped_column(String(20), default="")
+
+    @property
+    def is_ended(self) -> bool:
+        return self.ended_at is not None

@@ -4,12 +4,13 @@ discovery) or by a button per provider; platform admins log in locally (break-gl
 from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Regexp
 
 from portal.accounts.operations import authenticate
+from portal.accounts.sessions import end_current_session, start_session
 from portal.core.db import db
 
 bp = Blueprint("accounts", __name__)
@@ -48,7 +49,8 @@ def login(customer: str | None = None):
     form = LoginForm()
     if form.validate_on_submit():
         if (account := _authenticate(form)) is not None:
-            login_user(account)
+            start_session(account, "local")
+            db.session.commit()
             return redirect(_safe_next(request.args.get("next")))
         flash(
             "That username and password do not match, or the account is locked for a while.",
@@ -102,7 +104,11 @@ def _sso_login() -> dict | None:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    logout_user()
+    """End Kursa's session; an SSO login then goes on to end the provider's session too."""
+    target = end_current_session()
+    db.session.commit()
+    if target:
+        return redirect(target)
     flash("You are logged out.", "info")
     return redirect(url_for("accounts.login"))
 

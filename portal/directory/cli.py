@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.models import OrgUnit, Person
-from portal.directory.operations import create_customer
+from portal.directory.operations import create_customer, set_creating_persons_at_login
 from portal.directory.queries import customer_by_slug
 
 CLI_ACTOR = "cli"
@@ -41,6 +41,26 @@ def create_customer_command(slug, name, username_prefix, match_by):
         db.session.rollback()
         raise click.ClickException(str(exc)) from None
     click.echo(f"Customer {customer.slug} created (id {customer.id}).")
+
+
+@customer_cli.command("set")
+@click.argument("slug")
+@click.option(
+    "--create-persons-at-login",
+    type=click.Choice(["on", "off"]),
+    required=True,
+    help="Whether a first SSO login of someone not in the directory creates the person "
+    "(for customers without a directory sync; off by default).",
+)
+def set_customer_command(slug, create_persons_at_login):
+    """Change a setting of customer SLUG."""
+    customer = customer_by_slug(slug)
+    if customer is None:
+        raise click.ClickException(f"No customer with the slug {slug!r}.")
+    enabled = create_persons_at_login == "on"
+    set_creating_persons_at_login(customer, enabled, actor=CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"Customer {slug}: persons are {'' if enabled else 'not '}created at first login.")
 
 
 @click.group("directory", help="The organisation tree and its persons.")

@@ -32,6 +32,8 @@ class Customer(TimestampMixin, db.Model):
     username_prefix: Mapped[str] = mapped_column(String(30), default="")
     match_by: Mapped[str] = mapped_column(String(10), default=MatchBy.NUMBER.value)
     timezone: Mapped[str | None] = mapped_column(String(60))
+    # A first SSO login of someone no sync knows creates the person (customers without sync).
+    is_creating_persons_at_login: Mapped[bool] = mapped_column(default=False)
     root_unit_id: Mapped[int | None] = mapped_column(
         ForeignKey("org_units.id", use_alter=True, ondelete="SET NULL")
     )

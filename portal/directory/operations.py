@@ -1,14 +1,15 @@
-"""State changes of the directory that are not a sync: customers and single units."""
+"""State changes of the directory that are not a sync: customers, single units and persons."""
 
 import logging
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, UserError
-from portal.directory.models import Customer, MatchBy, OrgUnit, UnitKind
+from portal.directory.models import Customer, MatchBy, OrgUnit, Person, UnitKind
+from portal.directory.usernames import username_problem
 
 logger = logging.getLogger(__name__)
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
@@ -52,3 +53,43 @@ def create_customer(
     audit.record(actor, "customer.created", "customer", customer.id, slug=slug)
     logger.info("customer %s created by %s", slug, actor)
     return customer
+
+
+def set_creating_persons_at_login(customer: Customer, enabled: bool, *, actor: str) -> None:
+    """Let a first SSO login create the person (for customers without a directory sync)."""
+    customer.is_creating_persons_at_login = enabled
+    audit.record(actor, "customer.changed", "customer", customer.id, creating_persons=enabled)
+    logger.info("customer %s: persons at first login %s by %s", customer.id, enabled, actor)
+
+
+def create_person(
+    unit: OrgUnit,
+    *,
+    username: str,
+    first_name: str,
+    last_name: str,
+    email: str | None,
+    source: str,
+    actor: str,
+) -> Person:
+    """Create one person in `unit` (outside a sync); the username must pass the usual rules."""
+    customer = db.session.get(Customer, unit.customer_id)
+    problem = username_problem(username, first_name, last_name, customer.username_prefix)
+    if problem:
+        raise UserError(f"username: {problem}")
+    if db.session.scalar(select(Person.id).where(func.lower(Person.username) == username.lower())):
+        raise Conflict(f"username: a person named {username!r} exists already.")
+    person = Person(
+        customer_id=customer.id,
+        unit_id=unit.id,
+        username=username,
+        first_name=first_name[:100],
+        last_name=last_name[:100],
+        email=(email or None) and email[:254],
+        source=source[:100],
+    )
+    db.session.add(person)
+    db.session.flush()
+    audit.record(actor, "person.created", "person", person.id, unit=unit.id, source=source)
+    logger.info("person %s created in unit %s by %s", person.id, unit.id, actor)
+    return person

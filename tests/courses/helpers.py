@@ -8,7 +8,8 @@ from flask import g
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from portal.accounts.models import Account
+from portal.accounts.models import Account, LoginSession
+from portal.accounts.sessions import SESSION_KEY
 from portal.core import access
 from portal.core.db import db, utcnow
 from portal.courses.operations import create_activity
@@ -94,13 +95,28 @@ class PersonClient(FlaskClient):
 def login_as(app, account_of):
     """A test client logged in as a person (staff log in by SSO; here the session is set)."""
 
+    clients = []
+
     def login(username: str, role: str | None = None, number: str | None = None):
         account = account_of(username, role, number)
         client = PersonClient(app, app.response_class, use_cookies=True)
         with app.test_request_context(environ_base=client.environ_base):
             # "strong" session protection ties the session to the client's address and agent
             identifier = login_manager._session_identifier_generator()
+        # The cookie names a server-side session, as after a real login.
+        now = utcnow()
+        row = LoginSession(
+            id=f"test-{account.id}-{len(clients)}",
+            account_id=account.id,
+            kind="sso",
+            created_at=now,
+            last_seen_at=now,
+        )
+        clients.append(row.id)
+        db.session.add(row)
+        db.session.commit()
         with client.session_transaction() as session:
+            session[SESSION_KEY] = row.id
             session["_user_id"] = str(account.id)
             session["_fresh"] = True
             session["_id"] = identifier

@@ -40,9 +40,17 @@ def ensure_installed() -> None:
 
 
 class OidcProviderServer:
-    def __init__(self, folder: Path, *, redirect_uri: str, users: dict[str, dict]):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        redirect_uri: str,
+        users: dict[str, dict],
+        post_logout_redirect_uri: str = "",
+    ):
         self.folder = folder
         self.redirect_uri = redirect_uri
+        self.post_logout_redirect_uri = post_logout_redirect_uri
         self.users = users
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
@@ -58,6 +66,7 @@ class OidcProviderServer:
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
             "redirect_uri": self.redirect_uri,
+            "post_logout_redirect_uri": self.post_logout_redirect_uri,
             "jwks": {"keys": [key.as_dict(private=True)]},
             "users": self.users,
         }
@@ -89,9 +98,11 @@ class OidcProviderServer:
                 time.sleep(0.05)
         raise RuntimeError("oidc-provider did not answer within 15 s")
 
-    def sign_in(self, location: str, login: str) -> str:
-        """Log in as `login` and consent; return the provider's redirect to Kursa's callback."""
-        session = requests.Session()
+    def sign_in(self, location: str, login: str, browser: requests.Session | None = None) -> str:
+        """Log in as `login` and consent; return the provider's redirect to Kursa's callback.
+
+        Pass the same `browser` again to keep the provider's session (its cookies)."""
+        session = browser if browser is not None else requests.Session()
         answer = session.get(location, allow_redirects=False, timeout=5)
         for _ in range(10):
             if answer.is_redirect:
@@ -108,6 +119,20 @@ class OidcProviderServer:
                 urljoin(answer.url, action), data=fields, allow_redirects=False, timeout=5
             )
         raise AssertionError(f"the provider never redirected back: {answer.text[:500]}")
+
+    def sign_out(self, location: str, browser: requests.Session) -> str:
+        """Follow the RP's logout address, confirm the provider's logout form, and return the
+        redirect to the post-logout address (without following it)."""
+        answer = browser.get(location, allow_redirects=False, timeout=5)
+        answer.raise_for_status()
+        action, fields = _form(answer.text)
+        fields["logout"] = "yes"
+        answer = browser.post(
+            urljoin(answer.url, action), data=fields, allow_redirects=False, timeout=5
+        )
+        if not answer.is_redirect:
+            raise AssertionError(f"the provider did not redirect after logout: {answer.text[:500]}")
+        return urljoin(answer.url, answer.headers["Location"])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -45,9 +45,10 @@ def free_port() -> int:
 
 
 class SamlIdpServer:
-    def __init__(self, folder: Path, *, acs_url: str, audience: str, user: dict):
+    def __init__(self, folder: Path, *, acs_url: str, audience: str, user: dict, slo_url: str = ""):
         self.folder = folder
         self.acs_url = acs_url
+        self.slo_url = slo_url
         self.audience = audience
         self.user = user
         self.port = free_port()
@@ -64,6 +65,8 @@ class SamlIdpServer:
         command += ["--cert", cert, "--key", key, "--issuer", ISSUER]
         command += ["--acsUrl", self.acs_url, "--audience", self.audience]
         command += ["--configFile", str(config.resolve())]
+        if self.slo_url:  # the SP's single logout address: the IdP then offers SLO too
+            command += ["--sloUrl", self.slo_url]
         log = (self.folder / "idp.log").open("wb")
         self.process = subprocess.Popen(
             command, cwd=PACKAGE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -87,9 +90,11 @@ class SamlIdpServer:
     def metadata(self) -> str:
         return requests.get(f"{self.url}/metadata", timeout=5).text
 
-    def sign_in(self, location: str) -> str:
-        """Follow Kursa's redirect to the IdP, submit its form; return the SAMLResponse."""
-        session = requests.Session()
+    def sign_in(self, location: str, browser: requests.Session | None = None) -> str:
+        """Follow Kursa's redirect to the IdP, submit its form; return the SAMLResponse.
+
+        Pass a `browser` to keep the IdP's session (its cookie) for a later logout."""
+        session = browser if browser is not None else requests.Session()
         page = session.get(location, timeout=5)
         page.raise_for_status()
         request = _input_value(page.text, "_authnRequest")

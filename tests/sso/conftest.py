@@ -26,6 +26,7 @@ from sso.operations import add_saml_provider
 BASE_URL = "https://kursa.test"
 IDP_ENTITY = "https://idp.corp.test/metadata"
 IDP_SSO = "https://idp.corp.test/sso/redirect"
+IDP_SLO = "https://idp.corp.test/slo/redirect"
 ACS = f"{BASE_URL}/sso/acme/saml/acs"
 SP_ENTITY = f"{BASE_URL}/sso/acme/saml/metadata"
 OTHER_SP = "https://other-sp.test/metadata"
@@ -68,7 +69,12 @@ class SamlIdp:
             "cert_file": self.cert_file,
             "service": {
                 "idp": {
-                    "endpoints": {"single_sign_on_service": [(IDP_SSO, BINDING_HTTP_REDIRECT)]},
+                    "endpoints": {
+                        "single_sign_on_service": [(IDP_SSO, BINDING_HTTP_REDIRECT)],
+                        "single_logout_service": [(IDP_SLO, BINDING_HTTP_REDIRECT)],
+                    },
+                    # pysaml2 checks the Redirect signature of every request only with this.
+                    "want_authn_requests_signed": True,
                     "name_id_format": [NAMEID_FORMAT_PERSISTENT],
                     "policy": {
                         "default": {

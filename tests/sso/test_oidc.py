@@ -139,7 +139,14 @@ def test_whole_flow_logs_in_the_synced_person(app, client, acme_with_op, op, cap
     assert account.person_id == person_named("u1").id
     assert db.session.scalar(select(Identity.subject)) == "sub-ida"
     with client.session_transaction() as session:
-        assert set(session) <= {"_user_id", "_fresh", "_id", "csrf_token"}
+        assert set(session) <= {
+            "_user_id",
+            "_fresh",
+            "_id",
+            "csrf_token",
+            "kursa_sid",
+            "_permanent",
+        }
     code = parse_qs(urlsplit(redirect).query)["code"][0]
     # urllib3 logs the URLs the test's own browser stand-in (requests) follows, which carry the
     # state by design; every other logger, Kursa's and authlib's included, must not.

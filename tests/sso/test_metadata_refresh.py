@@ -1,0 +1,211 @@
+"""Refreshing IdP metadata from a URL (a real HTTP server on loopback): key rollover without
+downtime, failures that keep the old metadata, signed metadata, the scheduler's job."""
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from saml2.metadata import entity_descriptor, sign_entity_descriptor
+from saml2.sigver import security_context
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from sqlalchemy import select
+
+import config
+from app import create_app
+from portal.core.db import db
+from sso.metadata import JOB_ID
+from sso.models import IdentityProvider
+from tests.conftest import settings_for
+from tests.sso.conftest import PERSONS, UNITS, SamlIdp, post_acs, start_login
+
+SIGNING_KEY = re.compile(r'<ns0:KeyDescriptor use="signing">.*?</ns0:KeyDescriptor>', re.S)
+
+
+class MetadataServer:
+    """Serves `body` with `status` at any path, from a thread, on 127.0.0.1."""
+
+    def __init__(self):
+        self.body, self.status = "", 200
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                data = outer.body.encode()
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "application/samlmetadata+xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/idp/metadata.xml"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def served():
+    with MetadataServer() as server:
+        yield server
+
+
+@pytest.fixture
+def next_idp(key_pairs):
+    """The same IdP after its key rollover: the same entity id, a new key pair."""
+    return SamlIdp(key_pairs["attacker"])
+
+
+@pytest.fixture
+def flask(app):
+    runner = app.test_cli_runner()
+    return lambda *args: runner.invoke(args=list(args))
+
+
+def both_keys(old: SamlIdp, new: SamlIdp) -> str:
+    """Metadata naming the old and the new signing certificate (the rollover window)."""
+    new_key = SIGNING_KEY.search(new.metadata).group(0)
+    return SIGNING_KEY.sub(lambda m: m.group(0) + new_key, old.metadata, count=1)
+
+
+@pytest.fixture
+def acme_from_url(make_customer, import_csv, served, flask, idp, next_idp):
+    served.body = both_keys(idp, next_idp)
+    customer = make_customer("acme", "Acme")
+    import_csv(customer, UNITS, PERSONS)
+    added = flask(
+        "sso", "add-saml", "corp", "--customer", "acme", "--metadata-url", served.url,
+        "--match", "username", "--match-attribute", "uid",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    return db.session.scalar(select(IdentityProvider))
+
+
+def login_signed_by(client, signer: SamlIdp) -> int:
+    started = start_login(client)
+    return post_acs(client, signer.respond(client, started.request_id)).status_code
+
+
+def listed(flask) -> dict:
+    return json.loads(flask("sso", "list", "--json").output)[0]
+
+
+def test_rollover_accepts_both_keys_then_drops_the_old(
+    client, acme_from_url, served, flask, idp, next_idp
+):
+    assert login_signed_by(client, idp) == 302
+    assert login_signed_by(client, next_idp) == 302
+
+    served.body = next_idp.metadata  # the IdP finished its rollover
+    refreshed = flask("sso", "refresh-metadata", "corp")
+
+    assert refreshed.exit_code == 0, refreshed.output
+    assert "acme/corp: changed" in refreshed.output
+    assert login_signed_by(client, idp) == 403  # the old key no longer signs for it
+    assert login_signed_by(client, next_idp) == 302
+    row = listed(flask)
+    assert row["metadata_error"] == "" and row["metadata_refreshed_at"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (500, "oops", "could not be fetched"),
+        (200, "<EntityDescriptor", "not well-formed XML"),
+        (200, "no-signing-key", "no signing certificate"),
+        (200, "other-entity", "another entity id"),
+    ],
+)
+def test_a_failed_refresh_keeps_the_old_metadata_and_says_why(
+    client, acme_from_url, served, flask, idp, status, body, error
+):
+    before = acme_from_url.setting("metadata_xml")
+    if body == "no-signing-key":
+        body = SIGNING_KEY.sub("", before)
+    elif body == "other-entity":
+        body = before.replace("https://idp.corp.test/metadata", "https://evil.test/metadata")
+    served.status, served.body = status, body
+
+    refreshed = flask("sso", "refresh-metadata")
+
+    assert refreshed.exit_code == 1
+    assert "acme/corp: failed" in refreshed.output
+    db.session.expire_all()
+    assert db.session.scalar(select(IdentityProvider)).setting("metadata_xml") == before
+    row = listed(flask)
+    assert error in row["metadata_error"] and row["metadata_error_at"]
+    assert login_signed_by(client, idp) == 302  # no downtime
+
+    served.status, served.body = 200, before
+    assert flask("sso", "refresh-metadata").exit_code == 0
+    assert listed(flask)["metadata_error"] == ""
+
+
+def signed_metadata(signer: SamlIdp, key_of: SamlIdp) -> str:
+    """`signer`'s metadata, signed with `key_of`'s key (as a federation signs its members')."""
+    _, xml = sign_entity_descriptor(
+        entity_descriptor(signer.config()),
+        None,
+        security_context(key_of.config()),
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
+    )
+    return xml.decode() if isinstance(xml, bytes) else xml
+
+
+def test_a_provider_that_requires_signed_metadata_refuses_unsigned_or_forged(
+    make_customer, served, flask, idp, next_idp, key_pairs
+):
+    federation = SamlIdp(key_pairs["sp"])  # its certificate signs the metadata
+    served.body = signed_metadata(idp, federation)
+    make_customer("acme", "Acme")
+    added = flask(
+        "sso", "add-saml", "corp", "--customer", "acme", "--metadata-url", served.url,
+        "--match", "username", "--metadata-signing-cert", federation.cert_file,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+
+    served.body = next_idp.metadata
+    assert flask("sso", "refresh-metadata").exit_code == 1
+    assert "not signed" in listed(flask)["metadata_error"]
+
+    served.body = signed_metadata(next_idp, next_idp)  # signed, by the wrong key
+    assert flask("sso", "refresh-metadata").exit_code == 1
+    assert "does not verify" in listed(flask)["metadata_error"]
+
+    served.body = signed_metadata(next_idp, federation)
+    result = flask("sso", "refresh-metadata")
+    assert result.exit_code == 0, result.output
+    assert listed(flask)["metadata_error"] == ""
+
+
+def test_the_scheduler_runs_the_refresh_every_configured_hours(
+    app, acme_from_url, served, next_idp
+):
+    from sync.schedule import interval_jobs
+
+    job = next(job for job in interval_jobs() if job.id == JOB_ID)
+    assert job.seconds == 24 * 3600
+
+    served.body = next_idp.metadata
+    job.work()
+
+    db.session.expire_all()
+    assert db.session.scalar(select(IdentityProvider)).setting("metadata_xml") == next_idp.metadata
+
+
+def test_a_wrong_refresh_interval_fails_at_start():
+    with pytest.raises(config.ConfigError, match="sso.metadata_refresh_hours must be positive"):
+        create_app(settings_for("sqlite://", sso={"metadata_refresh_hours": 0}), environ={})
