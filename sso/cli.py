@@ -1,4 +1,5 @@
-"""`flask sso add-saml`, `add-oidc`, `list` and `refresh-metadata` (exact contract).
+"""`flask sso add-saml`, `add-oidc`, `list` and `refresh-metadata` (exact contract), and
+`set-domains`, which gives a provider the email domains of the login page's discovery.
 
 `list --json` rows of a SAML provider added from a URL also carry metadata_refreshed_at,
 metadata_error and metadata_error_at (ISO times; "" when none) from the last refresh."""
@@ -12,9 +13,14 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.queries import customer_by_slug
-from sso import metadata
+from sso import metadata, queries
 from sso.models import IdentityProvider, MatchRule, ProviderKind
-from sso.operations import add_oidc_provider, add_saml_provider, fetch_metadata
+from sso.operations import (
+    add_oidc_provider,
+    add_saml_provider,
+    fetch_metadata,
+    set_email_domains,
+)
 
 CLI_ACTOR = "cli"
 OIDC_KEYS = ("discovery_url", "issuer", "client_id", "scopes", "match_claim")
@@ -137,8 +143,37 @@ def list_command(as_json):
         enabled = "" if row["enabled"] else " (disabled)"
         click.echo(
             f"{row['id']}  {row['customer']}/{row['name']}  {row['kind']}  "
-            f"{row['entity_id'] or row.get('issuer', '')}  match={row['match']}{enabled}"
+            f"{row['entity_id'] or row.get('issuer', '')}  match={row['match']}"
+            f"  domains={','.join(row['email_domains']) or '-'}{enabled}"
         )
+
+
+@sso_cli.command("set-domains")
+@click.argument("name")
+@click.argument("domains", nargs=-1)
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+def set_domains_command(name, domains, slug):
+    """Set the email DOMAINS (none: clear them) that lead from the login page to provider NAME.
+
+    A domain leads to one enabled provider only, across all customers."""
+    customer = customer_by_slug(slug)
+    if customer is None:
+        raise click.ClickException(f"No customer with the slug {slug!r}.")
+    provider = db.session.scalar(
+        select(IdentityProvider).where(
+            IdentityProvider.customer_id == customer.id, IdentityProvider.name == name
+        )
+    )
+    if provider is None:
+        raise click.ClickException(f"{slug} has no identity provider named {name!r}.")
+    try:
+        set_email_domains(provider, list(domains), actor=CLI_ACTOR)
+        db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    shown = ", ".join(queries.email_domains(provider)) or "none"
+    click.echo(f"{slug}/{provider.name} email domains: {shown}.")
 
 
 def _read(path: str | None) -> str:
@@ -162,6 +197,7 @@ def _row(provider: IdentityProvider) -> dict:
         "require_signed_assertion": provider.setting("require_signed_assertion"),
         "allow_idp_initiated": provider.setting("allow_idp_initiated"),
         "clock_skew_seconds": provider.setting("clock_skew_seconds"),
+        "email_domains": queries.email_domains(provider),
     }
     if provider.kind == ProviderKind.OIDC:  # SAML rows keep exactly their keys (contract)
         row.update({key: provider.setting(key) for key in OIDC_KEYS})

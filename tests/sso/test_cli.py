@@ -71,9 +71,39 @@ def test_add_saml_from_a_file_then_list_as_json(flask, customer, metadata_file):
             "require_signed_assertion": True,
             "allow_idp_initiated": False,
             "clock_skew_seconds": 120,
+            "email_domains": [],
         }
     ]
     assert "corp" in flask("sso", "list").output
+
+
+def test_set_domains_lists_them_and_refuses_a_taken_one(flask, make_customer, metadata_file):
+    make_customer("acme")
+    make_customer("globex")
+    for slug in ("acme", "globex"):
+        added = flask(
+            "sso", "add-saml", "corp", "--customer", slug, "--metadata-file", str(metadata_file),
+            "--match", "email",
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+
+    done = flask("sso", "set-domains", "corp", "--customer", "acme", "Acme.example.test", "@a.test")
+    assert done.exit_code == 0, done.output
+    assert done.output == "acme/corp email domains: acme.example.test, a.test.\n"
+    rows = {row["customer"]: row for row in json.loads(flask("sso", "list", "--json").output)}
+    assert rows["acme"]["email_domains"] == ["acme.example.test", "a.test"]
+    assert "domains=acme.example.test,a.test" in flask("sso", "list").output
+
+    taken = flask("sso", "set-domains", "corp", "--customer", "globex", "a.test")
+    assert taken.exit_code == 1
+    assert "a.test" in taken.output and "acme" not in taken.output
+    bad = flask("sso", "set-domains", "corp", "--customer", "globex", "not a domain!")
+    assert bad.exit_code == 1 and "Email domains:" in bad.output
+    assert flask("sso", "set-domains", "nope", "--customer", "acme").exit_code == 1
+
+    cleared = flask("sso", "set-domains", "corp", "--customer", "acme")
+    assert cleared.output == "acme/corp email domains: none.\n"
+    assert flask("sso", "set-domains", "corp", "--customer", "globex", "a.test").exit_code == 0
 
 
 def test_add_saml_from_a_url_keeps_the_address(flask, customer, metadata_server):
