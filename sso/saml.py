@@ -26,7 +26,7 @@ from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 from saml2.sigver import get_xmlsec_binary
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 import config
 from portal.core import audit
@@ -41,6 +41,7 @@ SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
 SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 MAX_RESPONSE_BYTES = 256 * 1024
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class SamlRefused(Exception):
@@ -234,13 +235,10 @@ def verify_response(base_url: str, customer: Customer, encoded: str) -> Verified
     """
     root = _parse(_decode(encoded))
     in_response_to, issuer = _peek(root)
-    stored = _stored_request(customer, in_response_to) if in_response_to else None
-    if stored is not None:
-        provider = db.session.get(IdentityProvider, stored.provider_id)
-        if not provider.is_enabled:
-            raise SamlRefused("provider_disabled", provider)
+    if in_response_to:
+        stored, provider = _stored_request(customer, in_response_to)
     else:
-        provider = _unsolicited_provider(customer, issuer)
+        stored, provider = None, _unsolicited_provider(customer, issuer)
 
     facts = _verified_facts(provider, root)
     _check_response(facts, provider, acs_url(base_url, customer), stored)
@@ -287,15 +285,21 @@ def _peek(root) -> tuple[str, str]:
     return root.get("InResponseTo", ""), (issuer.text or "").strip() if issuer is not None else ""
 
 
-def _stored_request(customer: Customer, request_id: str) -> SamlRequest:
-    stored = db.session.scalar(
-        select(SamlRequest)
+def _stored_request(customer: Customer, request_id: str):
+    """The open request answered and its provider, in one query."""
+    found = db.session.execute(
+        select(SamlRequest, IdentityProvider)
         .join(IdentityProvider, IdentityProvider.id == SamlRequest.provider_id)
         .where(SamlRequest.id == request_id, IdentityProvider.customer_id == customer.id)
-    )
-    if stored is None or stored.is_used or stored.expires_at <= utcnow():
+    ).first()
+    if found is None:
         raise SamlRefused("unknown_request")
-    return stored
+    stored, provider = found
+    if stored.is_used or stored.expires_at <= utcnow():
+        raise SamlRefused("unknown_request")
+    if not provider.is_enabled:
+        raise SamlRefused("provider_disabled", provider)
+    return stored, provider
 
 
 def _unsolicited_provider(customer: Customer, issuer: str) -> IdentityProvider:
@@ -390,11 +394,12 @@ def _now() -> datetime:
 
 
 def _instant(value: str, provider: IdentityProvider | None = None) -> datetime:
+    """An xs:dateTime; one without a zone is UTC, as SAML requires UTC."""
     try:
-        parsed = saml2.time_util.str_to_time(value)
-    except (ValueError, TypeError):
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
         raise SamlRefused("invalid:time", provider) from None
-    return datetime.fromtimestamp(saml2.time_util.calendar.timegm(parsed), UTC)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def _use_request(stored: SamlRequest, provider: IdentityProvider) -> None:
@@ -410,21 +415,23 @@ def _use_request(stored: SamlRequest, provider: IdentityProvider) -> None:
 
 
 def _remember_assertion(provider: IdentityProvider, facts) -> None:
+    """Record the assertion id; a second use of it (on any node) inserts nothing: replay."""
     if not facts.id:
         raise SamlRefused("invalid:no_id", provider)
     lifetime = current_app.config["KURSA"]["sso"]["request_lifetime_seconds"]
     expires = utcnow() + timedelta(seconds=lifetime + provider.setting("clock_skew_seconds"))
     if facts.not_on_or_after:
         expires = max(expires, _instant(facts.not_on_or_after, provider) + timedelta(hours=1))
-    try:
-        with db.session.begin_nested():
-            db.session.add(
-                SamlAssertionSeen(
-                    provider_id=provider.id, assertion_id=facts.id[:255], expires_at=expires
-                )
-            )
-    except IntegrityError:
-        raise SamlRefused("replay", provider) from None
+    insert = INSERTS[db.session.get_bind().dialect.name]
+    # One statement, no savepoint: the unique constraint decides between concurrent logins.
+    result = db.session.execute(
+        insert(SamlAssertionSeen.__table__)
+        .values(provider_id=provider.id, assertion_id=facts.id[:255], expires_at=expires)
+        .on_conflict_do_nothing(index_elements=["provider_id", "assertion_id"])
+        .returning(SamlAssertionSeen.__table__.c.id)
+    )
+    if result.first() is None:
+        raise SamlRefused("replay", provider)
 
 
 def record_refusal(exc: SamlRefused, customer: Customer) -> None:
