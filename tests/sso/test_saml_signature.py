@@ -295,3 +295,22 @@ def with_second_signing_cert(metadata: str, cert_file: str) -> str:
     cert.text = body
     descriptor.insert(0, key_descriptor)
     return etree.tostring(root).decode()
+
+
+def test_encrypted_assertion_is_refused_with_its_own_reason(
+    app, client, acme_with_idp, idp, key_pairs
+):
+    """Kursa's metadata offers no encryption key, so an IdP should not encrypt; one that does
+    gets a clear refusal instead of a half-read assertion."""
+    acme_with_idp()
+    started = start_login(client)
+    xml = idp.respond(
+        client,
+        started.request_id,
+        sign_response=True,
+        encrypt_assertion=True,
+        encrypt_cert_assertion=open(key_pairs["sp"][1]).read(),
+    )
+    assert "EncryptedAssertion" in xml
+
+    assert_refused(post_acs(client, xml), client, "encrypted_assertion")
