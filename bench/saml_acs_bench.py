@@ -233,7 +233,7 @@ def report(dialect, acs_ms, steps, onelogin, floor_ms, pysaml2_ms) -> None:
         ),
         ("    of which sso.saml_signature.verify (both signatures)", verify_ms),
         ("  linking.login_person (identity, account, audit)", steps["linking"]),
-        ("  the ACS POST in CPU time of this thread (SQLite runs in it)", steps["cpu"]),
+        ("  the ACS POST in CPU time of this thread (with SQLite: the database too)", steps["cpu"]),
         ("python3-saml is_valid, same responses", onelogin_ms),
         ("  the same in CPU time of this thread", onelogin_cpu_ms),
         ("pysaml2 + xmlsec1 (previous ACS verifier), same responses", pysaml2_ms),

@@ -343,10 +343,12 @@ def _signing_keys(provider: IdentityProvider) -> list[saml_signature.SigningKey]
 
 
 def _check_response(facts, provider: IdentityProvider, acs: str, stored) -> None:
-    """Success, addressed to this ACS (required, although SAML makes it optional when the
-    Response is unsigned), and answering the stored request or, unsolicited, none."""
+    """Success, a login (an AuthnStatement), addressed to this ACS (required, although SAML
+    makes it optional when the Response is unsigned), answering the stored request or none."""
     if facts.status != SUCCESS:
         raise SamlRefused("idp_status", provider)
+    if not facts.authn_statements:
+        raise SamlRefused("invalid:no_authn_statement", provider)  # not an answer to a login
     if facts.destination != acs:
         raise SamlRefused("destination", provider)
     expected = stored.id if stored is not None else ""

@@ -45,6 +45,7 @@ class AssertionFacts:
     audience_restrictions: list[list[str]] = field(default_factory=list)
     bearers: list[Bearer] = field(default_factory=list)
     attributes: dict[str, list[str]] = field(default_factory=dict)
+    authn_statements: int = 0
 
 
 def read(signed: SignedResponse) -> AssertionFacts:
@@ -62,6 +63,7 @@ def read(signed: SignedResponse) -> AssertionFacts:
     _read_subject(assertion, facts)
     _read_conditions(assertion, facts)
     facts.attributes = _attributes(assertion)
+    facts.authn_statements = len(assertion.findall(f"{SAML}AuthnStatement"))
     return facts
 
 

@@ -243,6 +243,18 @@ def test_a_certificate_in_key_info_is_not_trusted(app, client, acme_with_idp, id
     assert_refused(post_acs(client, text(root)), client, "signature")
 
 
+def test_assertion_without_authn_statement_is_refused(app, client, acme_with_idp, idp, key_pairs):
+    """An assertion that says nothing about a login (an attribute statement, say) logs no one
+    in, although the IdP signed it."""
+    acme_with_idp()
+    started = start_login(client)
+    root, assertion = unsigned(idp, client, started.request_id)
+    assertion.remove(assertion.find(f"{SAML}AuthnStatement"))
+    sign(assertion, key_pairs["idp"])
+
+    assert_refused(post_acs(client, text(root)), client, "no_authn_statement")
+
+
 # --- reading what was signed ---------------------------------------------------------------
 
 
