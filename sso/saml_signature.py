@@ -49,15 +49,6 @@ DIGEST_METHODS = {
     "http://www.w3.org/2001/04/xmldsig-more#sha384": xmlsec.constants.TransformSha384,
     "http://www.w3.org/2001/04/xmlenc#sha512": xmlsec.constants.TransformSha512,
 }
-# One parser per thread is not needed: lxml parsers are safe to share once configured.
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-)
 
 
 class SignatureRefused(Exception):
@@ -93,13 +84,25 @@ class SignedResponse:
 def parse(document: bytes) -> etree._Element:
     """The root of `document` parsed under the rules above; refuses DTDs and broken XML."""
     try:
-        root = etree.fromstring(document, _PARSER)
+        root = etree.fromstring(document, _parser())
     except etree.XMLSyntaxError:
         raise SignatureRefused("malformed") from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise SignatureRefused("dtd")
     return root
+
+
+def _parser() -> etree.XMLParser:
+    """A new parser each time (cheap): a parser shared across request threads is not."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
 
 
 def metadata_keys(metadata_xml: str, entity_id: str) -> list[SigningKey]:

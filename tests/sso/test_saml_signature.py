@@ -6,9 +6,14 @@ comes from the rule under test, not from a broken signature.
 """
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from lxml import etree
 from sqlalchemy import func, select
 
@@ -108,6 +113,32 @@ def test_any_signing_certificate_of_the_metadata_verifies(
     responder = idp if signer == "idp" else SamlIdp(next_pair)
 
     answer = post_acs(client, responder.respond(client, started.request_id))
+
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert logged_in_account_id(client) is not None
+
+
+def test_ecdsa_sha256_signature_from_a_metadata_key_is_accepted(
+    app, client, make_customer, import_csv, idp, tmp_path
+):
+    """The rules allow ECDSA with SHA-2 besides RSA: an IdP with an EC P-256 key logs in."""
+    ec_pair = write_ec_pair(tmp_path / "ec")
+    customer = make_customer("acme", "Acme")
+    import_csv(customer, UNITS, PERSONS)
+    add_saml_provider(
+        customer,
+        "corp",
+        with_second_signing_cert(idp.metadata, ec_pair[1]),
+        match="username",
+        match_attribute="uid",
+        actor="test",
+    )
+    db.session.commit()
+    started = start_login(client)
+    root, assertion = unsigned(idp, client, started.request_id)
+    sign(assertion, ec_pair, method=C.TransformEcdsaSha256)
+
+    answer = post_acs(client, text(root))
 
     assert answer.status_code == 302, answer.get_data(as_text=True)
     assert logged_in_account_id(client) is not None
@@ -326,3 +357,31 @@ def test_encrypted_assertion_is_refused_with_its_own_reason(
     assert "EncryptedAssertion" in xml
 
     assert_refused(post_acs(client, xml), client, "encrypted_assertion")
+
+
+def write_ec_pair(folder) -> tuple[str, str]:
+    """An EC P-256 key and self-signed certificate (PEM files) for an IdP that uses ECDSA."""
+    folder.mkdir(parents=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec-idp")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(key_path), str(cert_path)
