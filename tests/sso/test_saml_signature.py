@@ -185,6 +185,16 @@ def test_reference_to_another_element_is_refused(app, client, acme_with_idp, idp
     assert_nobody_linked()
 
 
+def test_reference_to_the_whole_document_is_refused(app, client, acme_with_idp, idp, key_pairs):
+    """URI="" (the whole document) is valid XMLDSig, but the rule is the element's own ID."""
+    acme_with_idp(require_signed_assertion=False)
+    started = start_login(client)
+    root, _ = unsigned(idp, client, started.request_id)
+    sign(root, key_pairs["idp"], uri="")
+
+    assert_refused(post_acs(client, text(root)), client, "signature:reference")
+
+
 def test_signed_assertion_moved_aside_for_a_forged_one_is_refused(app, client, acme_with_idp, idp):
     """Wrapping: the IdP's signed Assertion hidden in Extensions, an unsigned one for u2 in
     its place (the Response itself unsigned)."""
