@@ -6,11 +6,15 @@ from pathlib import Path
 from tests.servers.postgres import PostgresServer
 
 
-def login_arguments(description: str) -> argparse.Namespace:
+def login_arguments(description: str, *, baseline: int | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--url", help="An empty database (migrated here).")
     parser.add_argument("--postgres", action="store_true", help="A throw-away PostgreSQL.")
     parser.add_argument("--logins", type=int, default=40)
+    if baseline is not None:
+        parser.add_argument(
+            "--baseline", type=int, default=baseline, help="Responses the slow baseline checks."
+        )
     return parser.parse_args()
 
 

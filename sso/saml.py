@@ -1,10 +1,11 @@
-"""The SAML 2.0 service provider (pysaml2): requests, SP metadata and verified responses.
+"""The SAML 2.0 service provider: requests and SP metadata (pysaml2), verified responses.
 
 One SP per customer (entity id `<base>/sso/<customer>/saml/metadata`); each response is checked
 against exactly one IdP's metadata, chosen by the stored request it answers (or, for an
-IdP-initiated login, by its issuer). pysaml2 checks signatures, audience, destination and
-times; Kursa adds what it leaves to the SP: one answer per request, never the same assertion
-twice, no DTDs, the bearer recipient, and NotOnOrAfter as an exclusive bound.
+IdP-initiated login, by its issuer). The ACS verifies signatures in-process
+(sso.saml_signature), reads only the signed Assertion (sso.saml_assertion) and checks here:
+status, destination, issuer, audience, times (NotOnOrAfter exclusive), the bearer recipient,
+one answer per request and never the same assertion twice.
 """
 
 import base64
@@ -16,23 +17,22 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import saml2.time_util
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring as safe_fromstring
 from flask import current_app
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import create_metadata_string
-from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, SCM_BEARER
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 from saml2.sigver import get_xmlsec_binary
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 import config
 from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.directory.models import Customer
+from sso import saml_assertion, saml_signature
 from sso.keys import ensure_self_signed_pair
 from sso.models import IdentityProvider, ProviderKind, SamlAssertionSeen, SamlRequest
 
@@ -40,15 +40,8 @@ logger = logging.getLogger(__name__)
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
 SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 MAX_RESPONSE_BYTES = 256 * 1024
-# pysaml2's exception -> Kursa's reason code (logged and audited; never the document itself).
-PYSAML2_REASONS = {
-    "SignatureError": "signature",
-    "ResponseLifetimeExceed": "expired",
-    "ToEarly": "not_yet_valid",
-    "UnsolicitedResponse": "unknown_request",
-    "InvalidAssertion": "invalid:assertion",
-    "StatusError": "idp_status",
-}
+SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class SamlRefused(Exception):
@@ -265,32 +258,32 @@ def _forget_expired(now: datetime) -> None:
 
 
 def verify_response(base_url: str, customer: Customer, encoded: str) -> VerifiedLogin:
-    """Check a POSTed SAMLResponse; return what it proves or raise SamlRefused."""
-    document = _decode(encoded)
-    in_response_to, issuer = _peek(document)
-    stored = _stored_request(customer, in_response_to) if in_response_to else None
-    if stored is not None:
-        provider = db.session.get(IdentityProvider, stored.provider_id)
-        if not provider.is_enabled:
-            raise SamlRefused("provider_disabled", provider)
-    else:
-        provider = _unsolicited_provider(customer, issuer)
+    """Check a POSTed SAMLResponse; return what it proves or raise SamlRefused.
 
-    response = _parse(base_url, customer, provider, encoded, stored)
-    assertion = response.assertion
-    _check_issuer(response, provider)
-    _check_audience(response, provider, base_url, customer)
-    _check_times_and_recipient(assertion, provider, acs_url(base_url, customer))
+    The signatures are checked in-process by sso.saml_signature (its docstring has the
+    rules); every later check reads only the Assertion that a verified signature covers.
+    """
+    root = _parse(_decode(encoded))
+    in_response_to, issuer = _peek(root)
+    if in_response_to:
+        stored, provider = _stored_request(customer, in_response_to)
+    else:
+        stored, provider = None, _unsolicited_provider(customer, issuer)
+
+    facts = _verified_facts(provider, root)
+    _check_response(facts, provider, acs_url(base_url, customer), stored)
+    _check_issuer(facts, provider)
+    _check_audience(facts, provider, base_url, customer)
+    _check_times_and_recipient(facts, provider, acs_url(base_url, customer), stored)
     if stored is not None:
         _use_request(stored, provider)
-    _remember_assertion(provider, assertion)
+    _remember_assertion(provider, facts)
 
-    name_id = response.name_id
     return VerifiedLogin(
         provider=provider,
-        name_id=(name_id.text or "").strip() if name_id is not None else "",
-        name_id_format=(name_id.format or "") if name_id is not None else "",
-        attributes=response.ava or {},
+        name_id=facts.name_id,
+        name_id_format=facts.name_id_format,
+        attributes=facts.attributes,
         next_url=stored.next_url if stored is not None else "",
         session_index=session_index_of(assertion),
     )
@@ -313,17 +306,16 @@ def _decode(encoded: str) -> bytes:
         raise SamlRefused("malformed") from None
 
 
-def _peek(document: bytes) -> tuple[str, str]:
-    """InResponseTo and Issuer, read (not trusted) to choose the request and the IdP.
-
-    The parser refuses any DTD: SAML never needs one, and entities are an attack surface.
-    """
+def _parse(document: bytes):
+    """The hardened parse: no DTD (refused: SAML never needs one), entities or network."""
     try:
-        root = safe_fromstring(document, forbid_dtd=True, forbid_entities=True)
-    except DefusedXmlException:
-        raise SamlRefused("dtd") from None
-    except Exception:  # noqa: BLE001 - any parse error is a malformed document
-        raise SamlRefused("malformed") from None
+        return saml_signature.parse(document)
+    except saml_signature.SignatureRefused as exc:
+        raise SamlRefused(exc.reason) from None
+
+
+def _peek(root) -> tuple[str, str]:
+    """InResponseTo and Issuer, read (not trusted) to choose the request and the IdP."""
     if root.tag != f"{SAMLP}Response":
         raise SamlRefused("malformed")
     issuer = root.find(f"{SAML}Issuer")
@@ -332,15 +324,21 @@ def _peek(document: bytes) -> tuple[str, str]:
     return root.get("InResponseTo", ""), (issuer.text or "").strip() if issuer is not None else ""
 
 
-def _stored_request(customer: Customer, request_id: str) -> SamlRequest:
-    stored = db.session.scalar(
-        select(SamlRequest)
+def _stored_request(customer: Customer, request_id: str):
+    """The open request answered and its provider, in one query."""
+    found = db.session.execute(
+        select(SamlRequest, IdentityProvider)
         .join(IdentityProvider, IdentityProvider.id == SamlRequest.provider_id)
         .where(SamlRequest.id == request_id, IdentityProvider.customer_id == customer.id)
-    )
-    if stored is None or stored.is_used or stored.expires_at <= utcnow():
+    ).first()
+    if found is None:
         raise SamlRefused("unknown_request")
-    return stored
+    stored, provider = found
+    if stored.is_used or stored.expires_at <= utcnow():
+        raise SamlRefused("unknown_request")
+    if not provider.is_enabled:
+        raise SamlRefused("provider_disabled", provider)
+    return stored, provider
 
 
 def _unsolicited_provider(customer: Customer, issuer: str) -> IdentityProvider:
@@ -359,85 +357,90 @@ def _unsolicited_provider(customer: Customer, issuer: str) -> IdentityProvider:
     return provider
 
 
-def _parse(base_url, customer, provider, encoded, stored):
-    unsolicited = stored is None
-    client = sp_client(base_url, customer, provider, unsolicited=unsolicited)
-    outstanding = {} if unsolicited else {stored.id: stored.next_url}
+def _verified_facts(provider: IdentityProvider, root) -> saml_assertion.AssertionFacts:
+    """Verify the signatures with the provider's metadata keys; read what they cover."""
     try:
-        response = client.parse_authn_request_response(
-            encoded, BINDING_HTTP_POST, outstanding=outstanding
+        signed = saml_signature.verify(
+            root,
+            _signing_keys(provider),
+            require_signed_assertion=bool(provider.setting("require_signed_assertion")),
         )
-    except Exception as exc:  # noqa: BLE001 - pysaml2 raises many types; all mean "refuse"
-        # The class name says why (signature, audience, time) without any of the document.
-        reason = PYSAML2_REASONS.get(type(exc).__name__, f"invalid:{type(exc).__name__}")
-        if "AudienceRestrictions" in str(exc):
-            reason = "audience"
-        raise SamlRefused(reason, provider) from None
-    if response is None:
-        raise SamlRefused("invalid:empty", provider)
-    # Required although pysaml2 accepts it missing (then it stops before the assertion).
-    if response.response.destination != acs_url(base_url, customer):
+        return saml_assertion.read(signed)
+    except saml_signature.SignatureRefused as exc:
+        raise SamlRefused(exc.reason, provider) from None
+
+
+def _signing_keys(provider: IdentityProvider) -> list[saml_signature.SigningKey]:
+    """The IdP's metadata signing keys, loaded once per provider and metadata text."""
+    metadata_xml = provider.setting("metadata_xml")
+    cache = current_app.extensions.setdefault("kursa_sso", {}).setdefault("signing_keys", {})
+    cached = cache.get(provider.id)
+    if cached is None or cached[0] != metadata_xml:
+        keys = saml_signature.metadata_keys(metadata_xml, provider.setting("entity_id"))
+        cached = cache[provider.id] = (metadata_xml, keys)
+    return cached[1]
+
+
+def _check_response(facts, provider: IdentityProvider, acs: str, stored) -> None:
+    """Success, a login (an AuthnStatement), addressed to this ACS (required, although SAML
+    makes it optional when the Response is unsigned), answering the stored request or none."""
+    if facts.status != SUCCESS:
+        raise SamlRefused("idp_status", provider)
+    if not facts.authn_statements:
+        raise SamlRefused("invalid:no_authn_statement", provider)  # not an answer to a login
+    if facts.destination != acs:
         raise SamlRefused("destination", provider)
-    if response.assertion is None:
-        raise SamlRefused("invalid:no_assertion", provider)
-    if stored is not None and response.in_response_to != stored.id:
+    expected = stored.id if stored is not None else ""
+    if facts.in_response_to != expected:
         raise SamlRefused("unknown_request", provider)
-    return response
 
 
-def _check_issuer(response, provider: IdentityProvider) -> None:
-    expected = provider.setting("entity_id")
-    issuers = {response.issuer(), (response.assertion.issuer.text or "").strip()}
-    if issuers != {expected}:
+def _check_issuer(facts, provider: IdentityProvider) -> None:
+    if {facts.response_issuer, facts.issuer} != {provider.setting("entity_id")}:
         raise SamlRefused("issuer", provider)
 
 
-def _check_audience(response, provider, base_url: str, customer: Customer) -> None:
-    """An AudienceRestriction naming Kursa is required (pysaml2 accepts none)."""
+def _check_audience(facts, provider, base_url: str, customer: Customer) -> None:
+    """An AudienceRestriction naming Kursa is required (SAML lets it be absent)."""
     ours = entity_id(base_url, customer)
-    conditions = response.assertion.conditions
-    restrictions = conditions.audience_restriction if conditions is not None else []
-    if not restrictions or not all(
-        any((a.text or "").strip() == ours for a in r.audience) for r in restrictions
-    ):
+    restrictions = facts.audience_restrictions
+    if not restrictions or not all(ours in audiences for audiences in restrictions):
         raise SamlRefused("audience", provider)
 
 
-def _check_times_and_recipient(assertion, provider: IdentityProvider, acs: str) -> None:
-    """NotOnOrAfter is exclusive (pysaml2 lets the very second pass); bearer recipient = ACS."""
+def _check_times_and_recipient(facts, provider: IdentityProvider, acs: str, stored) -> None:
+    """NotOnOrAfter is exclusive; NotBefore inclusive; each bearer names this ACS and, when it
+    names a request, the one answered (none for an IdP-initiated login)."""
     now = _now()
     skew = timedelta(seconds=provider.setting("clock_skew_seconds"))
-    conditions = assertion.conditions
-    bounds = [conditions.not_on_or_after] if conditions is not None else []
-    bearers = (
-        [c for c in assertion.subject.subject_confirmation if c.method == SCM_BEARER]
-        if assertion.subject is not None
-        else []
-    )
-    if not bearers:
+    if not facts.bearers:
         raise SamlRefused("no_bearer", provider)
-    for confirmation in bearers:
-        data = confirmation.subject_confirmation_data
-        if data is None or data.recipient != acs:
+    expected_request = stored.id if stored is not None else ""
+    for bearer in facts.bearers:
+        if bearer.recipient != acs:
             raise SamlRefused("recipient", provider)
-        bounds.append(data.not_on_or_after)
+        if bearer.in_response_to not in {"", expected_request}:
+            raise SamlRefused("unknown_request", provider)
+    bounds = [facts.not_on_or_after, *(b.not_on_or_after for b in facts.bearers)]
     for bound in filter(None, bounds):
-        if now >= _instant(bound) + skew:
+        if now >= _instant(bound, provider) + skew:
             raise SamlRefused("expired", provider)
-    if conditions is not None and conditions.not_before:
-        if now + skew < _instant(conditions.not_before):
-            raise SamlRefused("not_yet_valid", provider)
+    if facts.not_before and now + skew < _instant(facts.not_before, provider):
+        raise SamlRefused("not_yet_valid", provider)
 
 
 def _now() -> datetime:
-    # pysaml2's own clock, so a test that moves it moves both checks together.
+    # pysaml2's clock, which the tests move.
     return datetime.fromtimestamp(saml2.time_util.utc_now(), UTC)
 
 
-def _instant(value: str) -> datetime:
-    return datetime.fromtimestamp(
-        saml2.time_util.calendar.timegm(saml2.time_util.str_to_time(value)), UTC
-    )
+def _instant(value: str, provider: IdentityProvider | None = None) -> datetime:
+    """An xs:dateTime; one without a zone is UTC, as SAML requires UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise SamlRefused("invalid:time", provider) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def _use_request(stored: SamlRequest, provider: IdentityProvider) -> None:
@@ -452,23 +455,24 @@ def _use_request(stored: SamlRequest, provider: IdentityProvider) -> None:
         raise SamlRefused("replay", provider)
 
 
-def _remember_assertion(provider: IdentityProvider, assertion) -> None:
-    if not assertion.id:
+def _remember_assertion(provider: IdentityProvider, facts) -> None:
+    """Record the assertion id; a second use of it (on any node) inserts nothing: replay."""
+    if not facts.id:
         raise SamlRefused("invalid:no_id", provider)
     lifetime = current_app.config["KURSA"]["sso"]["request_lifetime_seconds"]
     expires = utcnow() + timedelta(seconds=lifetime + provider.setting("clock_skew_seconds"))
-    conditions = assertion.conditions
-    if conditions is not None and conditions.not_on_or_after:
-        expires = max(expires, _instant(conditions.not_on_or_after) + timedelta(hours=1))
-    try:
-        with db.session.begin_nested():
-            db.session.add(
-                SamlAssertionSeen(
-                    provider_id=provider.id, assertion_id=assertion.id[:255], expires_at=expires
-                )
-            )
-    except IntegrityError:
-        raise SamlRefused("replay", provider) from None
+    if facts.not_on_or_after:
+        expires = max(expires, _instant(facts.not_on_or_after, provider) + timedelta(hours=1))
+    insert = INSERTS[db.session.get_bind().dialect.name]
+    # One statement, no savepoint: the unique constraint decides between concurrent logins.
+    result = db.session.execute(
+        insert(SamlAssertionSeen.__table__)
+        .values(provider_id=provider.id, assertion_id=facts.id[:255], expires_at=expires)
+        .on_conflict_do_nothing(index_elements=["provider_id", "assertion_id"])
+        .returning(SamlAssertionSeen.__table__.c.id)
+    )
+    if result.first() is None:
+        raise SamlRefused("replay", provider)
 
 
 def record_refusal(exc: SamlRefused, customer: Customer) -> None:
