@@ -285,16 +285,8 @@ def verify_response(base_url: str, customer: Customer, encoded: str) -> Verified
         name_id_format=facts.name_id_format,
         attributes=facts.attributes,
         next_url=stored.next_url if stored is not None else "",
-        session_index=session_index_of(assertion),
+        session_index=facts.session_index,
     )
-
-
-def session_index_of(assertion) -> str:
-    """The SessionIndex of the verified assertion's AuthnStatement ("" when it has none)."""
-    for statement in assertion.authn_statement or []:
-        if statement.session_index:
-            return statement.session_index.strip()
-    return ""
 
 
 def _decode(encoded: str) -> bytes:
@@ -364,10 +356,21 @@ def _verified_facts(provider: IdentityProvider, root) -> saml_assertion.Assertio
             root,
             _signing_keys(provider),
             require_signed_assertion=bool(provider.setting("require_signed_assertion")),
+            decryption_key=_decryption_key(),
         )
         return saml_assertion.read(signed)
     except saml_signature.SignatureRefused as exc:
         raise SamlRefused(exc.reason, provider) from None
+
+
+def _decryption_key():
+    """The SP's encryption key, loaded once per key file."""
+    key_file, _cert = sp_encryption_pair()
+    cache = current_app.extensions.setdefault("kursa_sso", {})
+    if cache.get("decryption_key_file") != key_file:
+        cache["decryption_key"] = saml_signature.load_decryption_key(key_file)
+        cache["decryption_key_file"] = key_file
+    return cache["decryption_key"]
 
 
 def _signing_keys(provider: IdentityProvider) -> list[saml_signature.SigningKey]:

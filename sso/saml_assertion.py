@@ -46,6 +46,7 @@ class AssertionFacts:
     bearers: list[Bearer] = field(default_factory=list)
     attributes: dict[str, list[str]] = field(default_factory=dict)
     authn_statements: int = 0
+    session_index: str = ""  # the first AuthnStatement's SessionIndex, kept for single logout
 
 
 def read(signed: SignedResponse) -> AssertionFacts:
@@ -63,7 +64,10 @@ def read(signed: SignedResponse) -> AssertionFacts:
     _read_subject(assertion, facts)
     _read_conditions(assertion, facts)
     facts.attributes = _attributes(assertion)
-    facts.authn_statements = len(assertion.findall(f"{SAML}AuthnStatement"))
+    statements = assertion.findall(f"{SAML}AuthnStatement")
+    facts.authn_statements = len(statements)
+    indexes = [s.get("SessionIndex", "").strip() for s in statements if s.get("SessionIndex")]
+    facts.session_index = indexes[0] if indexes else ""
     return facts
 
 

@@ -33,6 +33,7 @@ SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
 SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
+XENC = "{http://www.w3.org/2001/04/xmlenc#}"
 XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -48,6 +49,16 @@ DIGEST_METHODS = {
     "http://www.w3.org/2001/04/xmlenc#sha256": xmlsec.constants.TransformSha256,
     "http://www.w3.org/2001/04/xmldsig-more#sha384": xmlsec.constants.TransformSha384,
     "http://www.w3.org/2001/04/xmlenc#sha512": xmlsec.constants.TransformSha512,
+}
+# Symmetric ciphers of EncryptedData -> the key kind xmlsec builds the session key as.
+SESSION_KEY_KINDS = {
+    "http://www.w3.org/2001/04/xmlenc#aes128-cbc": xmlsec.constants.KeyDataAes,
+    "http://www.w3.org/2001/04/xmlenc#aes192-cbc": xmlsec.constants.KeyDataAes,
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc": xmlsec.constants.KeyDataAes,
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm": xmlsec.constants.KeyDataAes,
+    "http://www.w3.org/2009/xmlenc11#aes192-gcm": xmlsec.constants.KeyDataAes,
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm": xmlsec.constants.KeyDataAes,
+    "http://www.w3.org/2001/04/xmlenc#tripledes-cbc": xmlsec.constants.KeyDataDes,
 }
 
 
@@ -124,19 +135,32 @@ def metadata_keys(metadata_xml: str, entity_id: str) -> list[SigningKey]:
 
 
 def verify(
-    root: etree._Element, keys: Sequence[SigningKey], *, require_signed_assertion: bool
+    root: etree._Element,
+    keys: Sequence[SigningKey],
+    *,
+    require_signed_assertion: bool,
+    decryption_key: xmlsec.Key | None = None,
 ) -> SignedResponse:
     """Verify the Response's and the Assertion's signatures; return what they cover.
 
-    A signature that is present must verify, even where the other would be enough.
+    A signature that is present must verify, even where the other would be enough. An
+    EncryptedAssertion is decrypted with `decryption_key` after the Response's signature (which
+    covers the encrypted form) and before the Assertion's own (which covers the plain form).
     """
     if root.tag != f"{SAMLP}Response":
         raise SignatureRefused("malformed")
-    assertion = _only_assertion(root)
+    _check_assertion_count(root)
     _check_unique_ids(root)
     xmlsec.tree.add_ids(root, ["ID"])
 
     response_signed = _verify_enveloped(root, keys)
+    encrypted = root.find(f"{SAML}EncryptedAssertion")
+    if encrypted is not None:
+        assertion = _decrypt(encrypted, decryption_key)
+        _check_unique_ids(root)
+        xmlsec.tree.add_ids(root, ["ID"])
+    else:
+        assertion = root.find(f"{SAML}Assertion")
     assertion_signed = _verify_enveloped(assertion, keys)
     if require_signed_assertion and not assertion_signed:
         raise SignatureRefused("signature:assertion_unsigned")
@@ -145,14 +169,75 @@ def verify(
     return SignedResponse(root, assertion, response_signed, assertion_signed)
 
 
-def _only_assertion(root: etree._Element) -> etree._Element:
-    if root.find(f"{SAML}EncryptedAssertion") is not None:
-        # TODO: decrypt with the SP key; no customer IdP encrypts today (see issue 4 note).
-        raise SignatureRefused("encrypted_assertion")
-    assertions = root.findall(f"{SAML}Assertion")
-    if len(assertions) != 1:
+def _check_assertion_count(root: etree._Element) -> None:
+    """Exactly one Assertion or EncryptedAssertion directly inside the Response."""
+    found = root.findall(f"{SAML}Assertion") + root.findall(f"{SAML}EncryptedAssertion")
+    if len(found) != 1:
         raise SignatureRefused("invalid:assertion_count")
-    return assertions[0]
+
+
+def load_decryption_key(key_file: str) -> xmlsec.Key:
+    """The SP's private key (PEM) that IdPs encrypt assertions to."""
+    return xmlsec.Key.from_file(key_file, xmlsec.KeyFormat.PEM)
+
+
+def _decrypt(encrypted: etree._Element, key: xmlsec.Key | None) -> etree._Element:
+    """Decrypt the EncryptedData of `encrypted` in place; return the plain Assertion.
+
+    The session key is carried as an EncryptedKey inside the EncryptedData's KeyInfo or beside
+    it (both forms are common). Anybody can encrypt to the SP's public key, so the plain text
+    is attacker-controlled until its signature is checked: it gets the same rule as a parsed
+    document (comments dropped), and a fragment cannot carry a DTD.
+    """
+    if key is None:
+        raise SignatureRefused("encrypted_assertion")
+    data = encrypted.findall(f"{XENC}EncryptedData")
+    if len(data) != 1:
+        raise SignatureRefused("malformed")
+    context = xmlsec.EncryptionContext()
+    beside = encrypted.find(f"{XENC}EncryptedKey")
+    try:
+        if data[0].find(f"{DS}KeyInfo/{XENC}EncryptedKey") is None and beside is not None:
+            context.key = _session_key(beside, data[0], key)
+        else:
+            manager = xmlsec.KeysManager()
+            manager.add_key(key)
+            context = xmlsec.EncryptionContext(manager)
+        plain = context.decrypt(data[0])
+    except xmlsec.Error:
+        raise SignatureRefused("decryption") from None
+    if not isinstance(plain, etree._Element) or plain.tag != f"{SAML}Assertion":
+        raise SignatureRefused("invalid:assertion")
+    _drop_comments(plain)
+    return plain
+
+
+def _drop_comments(element: etree._Element) -> None:
+    """Remove comments, keeping the text after each, as the parse of a whole document does.
+
+    The plain Assertion stays where xmlsec put it, inside the EncryptedAssertion: moving or
+    re-serialising it could drop namespace declarations its signature's InclusiveNamespaces
+    list covers.
+    """
+    for comment in list(element.iter(etree.Comment)):
+        parent, tail = comment.getparent(), comment.tail or ""
+        before = comment.getprevious()
+        if before is not None:
+            before.tail = (before.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+        parent.remove(comment)
+
+
+def _session_key(encrypted_key: etree._Element, data: etree._Element, key: xmlsec.Key):
+    """The symmetric key of `data`, from an EncryptedKey that sits beside it."""
+    method = data.find(f"{XENC}EncryptionMethod")
+    kind = SESSION_KEY_KINDS.get(method.get("Algorithm") if method is not None else None)
+    if kind is None:
+        raise SignatureRefused("decryption")
+    context = xmlsec.EncryptionContext()
+    context.key = key
+    return xmlsec.Key.from_binary_data(kind, context.decrypt(encrypted_key))
 
 
 def _check_unique_ids(root: etree._Element) -> None:

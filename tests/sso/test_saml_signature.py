@@ -18,6 +18,7 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from portal.core.db import db
+from sso import saml_signature
 from sso.keys import write_self_signed_pair
 from sso.models import Identity
 from sso.operations import add_saml_provider
@@ -350,12 +351,9 @@ def with_second_signing_cert(metadata: str, cert_file: str) -> str:
     return etree.tostring(root).decode()
 
 
-def test_encrypted_assertion_is_refused_with_its_own_reason(
-    app, client, acme_with_idp, idp, key_pairs
-):
-    """Kursa's metadata offers no encryption key, so an IdP should not encrypt; one that does
-    gets a clear refusal instead of a half-read assertion."""
-    acme_with_idp()
+def encrypted_to_sp(client, idp, key_pairs, **extra) -> str:
+    """A signed Response whose signed Assertion is encrypted to the SP's key, the EncryptedKey
+    beside the EncryptedData (pysaml2's default form)."""
     started = start_login(client)
     xml = idp.respond(
         client,
@@ -363,10 +361,75 @@ def test_encrypted_assertion_is_refused_with_its_own_reason(
         sign_response=True,
         encrypt_assertion=True,
         encrypt_cert_assertion=open(key_pairs["sp"][1]).read(),
+        **extra,
     )
-    assert "EncryptedAssertion" in xml
+    assert "EncryptedAssertion" in xml and "subject-u1" not in xml
+    return xml
 
-    assert_refused(post_acs(client, xml), client, "encrypted_assertion")
+
+def test_an_assertion_encrypted_to_the_sp_is_decrypted_and_its_signature_checked(
+    app, client, acme_with_idp, idp, key_pairs
+):
+    acme_with_idp()
+    answer = post_acs(client, encrypted_to_sp(client, idp, key_pairs))
+
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert logged_in_account_id(client) is not None
+
+
+def test_an_encrypted_assertion_beside_a_plain_one_is_refused(
+    app, client, acme_with_idp, idp, key_pairs
+):
+    """Two assertions, one hidden in encryption: which one is read must never be a question."""
+    acme_with_idp()
+    xml = encrypted_to_sp(client, idp, key_pairs)
+    plain = etree.fromstring(idp.respond(client, start_login(client).request_id).encode())
+    root = etree.fromstring(xml.encode())
+    root.find(f"{SAML}EncryptedAssertion").addprevious(plain.find(f"{SAML}Assertion"))
+    doctored = etree.tostring(root).decode()
+    assert doctored != xml
+
+    assert_refused(post_acs(client, doctored), client, "assertion_count")
+
+
+def test_comments_in_a_decrypted_assertion_are_dropped_keeping_the_text(key_pairs):
+    """Anybody can encrypt to the SP's public key, so the decrypted text gets the parse's
+    rule: comments dropped and the text around them kept, so a NameID reads whole."""
+    response = saml_signature.parse(
+        b'<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        b'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="r1">'
+        b'<saml:Assertion ID="a1"><saml:Subject><saml:NameID>subject-<!--x-->u1'
+        b"<!--y--></saml:NameID></saml:Subject></saml:Assertion></samlp:Response>"
+    )
+    assertion = response[0]
+    wrapper = etree.SubElement(response, f"{SAML}EncryptedAssertion")
+    template = xmlsec.template.encrypted_data_create(
+        wrapper, xmlsec.constants.TransformAes256Cbc, type=xmlsec.constants.TypeEncElement
+    )
+    xmlsec.template.encrypted_data_ensure_cipher_value(template)
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(template)
+    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xmlsec.constants.TransformRsaOaep)
+    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_file(key_pairs["sp"][1], xmlsec.KeyFormat.CERT_PEM))
+    context = xmlsec.EncryptionContext(manager)
+    context.key = xmlsec.Key.generate(
+        xmlsec.constants.KeyDataAes, 256, xmlsec.constants.KeyDataTypeSession
+    )
+    wrapper.append(context.encrypt_xml(template, assertion))
+    assert b"subject-" not in etree.tostring(response)
+
+    plain = saml_signature._decrypt(wrapper, saml_signature.load_decryption_key(key_pairs["sp"][0]))
+
+    name_id = plain.find(f".//{SAML}NameID")
+    assert name_id.text == "subject-u1" and len(name_id) == 0
+
+
+def test_an_encrypted_assertion_without_a_decryption_key_is_refused():
+    wrapper = etree.Element(f"{SAML}EncryptedAssertion")
+    with pytest.raises(saml_signature.SignatureRefused) as refused:
+        saml_signature._decrypt(wrapper, None)
+    assert refused.value.reason == "encrypted_assertion"
 
 
 def write_ec_pair(folder) -> tuple[str, str]:
