@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from portal.core.db import db, utcnow
 from portal.directory.models import OrgUnit, Person
+from sync.gcpause import gc_paused
 from sync.models import SyncChange, SyncIssue
 from sync.plan import ChangeSet
 from sync.records import Issue
@@ -34,10 +35,11 @@ def apply_changes(
     conn = db.session.connection()
     now = utcnow()
 
-    unit_ids = _write_units(conn, changes, customer, now)
-    progress("units", 1.0)
-    person_ids = _write_persons(conn, changes, customer, unit_ids, now, batch_size, progress)
-    store_report(conn, run_id, changes, person_ids, batch_size)
+    with gc_paused():
+        unit_ids = _write_units(conn, changes, customer, now)
+        progress("units", 1.0)
+        person_ids = _write_persons(conn, changes, customer, unit_ids, now, batch_size, progress)
+        store_report(conn, run_id, changes, person_ids, batch_size)
     db.session.expire_all()
 
 

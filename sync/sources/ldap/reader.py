@@ -18,6 +18,7 @@ import ldap
 import ldap.dn
 import ldap.filter
 
+from sync.gcpause import gc_paused
 from sync.records import Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
 
@@ -53,7 +54,8 @@ def read_directory(
     except DirectoryError as exc:
         return Reading(_fatal(source_name, str(exc)), dict(state or {}))
     try:
-        return _Reader(conn, settings, source_name, state or {}, full, on_page).read()
+        with gc_paused():
+            return _Reader(conn, settings, source_name, state or {}, full, on_page).read()
     except DirectoryError as exc:
         return Reading(_fatal(source_name, str(exc)), dict(state or {}))
     finally:
