@@ -8,6 +8,7 @@ so the run report names the entry behind a rejected record.
 """
 
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -71,6 +72,22 @@ def dn_key(dn: str) -> tuple:
     return tuple(map(_rdn_key, ldap.dn.str2dn(dn)))
 
 
+# An RDN without a backslash, a quote or the old ';' separator cannot hide a comma.
+_RDN_SPECIALS = re.compile(r'[\\";]')
+
+
+def parent_dn(dn: str) -> str | None:
+    """The DN's text after its first RDN, when a plain split at the first comma finds it exactly.
+
+    None when the first RDN escapes or quotes something (`cn=Doe\\, Jane`, `cn=Doe\\2C Jane`):
+    such a DN is parsed in full. The text is the server's spelling, not a normalised DN.
+    """
+    rdn, comma, parent = dn.partition(",")
+    if not comma or _RDN_SPECIALS.search(rdn):
+        return None
+    return parent
+
+
 def _rdn_key(rdn) -> tuple:
     if len(rdn) == 1:  # nearly every RDN has one value: no sorting needed
         return ((rdn[0][0].lower(), rdn[0][1].lower()),)
@@ -95,6 +112,7 @@ class _Reader:
         self.incremental = not full and self._can_resume()
         self.issues: list[Issue] = []
         self.unit_names: dict[str, str] = {}  # attribute mode: person anchor -> unit name
+        self.unit_of_parent: dict[str, str] = {}  # parent DN as spelled -> enclosing unit key
 
     # -- state ------------------------------------------------------------------------------
 
@@ -205,9 +223,9 @@ class _Reader:
         base = self.settings["org_base"]
         number_attr = self.settings["unit_number_attribute"]
         wanted = [self.attrs["anchor"], number_attr, self.settings["change_attribute"]]
-        found = []
+        found, base_key = [], dn_key(base)
         for dn, values in self._search(base, self.settings["ou_filter"], wanted):
-            if dn_key(dn) == dn_key(base):
+            if dn_key(dn) == base_key:
                 continue  # the base itself is the customer, not a unit
             self._track(values)
             found.append((dn, self._anchor(values), values))
@@ -316,13 +334,18 @@ class _Reader:
         )
 
     def _enclosing_unit(self, dn: str, ou_of_dn: dict[tuple, str]) -> str:
-        """The nearest OU above the entry that is a unit; '' when it is outside the tree."""
-        rdns = dn_key(dn)
-        for start in range(1, len(rdns)):
-            key = ou_of_dn.get(rdns[start:])
-            if key:
-                return key
-        return ""
+        """The nearest OU above the entry that is a unit; '' when it is outside the tree.
+
+        Thousands of persons share a handful of parent DNs, so the answer is kept per parent
+        DN as the server spelled it: one DN parse per parent instead of one per person.
+        """
+        parent = parent_dn(dn)
+        if parent is None:
+            return _nearest_unit(dn_key(dn), ou_of_dn)
+        found = self.unit_of_parent.get(parent)
+        if found is None:
+            found = self.unit_of_parent[parent] = _nearest_unit(dn_key(dn), ou_of_dn)
+        return found
 
     def _units_from_persons(self, persons: list[PersonRecord]) -> list[UnitRecord]:
         """Attribute mode: one unit per department number, named by the department name."""
@@ -348,6 +371,14 @@ class _Reader:
         if attribute.lower() == "objectguid":
             return str(uuid.UUID(bytes_le=raw[0]))
         return raw[0].decode()
+
+
+def _nearest_unit(rdns: tuple, ou_of_dn: dict[tuple, str]) -> str:
+    for start in range(1, len(rdns)):
+        key = ou_of_dn.get(rdns[start:])
+        if key:
+            return key
+    return ""
 
 
 def _earlier(generalized_time: str, delta: timedelta) -> str:
