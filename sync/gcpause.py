@@ -5,7 +5,8 @@ Reading, planning and applying 20,000 persons allocates a few hundred thousand c
 collector walk every object the process holds -- the whole Flask app and SQLAlchemy included
 -- again and again: measured at a third of a full LDAP sync. Records hold no reference
 cycles, so reference counting frees them anyway; the collector runs as usual once the phase
-is over.
+is over. The switch is process-wide: with two runs in threads, the first to finish turns the
+collector back on for the other, which then only loses speed.
 """
 
 import contextlib
