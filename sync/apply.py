@@ -7,11 +7,13 @@ sync.runs commits once everything, the run report included, is written.
 import logging
 import re
 from collections.abc import Callable
+from itertools import chain
 
 from sqlalchemy import bindparam, insert, select, update
 
 from portal.core.db import db, utcnow
 from portal.directory.models import OrgUnit, Person
+from sync.gcpause import gc_paused
 from sync.models import SyncChange, SyncIssue
 from sync.plan import ChangeSet
 from sync.records import Issue
@@ -34,10 +36,11 @@ def apply_changes(
     conn = db.session.connection()
     now = utcnow()
 
-    unit_ids = _write_units(conn, changes, customer, now)
-    progress("units", 1.0)
-    person_ids = _write_persons(conn, changes, customer, unit_ids, now, batch_size, progress)
-    store_report(conn, run_id, changes, person_ids, batch_size)
+    with gc_paused():
+        unit_ids = _write_units(conn, changes, customer, now)
+        progress("units", 1.0)
+        person_ids = _write_persons(conn, changes, customer, unit_ids, now, batch_size, progress)
+        store_report(conn, run_id, changes, person_ids, batch_size)
     db.session.expire_all()
 
 
@@ -167,6 +170,10 @@ def tree_paths(parent: dict[int, int | None]) -> dict[int, str]:
     return paths
 
 
+# Values bound in one statement: SQLite before 3.32 takes at most 999.
+MAX_BOUND_VALUES = 999
+
+
 class _Driver:
     """Bulk statements straight through the database driver.
 
@@ -186,9 +193,24 @@ class _Driver:
         return processor or (lambda value: value)
 
     def insert(self, table, columns: list[str], rows: list[tuple], progress=None) -> None:
+        """Many rows per statement: on SQLite a quarter less CPU than a statement per row."""
         names = ", ".join(self.quote(c) for c in columns)
-        marks = ", ".join([self.mark] * len(columns))
-        self._many(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows, progress)
+        head = f"INSERT INTO {table.name} ({names}) VALUES "
+        one = "(" + ", ".join([self.mark] * len(columns)) + ")"
+        per = max(1, MAX_BOUND_VALUES // len(columns))
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            whole = len(batch) - len(batch) % per
+            groups = [tuple(chain.from_iterable(batch[i : i + per])) for i in range(0, whole, per)]
+            if groups:
+                self.conn.exec_driver_sql(head + ", ".join([one] * per), groups)
+            if whole < len(batch):
+                rest = batch[whole:]
+                self.conn.exec_driver_sql(
+                    head + ", ".join([one] * len(rest)), tuple(chain.from_iterable(rest))
+                )
+            if progress:
+                progress(start + len(batch))
 
     def update(self, table, columns: list[str], rows: list[tuple], progress=None) -> None:
         """Each row holds the new values of `columns`, then the id."""
@@ -289,12 +311,23 @@ def _write_persons(
     driver.update(persons_t, ["active_changed_at"], switched)
     if not new:
         return {}
-    rows = conn.execute(
+    rows = _plain_rows(
+        conn,
         select(persons_t.c.id, persons_t.c.username).where(
             persons_t.c.customer_id == customer.id, persons_t.c.created_at == now
-        )
+        ),
     )
     return {username.lower(): person_id for person_id, username in rows}
+
+
+def _plain_rows(conn, statement) -> list[tuple]:
+    """Rows of plain columns straight from the driver: SQLAlchemy's Row objects cost more
+    than the query when a run created 100,000 persons."""
+    result = conn.execute(statement)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 CHANGE_INSERT = ["run_id", "entity", "entity_id", "key", "action", "before", "after"]

@@ -6,6 +6,7 @@ nothing active remains below them.
 """
 
 from portal.directory.models import Customer
+from sync.gcpause import gc_paused
 from sync.plan.changes import (
     PERSON_FIELDS,
     Change,
@@ -33,6 +34,11 @@ __all__ = [
 
 def plan(data: SourceData, customer: Customer) -> ChangeSet:
     """Compare what the source says with the directory and return the changes to make."""
+    with gc_paused():
+        return _plan(data, customer)
+
+
+def _plan(data: SourceData, customer: Customer) -> ChangeSet:
     changes = ChangeSet(customer.id, source_label(data), issues=list(data.issues))
     if data.fatal:
         changes.fatal = True

@@ -224,6 +224,15 @@ def test_username_of_another_customer_is_refused(make_customer, import_csv):
     assert persons(second) == {}
 
 
+def test_username_of_another_customer_is_refused_beyond_the_first_500(make_customer, import_csv):
+    first, second = make_customer("first"), make_customer("second")
+    import_csv(first, UNITS, PERSONS)
+    rows = [[f"n{n:04d}", "Ida", "Lund", "", "", "20"] for n in range(700)]
+    run = import_csv(second, UNITS, [*rows, ["U1", "Ida", "Lund", "", "", "20"]])
+    assert len(issues(run)) == 1 and "another customer" in issues(run)[0][4]
+    assert len(persons(second)) == 700 and "U1" not in persons(second)
+
+
 def test_org_rows_in_any_order_are_sorted_parent_first(customer, import_csv):
     shuffled = [["40", "Team", "20", ""], ["20", "Sales North", "10", ""], ["10", "Sales", "", ""]]
     run = import_csv(customer, shuffled, [["u1", "Ida", "Lund", "", "", "40"]])

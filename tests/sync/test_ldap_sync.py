@@ -108,6 +108,22 @@ def test_unpaged_search_fails_at_the_hard_size_limit_and_paged_search_reads_all(
     assert len(pages) == 3  # 1,200 users in pages of 500
 
 
+def test_a_paged_search_stopped_early_leaves_the_connection_usable(shared_slapd):
+    settings = profiles.effective(
+        "openldap",
+        {"uri": shared_slapd.uri, "bind_dn": SERVICE_DN, "user_bases": [ORG_BASE]},
+    )
+    conn = connect(settings, SERVICE_PASSWORD)
+    search = ("(objectClass=inetOrgPerson)", ["uid"])
+
+    first = paged_search(conn, settings, ORG_BASE, *search)
+    next(first)  # the second page is asked for by now
+    first.close()
+
+    uids = [values["uid"][0] for _, values in paged_search(conn, settings, ORG_BASE, *search)]
+    assert len(uids) == len(set(uids)) == SAMPLE_USERS
+
+
 # -- first sync and no change ----------------------------------------------------------------
 
 

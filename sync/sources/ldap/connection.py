@@ -51,30 +51,49 @@ def paged_search(
     scope: int = ldap.SCOPE_SUBTREE,
     on_page: Callable[[int], None] | None = None,
 ) -> Iterator[Entry]:
-    """Every entry below `base` matching the filter, page by page; referrals skipped."""
+    """Every entry below `base` matching the filter, page by page; referrals skipped.
+
+    The next page is asked for as soon as a page arrives, before its entries are handed on,
+    so the server looks it up while the caller works on this one.
+    """
     control = SimplePagedResultsControl(
         criticality=True, size=int(settings["page_size"]), cookie=""
     )
     timeout = float(settings["timeout"])
-    pages = 0
+
+    def ask() -> int:
+        return conn.search_ext(
+            base, scope, search_filter, attributes, serverctrls=[control], timeout=timeout
+        )
+
+    pages, msgid = 0, None
     try:
-        while True:
-            msgid = conn.search_ext(
-                base, scope, search_filter, attributes, serverctrls=[control], timeout=timeout
-            )
+        msgid = ask()
+        while msgid is not None:
             _, entries, _, controls = conn.result3(msgid, timeout=timeout)
+            msgid = None
             pages += 1
+            cookie = _next_cookie(controls)
+            if cookie:
+                control.cookie = cookie
+                msgid = ask()
             for dn, values in entries:
                 if dn is not None:  # a referral (search reference) has no DN
                     yield dn, values
-            cookie = _next_cookie(controls)
             if on_page is not None:
                 on_page(pages)
-            if not cookie:
-                return
-            control.cookie = cookie
     except ldap.LDAPError as exc:
         raise translate(exc, settings, base) from None
+    finally:
+        if msgid is not None:  # stopped early (failure or a caller that had enough)
+            _abandon(conn, msgid)
+
+
+def _abandon(conn, msgid: int) -> None:
+    try:
+        conn.abandon_ext(msgid)
+    except ldap.LDAPError:
+        pass  # the connection is being given up anyway
 
 
 def _next_cookie(controls) -> bytes:

@@ -12,6 +12,7 @@ from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
 from portal.directory.models import Customer
+from sync.gcpause import gc_paused
 from sync.locks import run_lock
 from sync.models import RunStatus, SyncRun, SyncSource
 from sync.runs import run_source
@@ -131,8 +132,9 @@ def sync_source(
     """
     source_id, customer = source.id, source.customer
     # Every run of a source, from the CLI, a page or the scheduler on any machine, holds the
-    # source's lock in the database: a second one stops here with LockBusy.
-    with run_lock(f"source:{source.name}"):
+    # source's lock in the database: a second one stops here with LockBusy. The cycle
+    # collector waits until the run is over, between its phases too (see sync.gcpause).
+    with run_lock(f"source:{source.name}"), gc_paused():
         read_started = time.perf_counter()
         reading = _read(source, full=full, on_page=on_page)
         run = run_source(

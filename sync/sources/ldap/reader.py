@@ -8,6 +8,7 @@ so the run report names the entry behind a rejected record.
 """
 
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import ldap
 import ldap.dn
 import ldap.filter
 
+from sync.gcpause import gc_paused
 from sync.records import Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
 
@@ -53,7 +55,8 @@ def read_directory(
     except DirectoryError as exc:
         return Reading(_fatal(source_name, str(exc)), dict(state or {}))
     try:
-        return _Reader(conn, settings, source_name, state or {}, full, on_page).read()
+        with gc_paused():
+            return _Reader(conn, settings, source_name, state or {}, full, on_page).read()
     except DirectoryError as exc:
         return Reading(_fatal(source_name, str(exc)), dict(state or {}))
     finally:
@@ -67,6 +70,22 @@ def _fatal(source_name: str, message: str) -> SourceData:
 def dn_key(dn: str) -> tuple:
     """One key per DN, whatever its escapes, spaces and case: its RDNs, innermost first."""
     return tuple(map(_rdn_key, ldap.dn.str2dn(dn)))
+
+
+# An RDN without a backslash, a quote or the old ';' separator cannot hide a comma.
+_RDN_SPECIALS = re.compile(r'[\\";]')
+
+
+def parent_dn(dn: str) -> str | None:
+    """The DN's text after its first RDN, when a plain split at the first comma finds it exactly.
+
+    None when the first RDN escapes or quotes something (`cn=Doe\\, Jane`, `cn=Doe\\2C Jane`):
+    such a DN is parsed in full. The text is the server's spelling, not a normalised DN.
+    """
+    rdn, comma, parent = dn.partition(",")
+    if not comma or _RDN_SPECIALS.search(rdn):
+        return None
+    return parent
 
 
 def _rdn_key(rdn) -> tuple:
@@ -93,6 +112,18 @@ class _Reader:
         self.incremental = not full and self._can_resume()
         self.issues: list[Issue] = []
         self.unit_names: dict[str, str] = {}  # attribute mode: person anchor -> unit name
+        self.unit_of_parent: dict[str, str] = {}  # parent DN as spelled -> enclosing unit key
+        a = self.attrs  # the attributes of PersonRecord's first five fields, in their order
+        self.person_fields = (
+            a["username"],
+            a["first_name"],
+            a["last_name"],
+            a["email"],
+            a["employee_number"],
+        )
+        self.org_from_ou = settings["org_from"] == "ou"
+        self.change_attribute = settings["change_attribute"]
+        self.anchor_is_guid = self.attrs["anchor"].lower() == "objectguid"
 
     # -- state ------------------------------------------------------------------------------
 
@@ -132,7 +163,7 @@ class _Reader:
     def _track(self, values: dict) -> None:
         if self.last_change_fixed:
             return
-        raw = values.get(self.settings["change_attribute"])
+        raw = values.get(self.change_attribute)
         if not raw:
             return
         value = raw[0].decode()
@@ -203,9 +234,9 @@ class _Reader:
         base = self.settings["org_base"]
         number_attr = self.settings["unit_number_attribute"]
         wanted = [self.attrs["anchor"], number_attr, self.settings["change_attribute"]]
-        found = []
+        found, base_key = [], dn_key(base)
         for dn, values in self._search(base, self.settings["ou_filter"], wanted):
-            if dn_key(dn) == dn_key(base):
+            if dn_key(dn) == base_key:
                 continue  # the base itself is the customer, not a unit
             self._track(values)
             found.append((dn, self._anchor(values), values))
@@ -241,17 +272,9 @@ class _Reader:
 
     def _read_persons(self, ou_of_dn: dict[tuple, str]) -> list[PersonRecord]:
         a = self.attrs
-        wanted = [
-            a["anchor"],
-            a["username"],
-            a["first_name"],
-            a["last_name"],
-            a["email"],
-            a["employee_number"],
-            a["unit_number"],
-            a["unit_name"],
-            self.settings["change_attribute"],
-        ]
+        wanted = [a["anchor"], *self.person_fields, self.settings["change_attribute"]]
+        if self.settings["org_from"] == "attribute":  # OU mode places persons by their DN
+            wanted += [a["unit_number"], a["unit_name"]]
         if self.is_ad:
             wanted.append("userAccountControl")
         inactive = self._inactive_anchors()
@@ -292,7 +315,7 @@ class _Reader:
 
     def _person(self, dn, anchor, values, ou_of_dn, inactive) -> PersonRecord:
         a = self.attrs
-        if self.settings["org_from"] == "ou":
+        if self.org_from_ou:
             unit_ref = self._enclosing_unit(dn, ou_of_dn)
         else:
             unit_ref = _text(values, a["unit_number"])
@@ -301,26 +324,32 @@ class _Reader:
             active = not int(_text(values, "userAccountControl") or 0) & UAC_DISABLED
         else:
             active = anchor not in inactive
+        username, first_name, last_name, email, employee_number = _texts(values, self.person_fields)
         return PersonRecord(
-            username=_text(values, a["username"]),
-            first_name=_text(values, a["first_name"]),
-            last_name=_text(values, a["last_name"]),
-            email=_text(values, a["email"]) or None,
-            employee_number=_text(values, a["employee_number"]) or None,
-            unit_ref=unit_ref,
-            anchor=anchor,
-            is_active=active,
+            username,
+            first_name,
+            last_name,
+            email or None,
+            employee_number or None,
+            unit_ref,
+            anchor,
+            active,
             file=_where(dn),
         )
 
     def _enclosing_unit(self, dn: str, ou_of_dn: dict[tuple, str]) -> str:
-        """The nearest OU above the entry that is a unit; '' when it is outside the tree."""
-        rdns = dn_key(dn)
-        for start in range(1, len(rdns)):
-            key = ou_of_dn.get(rdns[start:])
-            if key:
-                return key
-        return ""
+        """The nearest OU above the entry that is a unit; '' when it is outside the tree.
+
+        Thousands of persons share a handful of parent DNs, so the answer is kept per parent
+        DN as the server spelled it: one DN parse per parent instead of one per person.
+        """
+        parent = parent_dn(dn)
+        if parent is None:
+            return _nearest_unit(dn_key(dn), ou_of_dn)
+        found = self.unit_of_parent.get(parent)
+        if found is None:
+            found = self.unit_of_parent[parent] = _nearest_unit(dn_key(dn), ou_of_dn)
+        return found
 
     def _units_from_persons(self, persons: list[PersonRecord]) -> list[UnitRecord]:
         """Attribute mode: one unit per department number, named by the department name."""
@@ -343,9 +372,17 @@ class _Reader:
                 "person on. Check the attribute mapping and the bind account's rights. "
                 "Nothing was changed."
             )
-        if attribute.lower() == "objectguid":
+        if self.anchor_is_guid:
             return str(uuid.UUID(bytes_le=raw[0]))
         return raw[0].decode()
+
+
+def _nearest_unit(rdns: tuple, ou_of_dn: dict[tuple, str]) -> str:
+    for start in range(1, len(rdns)):
+        key = ou_of_dn.get(rdns[start:])
+        if key:
+            return key
+    return ""
 
 
 def _earlier(generalized_time: str, delta: timedelta) -> str:
@@ -362,3 +399,18 @@ def _where(dn: str) -> str:
 def _text(values: dict, attribute: str) -> str:
     raw = values.get(attribute)
     return raw[0].decode("utf-8", "replace").strip() if raw else ""
+
+
+_ABSENT = [b""]
+
+
+def _texts(values: dict, attributes: tuple[str, ...]) -> list[str]:
+    """The first value of each attribute as text, '' when absent: _text for a whole record.
+
+    A bare decode() is several times faster than decode("utf-8", "replace"), and LDAP values
+    are UTF-8; a value that is not falls back to replacing what cannot be read.
+    """
+    try:
+        return [values.get(name, _ABSENT)[0].decode().strip() for name in attributes]
+    except UnicodeDecodeError:
+        return [_text(values, name) for name in attributes]
