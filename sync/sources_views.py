@@ -10,58 +10,20 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import PasswordField, SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import InputRequired
 
 from portal.accounts.models import Role
 from portal.core import access
 from portal.core.db import db
 from portal.core.errors import NotFound, UserError
 from sync.models import RunStatus, SyncRun, SyncSource
+from sync.source_forms import SourceForm
 from sync.sources.ldap import operations
-from sync.sources.ldap.profiles import ORG_FROM
+from sync.sources.ldap.profiles import PROFILES
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sources", __name__, url_prefix="/sync/sources")
 # A source holds a service account's password and reads the whole customer: IT at its root.
 IT = {"roles": frozenset({Role.IT_ADMIN}), "whole": True}
-
-
-class SourceForm(FlaskForm):
-    """The fields of `flask directory source add-ldap`; empty optional ones take the profile's
-    defaults."""
-
-    name = StringField("Name", [InputRequired("Give the source a name, e.g. hq-ad.")])
-    profile = SelectField(
-        "Profile",
-        choices=[SelectChoice("ad", "Active Directory"), SelectChoice("openldap", "OpenLDAP")],
-    )
-    uri = StringField("URI", [InputRequired("Give the server's URI, e.g. ldaps://dc1:636.")])
-    bind_dn = StringField("Bind DN", [InputRequired("Give the DN Kursa binds with.")])
-    password = PasswordField("Bind password", [InputRequired("Give the bind password.")])
-    user_bases = TextAreaField(
-        "User base DNs (one a line)", [InputRequired("Give at least one user base DN.")]
-    )
-    user_filter = StringField("User filter (empty: the profile's)")
-    org_from = SelectField(
-        "Org tree from", choices=[SelectChoice(o, o) for o in ORG_FROM], default="ou"
-    )
-    org_base = StringField("Org base DN (for an OU tree)")
-    inactive_filter = StringField("Inactive filter (OpenLDAP)")
-    schedule = StringField("Schedule (cron)", default=operations.DEFAULT_SCHEDULE)
-
-    def settings(self) -> dict:
-        """The source's settings as the CLI builds them: only what was filled in."""
-        settings = {
-            "uri": self.uri.data.strip(),
-            "bind_dn": self.bind_dn.data.strip(),
-            "user_bases": [b.strip() for b in self.user_bases.data.splitlines() if b.strip()],
-            "org_from": self.org_from.data,
-        }
-        for key in ("user_filter", "org_base", "inactive_filter"):
-            if value := (getattr(self, key).data or "").strip():
-                settings[key] = value
-        return settings
 
 
 class ActionForm(FlaskForm):
@@ -94,8 +56,12 @@ def sources():
 def new():
     customer = _customer(request.args.get("customer"))
     form = SourceForm()
-    if not form.validate_on_submit():
-        return render_template("sync/source_new.html", form=form, customer=customer)
+    if request.method == "GET":
+        profile = request.args.get("profile")
+        form.fill(profile if profile in PROFILES else "ad")
+    valid = form.validate_on_submit()
+    if not (valid and _password_given(form)):
+        return _form_page(form, customer, None)
 
     try:
         source = operations.add_ldap_source(
@@ -109,11 +75,101 @@ def new():
         )
         db.session.commit()
     except UserError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return render_template("sync/source_new.html", form=form, customer=customer)
+        return _refused(form, customer, None, exc)
+    _warn_unchecked(source)
     flash(f"Source {source.name} is added. Test the connection, then preview a run.", "info")
     return redirect(url_for("sources.sources", customer=customer.slug))
+
+
+@bp.route("/<int:source_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(source_id: int):
+    source = _source(source_id)
+    customer = source.customer
+    form = SourceForm()
+    if request.method == "GET":
+        form.fill(source.profile, source.settings)
+        form.schedule.data = source.schedule
+    form.name.validators = []  # the name stays (see operations.update_ldap_source)
+    if not form.validate_on_submit():
+        return _form_page(form, customer, source)
+
+    try:
+        operations.update_ldap_source(
+            source,
+            profile=form.profile.data,
+            settings=form.settings(),
+            password=form.password.data or None,
+            schedule=form.schedule.data.strip() or operations.DEFAULT_SCHEDULE,
+            actor=current_user.actor,
+        )
+        db.session.commit()
+    except UserError as exc:
+        return _refused(form, customer, source, exc)
+    _warn_unchecked(source)
+    flash(f"Source {source.name} is saved.", "info")
+    return redirect(url_for("sources.sources", customer=customer.slug))
+
+
+@bp.route("/<int:source_id>/enabled", methods=["POST"])
+@login_required
+def set_enabled(source_id: int):
+    source = _source(source_id)
+    enable = request.form.get("enabled") == "1"
+
+    operations.set_enabled(source, enable, actor=current_user.actor)
+    db.session.commit()
+    state = "enabled: its schedule runs again" if enable else "disabled: it runs no more"
+    flash(f"Source {source.name} is {state}.", "info")
+    return redirect(url_for("sources.sources", customer=source.customer.slug))
+
+
+@bp.route("/<int:source_id>/delete", methods=["POST"])
+@login_required
+def delete(source_id: int):
+    source = _source(source_id)
+    name, slug = source.name, source.customer.slug
+
+    outcome = operations.delete_source(source, actor=current_user.actor)
+    db.session.commit()
+    if outcome == "deleted":
+        flash(f"Source {name} is deleted.", "info")
+    else:
+        flash(
+            f"Source {name} has runs, so it is disabled instead of deleted: its run history "
+            "stays, and the persons it created keep their label.",
+            "info",
+        )
+    return redirect(url_for("sources.sources", customer=slug))
+
+
+def _form_page(form: SourceForm, customer, source: SyncSource | None):
+    return render_template("sync/source_form.html", form=form, customer=customer, source=source)
+
+
+def _refused(form: SourceForm, customer, source: SyncSource | None, exc: UserError):
+    """Show a refused setting under its field (or on top when no field names it)."""
+    db.session.rollback()
+    if not (isinstance(exc, operations.SettingError) and form.show_error(exc)):
+        flash(str(exc), "error")
+    return _form_page(form, customer, source)
+
+
+def _password_given(form: SourceForm) -> bool:
+    """A new source needs a password; on edit an empty one keeps the stored password."""
+    if form.password.data:
+        return True
+    form.password.errors = [*form.password.errors, "Give the bind password."]
+    return False
+
+
+def _warn_unchecked(source: SyncSource) -> None:
+    if source.settings.get("verify_certificates") is False:
+        flash(
+            f"Source {source.name} does not check the server's certificate: anyone between "
+            "Kursa and the directory can read the bind password. Give a CA file instead.",
+            "error",
+        )
 
 
 @bp.route("/<int:source_id>/test", methods=["POST"])
