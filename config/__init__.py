@@ -164,6 +164,7 @@ def _validate_schedule(settings: dict) -> None:
     for section, key in (
         ("schedule", "lock_seconds"),
         ("schedule", "refresh_seconds"),
+        ("schedule", "poll_seconds"),
         ("schedule", "misfire_grace_seconds"),
         ("schedule", "workers"),
         ("drop", "keep_days"),

@@ -3,6 +3,8 @@
 Jobs (their ids are what `job_id` makes):
 - `source:<name>`: a full run of an enabled directory source, on its cron `schedule`;
 - `drop:<slug>`: the file drop of a customer that has an inbox, on `[drop] schedule`.
+- `requests`: every `[schedule] poll_seconds`, the tests, previews and runs the source pages
+  queued (sync.queue); in memory like `outbox`.
 - `outbox` (only when `[mail] host` is set): sends the due notifications every
   `[mail] send_every_seconds`, as `flask outbox send` does, under the run lock `outbox:send`, so
   two scheduler processes never send the same messages twice. It lives in memory, not in the
@@ -42,12 +44,14 @@ from sync import cron
 from sync.cron import LocalCronTrigger
 from sync.locks import LockBusy, run_lock
 from sync.models import SyncRun, SyncSource
+from sync.queue import process_requests
 
 logger = logging.getLogger(__name__)
 ACTOR = "scheduler"
 JOB_TABLE = "scheduler_jobs"
 OUTBOX_JOB = "outbox"
 OUTBOX_LOCK = "outbox:send"
+REQUESTS_JOB = "requests"
 _app: Flask | None = None  # the app the scheduler process serves; jobs run in its context
 
 
@@ -114,11 +118,24 @@ class IntervalJob:
 
 
 def interval_jobs() -> list[IntervalJob]:
-    """The interval jobs the settings call for: the outbox sender when mail is configured."""
-    mail = current_app.config["KURSA"]["mail"]
-    if not mail["host"]:
-        return []
-    return [IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox)]
+    """The interval jobs the settings call for: the queue of runs the source pages asked for,
+    and the outbox sender when mail is configured."""
+    settings = current_app.config["KURSA"]
+    jobs = [IntervalJob(REQUESTS_JOB, settings["schedule"]["poll_seconds"], process_queue)]
+    mail = settings["mail"]
+    if mail["host"]:
+        jobs.append(IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox))
+    return jobs
+
+
+def process_queue() -> int:
+    """Run what the source pages queued (see sync.queue); errors are logged, never raised."""
+    try:
+        return process_requests()
+    except Exception:
+        db.session.rollback()
+        logger.exception("queued requests could not be processed")
+    return 0
 
 
 def send_outbox() -> SendReport | None:

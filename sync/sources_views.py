@@ -15,7 +15,8 @@ from portal.accounts.models import Role
 from portal.core import access
 from portal.core.db import db
 from portal.core.errors import NotFound, UserError
-from sync.models import RunStatus, SyncRun, SyncSource
+from sync import queue
+from sync.models import SyncRequest, SyncRun, SyncSource
 from sync.source_forms import SourceForm
 from sync.sources.ldap import operations
 from sync.sources.ldap.profiles import PROFILES
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("sources", __name__, url_prefix="/sync/sources")
 # A source holds a service account's password and reads the whole customer: IT at its root.
 IT = {"roles": frozenset({Role.IT_ADMIN}), "whole": True}
+ACTION_WORDS = {"test": "The connection test", "preview": "A preview", "sync": "A run"}
+REFRESH_SECONDS = 3
 
 
 class ActionForm(FlaskForm):
@@ -175,23 +178,39 @@ def _warn_unchecked(source: SyncSource) -> None:
 @bp.route("/<int:source_id>/test", methods=["POST"])
 @login_required
 def test(source_id: int):
-    source = _source(source_id)  # CSRFProtect has checked the token of every POST
-
-    result = operations.check_source(source)
-    flash(result.message, "info" if result.ok else "error")
-    return redirect(url_for("sources.sources", customer=source.customer.slug))
+    return _request(_source(source_id), "test")  # CSRFProtect has checked every POST's token
 
 
 @bp.route("/<int:source_id>/preview", methods=["POST"])
 @login_required
 def preview(source_id: int):
-    return _sync(_source(source_id), dry_run=True)
+    return _request(_source(source_id), "preview")
 
 
 @bp.route("/<int:source_id>/sync", methods=["POST"])
 @login_required
 def sync_now(source_id: int):
-    return _sync(_source(source_id), dry_run=False)
+    return _request(_source(source_id), "sync")
+
+
+@bp.route("/requests/<int:request_id>")
+@login_required
+def request_page(request_id: int):
+    """A queued request: waiting, running, or its outcome with the run's report."""
+    sync_request = db.session.get(SyncRequest, request_id)
+    if sync_request is None:
+        raise NotFound(access.HIDDEN)
+    source = _source(sync_request.source_id)
+    page = render_template(
+        "sync/source_request.html",
+        sync_request=sync_request,
+        source=source,
+        customer=source.customer,
+    )
+    # The Refresh header reloads the page until the request is done (base.html has no
+    # block in <head> for a meta refresh, and no script is needed for this).
+    headers = {} if sync_request.is_finished else {"Refresh": str(REFRESH_SECONDS)}
+    return page, 200, headers
 
 
 def last_runs(customer_id: int, names: list[str]) -> dict[str, SyncRun]:
@@ -211,24 +230,12 @@ def last_runs(customer_id: int, names: list[str]) -> dict[str, SyncRun]:
     return {run.source_name: run for run in runs}
 
 
-def _sync(source: SyncSource, *, dry_run: bool):
-    slug = source.customer.slug
-
-    try:
-        run = operations.sync_source(source, actor=current_user.actor, dry_run=dry_run)
-    except UserError as exc:  # another run of this source is going on
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("sources.sources", customer=slug))
-    category = "error" if run.status == RunStatus.FAILED else "info"
-    flash(_started(run), category)
-    return redirect(url_for("sync.run", run_id=run.id))
-
-
-def _started(run: SyncRun) -> str:
-    if run.status == RunStatus.DRY_RUN:
-        return f"Run #{run.id} is a preview of source {run.source_name}: nothing has changed yet."
-    return f"Run #{run.id} of source {run.source_name} is {run.status.replace('_', ' ')}."
+def _request(source: SyncSource, action: str):
+    """Queue the action for the scheduler process: a run may outlast any web request."""
+    sync_request = queue.request_run(source, action, actor=current_user.actor)
+    db.session.commit()
+    flash(f"{ACTION_WORDS[action]} of source {source.name} is queued.", "info")
+    return redirect(url_for("sources.request_page", request_id=sync_request.id))
 
 
 def _customer(slug: str | None):

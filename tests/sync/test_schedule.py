@@ -332,19 +332,20 @@ def mail_on(app, smtp_server, monkeypatch):  # noqa: F811
 
 
 def test_the_outbox_job_is_there_only_when_mail_is_configured(app, monkeypatch):
-    assert schedule.interval_jobs() == []
+    assert [job.id for job in schedule.interval_jobs()] == ["requests"]
 
     monkeypatch.setitem(app.config["KURSA"]["mail"], "host", "smtp.example.test")
-    [job] = schedule.interval_jobs()
+    [requests, job] = schedule.interval_jobs()
 
     assert (job.id, job.seconds, job.work) == ("outbox", 60, schedule.send_outbox)
+    assert (requests.seconds, requests.work) == (3, schedule.process_queue)
 
 
 def test_the_scheduler_holds_the_outbox_job_in_memory(app, mail_on):
     scheduler = schedule.make_scheduler(app)
     scheduler.start(paused=True)
     try:
-        assert schedule.add_interval_jobs(scheduler) == ["outbox"]
+        assert schedule.add_interval_jobs(scheduler) == ["requests", "outbox"]
         job = scheduler.get_job("outbox", jobstore="memory")
         assert job.trigger.interval == timedelta(seconds=17)
         assert scheduler.get_jobs(jobstore="default") == []  # nothing stored in the database

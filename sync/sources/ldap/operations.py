@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 import ldap.dn
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from config import cron_is_valid
 from portal.core import audit
@@ -15,7 +15,7 @@ from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
 from portal.directory.models import Customer
 from sync.locks import run_lock
-from sync.models import RunStatus, SyncRun, SyncSource
+from sync.models import RunStatus, SyncRequest, SyncRun, SyncSource
 from sync.runs import run_source
 from sync.sources.ldap import profiles, vault
 from sync.sources.ldap.reader import Reading, read_directory
@@ -116,6 +116,7 @@ def delete_source(source: SyncSource, *, actor: str) -> str:
         set_enabled(source, False, actor=actor)
         return "disabled"
     source_id, name = source.id, source.name
+    db.session.execute(delete(SyncRequest).where(SyncRequest.source_id == source_id))
     db.session.delete(source)
     db.session.flush()
     audit.record(actor, "sync_source.deleted", "sync_source", source_id, name=name)
