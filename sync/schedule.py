@@ -2,6 +2,8 @@
 
 Jobs (their ids are what `job_id` makes):
 - `source:<name>`: a full run of an enabled directory source, on its cron `schedule`;
+- `delta:<name>`: an incremental run of it, on its optional `delta_schedule` (a run of either
+  kind finding the other still going is skipped: the source's lock);
 - `drop:<slug>`: the file drop of a customer that has an inbox, on `[drop] schedule`.
 - `requests`: every `[schedule] poll_seconds`, the tests, previews and runs the source pages
   queued (sync.queue); in memory like `outbox`.
@@ -41,7 +43,7 @@ from portal.courses.outbox import SendReport, mail_settings, send_pending
 from portal.directory.models import Customer
 from portal.directory.queries import customer_by_slug
 from sync import cron
-from sync.cron import LocalCronTrigger
+from sync.cron import EitherDayTrigger, LocalCronTrigger
 from sync.locks import LockBusy, run_lock
 from sync.models import SyncRun, SyncSource
 from sync.queue import process_requests
@@ -68,7 +70,7 @@ class JobSpec:
     def name(self) -> str:
         return f"{self.cron} ({self.zone})"
 
-    def trigger(self) -> LocalCronTrigger:
+    def trigger(self) -> LocalCronTrigger | EitherDayTrigger:
         return cron.trigger(self.cron, self.zone)
 
     def next_fire(self, after: datetime) -> datetime | None:
@@ -89,14 +91,12 @@ def planned_jobs() -> list[JobSpec]:
     specs = []
     sources = db.session.scalars(select(SyncSource).where(SyncSource.is_enabled.is_(True)))
     for source in sources:
-        specs.append(
-            JobSpec(
-                f"source:{source.name}",
-                source.schedule,
-                customer_zone(source.customer),
-                source.created_at,
+        zone = customer_zone(source.customer)
+        specs.append(JobSpec(f"source:{source.name}", source.schedule, zone, source.created_at))
+        if source.delta_schedule:
+            specs.append(
+                JobSpec(f"delta:{source.name}", source.delta_schedule, zone, source.created_at)
             )
-        )
     drop_cron = current_app.config["KURSA"]["drop"]["schedule"]
     for slug in customers_with_inbox():
         customer = customer_by_slug(slug)
@@ -215,10 +215,8 @@ def run_now(job_id: str, *, actor: str) -> SyncRun | None:
 
     kind, key = job_id.split(":", 1)
     try:
-        if kind == "source":
-            # TODO: every scheduled run is full; an hourly incremental schedule needs a second
-            # cron per source (full nightly, incremental in between).
-            return sync_source(source_by_name(key), actor=actor, full=True)
+        if kind in ("source", "delta"):
+            return sync_source(source_by_name(key), actor=actor, full=kind == "source")
         customer = customer_by_slug(key)
         if customer is None:
             logger.warning("scheduled job %s: no customer %s; skipped", job_id, key)

@@ -66,6 +66,7 @@ class SourceForm(FlaskForm):
     unit_number_attribute = StringField("Org attribute (the OU attribute giving a unit's number)")
     inactive_filter = StringField("Inactive filter (OpenLDAP)")
     schedule = StringField("Full run schedule (cron)", default=operations.DEFAULT_SCHEDULE)
+    delta_schedule = StringField("Incremental run schedule (cron; empty: none), e.g. */15 * * * *")
 
     def mapping_fields(self):
         return [getattr(self, f"attr_{field}") for field in MAPPED]

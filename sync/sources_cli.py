@@ -40,11 +40,21 @@ def source_cli():
 @click.option("--user-filter", help="LDAP filter of persons; the profile has a default.")
 @click.option("--org-from", type=click.Choice(ORG_FROM), default="ou", show_default=True)
 @click.option("--org-base", help="Base DN of the OU tree (for --org-from ou).")
-@click.option("--schedule", default=operations.DEFAULT_SCHEDULE, show_default=True)
+@click.option(
+    "--schedule",
+    default=operations.DEFAULT_SCHEDULE,
+    show_default=True,
+    help="Cron of the full runs, in the customer's time zone.",
+)
+@click.option(
+    "--delta-schedule",
+    metavar="CRON",
+    help="Cron of incremental runs in between, e.g. '*/15 * * * *' (default: none).",
+)
 @click.option("--inactive-filter", help="OpenLDAP: persons also matching this are inactive.")
 def add_ldap_command(
     name, slug, profile, uri, bind_dn, password_env, user_bases, user_filter, org_from, org_base,
-    schedule, inactive_filter,
+    schedule, delta_schedule, inactive_filter,
 ):  # fmt: skip
     """Add LDAP source NAME for a customer (test it with 'flask directory source test')."""
     customer = _customer(slug)
@@ -70,6 +80,7 @@ def add_ldap_command(
         settings=settings,
         password=password,
         schedule=schedule,
+        delta_schedule=delta_schedule,
         actor=CLI_ACTOR,
     )
     db.session.commit()
@@ -89,6 +100,7 @@ def list_command(as_json):
     for s in sources:
         click.echo(
             f"{s['name']}  {s['customer']}  {s['profile']}  {s['uri']}  schedule {s['schedule']}"
+            + (f"  incremental {s['delta_schedule']}" if s["delta_schedule"] else "")
         )
 
 

@@ -74,6 +74,7 @@ def new():
             settings=form.settings(),
             password=form.password.data,
             schedule=form.schedule.data.strip() or operations.DEFAULT_SCHEDULE,
+            delta_schedule=(form.delta_schedule.data or "").strip() or None,
             actor=current_user.actor,
         )
         db.session.commit()
@@ -93,6 +94,7 @@ def edit(source_id: int):
     if request.method == "GET":
         form.fill(source.profile, source.settings)
         form.schedule.data = source.schedule
+        form.delta_schedule.data = source.delta_schedule or ""
     form.name.validators = []  # the name stays (see operations.update_ldap_source)
     if not form.validate_on_submit():
         return _form_page(form, customer, source)
@@ -104,6 +106,7 @@ def edit(source_id: int):
             settings=form.settings(),
             password=form.password.data or None,
             schedule=form.schedule.data.strip() or operations.DEFAULT_SCHEDULE,
+            delta_schedule=(form.delta_schedule.data or "").strip() or None,
             actor=current_user.actor,
         )
         db.session.commit()

@@ -35,8 +35,12 @@ def add_ldap_source(
     password: str,
     actor: str,
     schedule: str = DEFAULT_SCHEDULE,
+    delta_schedule: str | None = None,
 ) -> SyncSource:
-    """Store a new LDAP source of the customer; the password is kept encrypted."""
+    """Store a new LDAP source of the customer; the password is kept encrypted.
+
+    `schedule` times full runs; `delta_schedule`, when given, incremental runs in between.
+    """
     if not NAME_RE.match(name):
         raise SettingError(
             "name",
@@ -45,6 +49,8 @@ def add_ldap_source(
         )
     check_settings(profile, settings)
     check_schedule("schedule", schedule)
+    if delta_schedule:
+        check_schedule("delta_schedule", delta_schedule)
     if not password:
         raise SettingError("password", "Give the bind password.")
     if db.session.scalar(select(SyncSource.id).where(SyncSource.name == name)):
@@ -57,6 +63,7 @@ def add_ldap_source(
         settings=settings,
         password_encrypted=vault.encrypt(password),
         schedule=schedule,
+        delta_schedule=delta_schedule or None,
         state={},
     )
     db.session.add(source)
@@ -74,6 +81,7 @@ def update_ldap_source(
     password: str | None,
     actor: str,
     schedule: str = DEFAULT_SCHEDULE,
+    delta_schedule: str | None = None,
 ) -> SyncSource:
     """Change a source's settings; a None or empty password keeps the stored one.
 
@@ -83,9 +91,12 @@ def update_ldap_source(
     """
     check_settings(profile, settings)
     check_schedule("schedule", schedule)
+    if delta_schedule:
+        check_schedule("delta_schedule", delta_schedule)
 
     reading_changed = (source.profile, source.settings) != (profile, settings)
     source.profile, source.settings, source.schedule = profile, settings, schedule
+    source.delta_schedule = delta_schedule or None
     if password:
         source.password_encrypted = vault.encrypt(password)
     if reading_changed or password:
@@ -276,6 +287,7 @@ def describe(source: SyncSource) -> dict:
         "org_base": settings["org_base"] or None,
         "inactive_filter": settings.get("inactive_filter") or None,
         "schedule": source.schedule,
+        "delta_schedule": source.delta_schedule,
         "enabled": source.is_enabled,
         "incremental_ready": "last_change" in (source.state or {}),
     }
