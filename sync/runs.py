@@ -122,6 +122,46 @@ def run_source(
     return run
 
 
+SKIPPED = "The scheduled run was skipped"
+
+
+def record_skipped_run(customer: Customer, *, kind: str, name: str, reason: str, actor: str):
+    """Record a scheduled run that could not start (its source was locked) as a failed run, so
+    it is flagged and HR hears of it: once, while runs keep being skipped; the next real run
+    of the source ends the series. Returns the new run, or None when one is recorded already.
+    """
+    newest = db.session.scalar(
+        select(SyncRun)
+        .where(
+            SyncRun.customer_id == customer.id,
+            SyncRun.source_kind == kind,
+            SyncRun.source_name == name,
+        )
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    )
+    if newest is not None and (newest.error or "").startswith(SKIPPED):
+        return None
+    now = utcnow()
+    run = SyncRun(
+        customer_id=customer.id,
+        source_kind=kind,
+        source_name=name,
+        started_by=actor,
+        status=RunStatus.FAILED.value,
+        counts=counts_from_tally(_zero()),
+        started_at=now,
+        finished_at=now,
+        duration_ms=0,
+        error=f"{SKIPPED}: {reason}",
+    )
+    db.session.add(run)
+    db.session.commit()
+    logger.warning("scheduled run of %s:%s skipped as run %s", kind, name, run.id)
+    _notify(run)
+    return run
+
+
 def _notify(run: SyncRun) -> None:
     """Queue the HR contacts' messages about a failed or held run; the run stands either way."""
     try:
@@ -179,6 +219,7 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
     except Exception as exc:
         db.session.rollback()
         _mark_failed(run_id, exc, started)
+        _notify(db.session.get(SyncRun, run_id))
     logger.info("held sync run %s approved by %s", run_id, actor)
     return db.session.get(SyncRun, run_id)
 
@@ -234,7 +275,9 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
         db.session.rollback()
         _mark_failed(new_id, exc, started)
     logger.info("sync run %s reverted by %s as run %s", run_id, actor, new_id)
-    return db.session.get(SyncRun, new_id)
+    new = db.session.get(SyncRun, new_id)
+    _notify(new)  # a failed revert leaves the directory as the reverted run made it
+    return new
 
 
 def lock_customer(customer_id: int) -> None:
@@ -256,23 +299,28 @@ def _close_interrupted(customer_id: int, current_run_id: int) -> None:
 
     Holding the customer's lock, no other run of it can be applying; one merely waiting for
     the lock overwrites this status when it finishes. Runs younger than a couple of minutes
-    are left alone, as they may still be reading their files.
+    are left alone, as they may still be reading their files. HR hears of each closed run
+    once, with this run's transaction: a run is closed only while it is still 'running'.
     """
-    db.session.execute(
-        update(SyncRun)
-        .where(
-            SyncRun.customer_id == customer_id,
-            SyncRun.status == RunStatus.RUNNING,
-            SyncRun.id != current_run_id,
-            SyncRun.started_at < utcnow() - INTERRUPTED_AFTER,
-        )
-        .values(
-            status=RunStatus.FAILED.value,
-            finished_at=utcnow(),
-            error="The run was interrupted (its process stopped) before it finished; "
-            "nothing of it was applied.",
+    interrupted = list(
+        db.session.scalars(
+            select(SyncRun).where(
+                SyncRun.customer_id == customer_id,
+                SyncRun.status == RunStatus.RUNNING,
+                SyncRun.id != current_run_id,
+                SyncRun.started_at < utcnow() - INTERRUPTED_AFTER,
+            )
         )
     )
+    for run in interrupted:
+        run.status, run.finished_at = RunStatus.FAILED.value, utcnow()
+        run.error = (
+            "The run was interrupted (its process stopped) before it finished; "
+            "nothing of it was applied."
+        )
+        db.session.flush()
+        notify_hr_contacts(run)
+        logger.warning("sync run %s was interrupted; closed as failed", run.id)
 
 
 def get_run(run_id: int) -> SyncRun:

@@ -29,7 +29,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -44,7 +44,7 @@ from portal.directory.models import Customer
 from portal.directory.queries import customer_by_slug
 from sync import cron
 from sync.cron import EitherDayTrigger, LocalCronTrigger
-from sync.locks import LockBusy, run_lock
+from sync.locks import LockBusy, current_holder, run_lock
 from sync.models import SyncRun, SyncSource
 from sync.queue import process_requests
 
@@ -222,12 +222,36 @@ def run_now(job_id: str, *, actor: str) -> SyncRun | None:
             logger.warning("scheduled job %s: no customer %s; skipped", job_id, key)
             return None
         return import_drop(customer, actor=actor).run
-    except LockBusy:
+    except LockBusy as busy:
         logger.info("scheduled job %s skipped: another process is running it", job_id)
+        db.session.rollback()
+        if kind == "source":
+            _flag_skipped(key, str(busy), actor)
     except Exception:
         db.session.rollback()
         logger.exception("scheduled job %s failed", job_id)
     return None
+
+
+# A lock taken this recently is most likely the same fire time taken by another scheduler
+# process (two nodes), not a run overrunning its slot: that skip is no news for HR.
+SAME_FIRE = timedelta(seconds=60)
+
+
+def _flag_skipped(name: str, reason: str, actor: str) -> None:
+    """A full scheduled run that found its source locked is flagged and mailed (once)."""
+    from sync.runs import record_skipped_run
+    from sync.sources.ldap.operations import source_by_name
+
+    holder = current_holder(f"source:{name}")
+    if holder is not None and holder.acquired_at > utcnow() - SAME_FIRE:
+        return
+    try:
+        source = source_by_name(name)
+        record_skipped_run(source.customer, kind=source.kind, name=name, reason=reason, actor=actor)
+    except Exception:
+        db.session.rollback()
+        logger.exception("the skipped run of source %s could not be recorded", name)
 
 
 def make_scheduler(app: Flask) -> BackgroundScheduler:
