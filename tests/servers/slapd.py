@@ -344,10 +344,9 @@ SAMPLE_OUS = (
     ("Ledelse", 160),
 )
 SAMPLE_USERS = sum(count for _, count in SAMPLE_OUS)
-# Loaded entries carry an old modifyTimestamp and entryCSN, so an incremental read sees only what a test
-# changes (slapadd keeps operational attributes given in the LDIF).
+# Loaded entries carry an old modifyTimestamp and entryCSN, so an incremental read sees only
+# what a test changes (slapadd keeps operational attributes given in the LDIF).
 LOADED_AT = b"20250101000000Z"
-# entryCSN likewise
 LOADED_CSN = b"20250101000000.000000Z#000000#000#000000"
 FIRST_NAMES = ("Søren", "Åse", "Bjørn", "Mette", "Jens", "Kærsten", "Ødger", "Anna")
 LAST_NAMES = ("Ærbø", "Møller", "Sørensen", "Ås", "Kjær", "Hansen")
