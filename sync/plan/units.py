@@ -5,6 +5,7 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
+from portal.core.db import db
 from portal.directory.models import Customer, OrgUnit
 from sync.plan.changes import (
     MAX_DEPTH,
@@ -255,6 +256,8 @@ class UnitPlanner:
             for k, r in self.existing.items()
             if r.is_active and k not in self.accepted and k not in self.protected
         ]
+        foreign = self._other_sources_units([self.existing[k].id for k in gone])
+        gone = [k for k in gone if self.existing[k].id not in foreign]
         if not gone:
             return
         active_children: dict[str | None, int] = defaultdict(int)
@@ -297,6 +300,18 @@ class UnitPlanner:
                     False,
                 )
             )
+
+    def _other_sources_units(self, unit_ids: list[int]) -> set[int]:
+        """Of these units, those another source created: a full run of one source must not
+        inactivate them. Units from before sources were recorded (None) stay fair game."""
+        u = OrgUnit.__table__.c
+        label = self.changes.source_label
+        found: set[int] = set()
+        for start in range(0, len(unit_ids), 500):
+            chunk = unit_ids[start : start + 500]
+            query = select(u.id).where(u.id.in_(chunk), u.source.is_not(None), u.source != label)
+            found.update(db.session.scalars(query))
+        return found
 
     def _change(self, action, key, unit_id, before, after) -> None:
         number = self.number_of(key)

@@ -185,8 +185,12 @@ def _check_connection(s: dict) -> None:
         raise SettingError(
             "ca_file", f"The CA file {s['ca_file']!r} does not exist on this server."
         )
-    if not s["bind_dn"] or not ldap.dn.is_dn(s["bind_dn"]):
-        raise SettingError("bind_dn", "The bind DN is not a DN, e.g. cn=kursa,ou=services,dc=...")
+    # AD also binds with user@domain or DOMAIN\user; anything with "=" must be a real DN.
+    bind = s["bind_dn"]
+    if not bind or ("=" in bind and not ldap.dn.is_dn(bind)):
+        raise SettingError(
+            "bind_dn", "The bind DN is not a DN (e.g. cn=kursa,ou=services,dc=example,dc=test)."
+        )
 
 
 def _check_numbers(s: dict) -> None:
