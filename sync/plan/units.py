@@ -55,6 +55,7 @@ class UnitPlanner:
 
     def plan(self) -> None:
         self._accept_unique()
+        self._refuse_taken_numbers()
         self._resolve_parents()
         if self._refuse_cycles():
             return
@@ -101,6 +102,28 @@ class UnitPlanner:
                     self.number_header,
                     record.number,
                 )
+            self.protected.add(key)
+
+    def _refuse_taken_numbers(self) -> None:
+        """A unit may not take a number another unit keeps (numbers are unique per customer):
+        an OU renamed onto another unit's number is named in the report and left as it was,
+        instead of failing the whole run on the database's unique constraint."""
+        kept = {r.number: k for k, r in self.existing.items() if k not in self.accepted}
+        for key, record in list(self.accepted.items()):
+            holder = kept.get(record.number)
+            if holder is None or holder == key:
+                continue
+            other = self.existing[holder]
+            state = "" if other.is_active else "inactive "
+            self._issue(
+                record,
+                f"The unit {record.name!r} cannot take the number {record.number}: the "
+                f"{state}unit {other.number} ({other.name}) has it already. The unit is left "
+                "as it was; rename one of them in the source.",
+                self.number_header or "number",
+                record.number,
+            )
+            del self.accepted[key]
             self.protected.add(key)
 
     def _value_problem(self, record: UnitRecord) -> bool:
