@@ -115,13 +115,17 @@ class IntervalJob:
     id: str
     seconds: int
     work: Callable[[], object]
+    # How many may run at once: a long run asked for on a page must not hold up a connection
+    # test queued behind it, so the queue gets all workers but one (kept for the schedules).
+    instances: int = 1
 
 
 def interval_jobs() -> list[IntervalJob]:
     """The interval jobs the settings call for: the queue of runs the source pages asked for,
     and the outbox sender when mail is configured."""
     settings = current_app.config["KURSA"]
-    jobs = [IntervalJob(REQUESTS_JOB, settings["schedule"]["poll_seconds"], process_queue)]
+    every, workers = settings["schedule"]["poll_seconds"], settings["schedule"]["workers"]
+    jobs = [IntervalJob(REQUESTS_JOB, every, process_queue, max(1, workers - 1))]
     mail = settings["mail"]
     if mail["host"]:
         jobs.append(IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox))
@@ -166,6 +170,7 @@ def add_interval_jobs(scheduler: BackgroundScheduler) -> list[str]:
             id=job.id,
             jobstore="memory",
             args=[job.work],
+            max_instances=job.instances,
             replace_existing=True,
         )
     return [job.id for job in jobs]

@@ -108,7 +108,9 @@ class SourceForm(FlaskForm):
             value = getattr(self, key).data
             wanted[key] = defaults[key] if value is None else value
         settings = {
-            k: v for k, v in wanted.items() if k in ALWAYS_STORED or v != defaults.get(k, "")
+            k: v
+            for k, v in wanted.items()
+            if k in ALWAYS_STORED or (v != "" and v != defaults.get(k, ""))
         }
         if attributes := self._mapping(profile):
             settings["attributes"] = attributes

@@ -198,7 +198,9 @@ def test_adding_with_advanced_fields_and_the_profile_mapping(acme, it_admin, sha
     source = db.session.scalar(select(SyncSource))
     assert source.settings["page_size"] == 100
     assert source.settings["attributes"] == {"employee_number": "employeeID"}
+    assert "user_filter" not in source.settings  # empty: the profile's filter
     assert operations.describe(source)["uri"] == shared_slapd.uri
+    assert operations.check_source(source).ok
 
 
 def test_switching_the_profile_does_not_carry_the_other_profiles_mapping(acme, it_admin):

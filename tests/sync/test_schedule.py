@@ -339,6 +339,7 @@ def test_the_outbox_job_is_there_only_when_mail_is_configured(app, monkeypatch):
 
     assert (job.id, job.seconds, job.work) == ("outbox", 60, schedule.send_outbox)
     assert (requests.seconds, requests.work) == (3, schedule.process_queue)
+    assert requests.instances == 3  # of 4 workers: one stays free for the schedules
 
 
 def test_the_scheduler_holds_the_outbox_job_in_memory(app, mail_on):
