@@ -1,16 +1,33 @@
 """The queue of page requests: each is taken by one worker only, a dead worker's request is
 closed, and requests outlive nothing they should not (a deleted source takes its own)."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from app import create_app
 from portal.core.db import db, utcnow
 from portal.core.errors import UserError
+from portal.directory.operations import create_customer
 from sync import queue
-from sync.models import SyncRequest, SyncSource
+from sync.models import SyncRequest, SyncRun, SyncSource
 from sync.sources.ldap import operations
+from tests.conftest import settings_for
+from tests.servers.slapd import (  # noqa: F401 - fixtures
+    ORG_BASE,
+    SAMPLE_USERS,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    sample_ldif_fixture,
+    shared_slapd_fixture,
+)
 
 
 def add_source(customer, name: str) -> SyncSource:
@@ -59,3 +76,70 @@ def test_deleting_a_source_that_never_ran_removes_its_requests(app, customer):
     db.session.commit()
 
     assert db.session.scalar(select(func.count(SyncRequest.id))) == 0
+
+
+def test_the_scheduler_process_performs_a_queued_preview(database_url, shared_slapd):
+    """End to end: a request queued as a page would, taken by `flask scheduler run` running
+    as its own process on a SQLite file."""
+    url = database_url("sqlite", "queue_e2e")
+    app = create_app(settings_for(url), environ={})
+    with app.app_context():
+        customer = create_customer("acme", "Acme", actor="test")
+        source = operations.add_ldap_source(
+            customer,
+            "hq",
+            profile="openldap",
+            settings={
+                "uri": shared_slapd.uri,
+                "bind_dn": SERVICE_DN,
+                "user_bases": [ORG_BASE],
+                "org_base": ORG_BASE,
+            },
+            password=SERVICE_PASSWORD,
+            actor="test",
+        )
+        request_id = queue.request_run(source, "preview", actor="account:1").id
+        db.session.commit()
+
+    env = {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "KURSA_DATABASE_URL": url,
+        "KURSA_WEB_SECRET_KEY": "test-secret-key",
+        "KURSA_SCHEDULE_POLL_SECONDS": "1",
+    }
+    env.pop("KURSA_CONFIG", None)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("flask")), "scheduler", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        finished = wait_for_request(app, request_id, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    assert finished.status == "done", finished.message
+    with app.app_context():
+        run = db.session.get(SyncRun, finished.run_id)
+        assert (run.status, run.started_by) == ("dry_run", "account:1")
+        assert run.counts["persons"]["created"] == SAMPLE_USERS
+        db.engine.dispose()
+
+
+def wait_for_request(app, request_id: int, timeout: float) -> SyncRequest:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            request = db.session.get(SyncRequest, request_id)
+            if request.is_finished:
+                db.session.expunge(request)
+                return request
+        time.sleep(0.3)
+    raise AssertionError("the scheduler did not perform the request")
