@@ -104,6 +104,58 @@ def list_command(as_json):
         )
 
 
+@source_cli.command("schedule")
+@click.argument("name")
+@click.option("--schedule", metavar="CRON", help="Cron of the full runs.")
+@click.option("--delta-schedule", metavar="CRON", help="Cron of incremental runs; '' removes them.")
+def schedule_command(name, schedule, delta_schedule):
+    """Change the schedules of source NAME (customer's time zone)."""
+    source = _call(operations.source_by_name, name)
+    _call(
+        operations.update_ldap_source,
+        source,
+        profile=source.profile,
+        settings=source.settings,
+        password=None,
+        schedule=schedule or source.schedule,
+        delta_schedule=source.delta_schedule if delta_schedule is None else delta_schedule,
+        actor=CLI_ACTOR,
+    )
+    db.session.commit()
+    delta = f", incremental {source.delta_schedule}" if source.delta_schedule else ""
+    click.echo(f"Source {name}: full runs {source.schedule}{delta}.")
+
+
+@source_cli.command("enable")
+@click.argument("name")
+def enable_command(name):
+    """Enable source NAME: its schedules run again."""
+    operations.set_enabled(_call(operations.source_by_name, name), True, actor=CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"Source {name} is enabled.")
+
+
+@source_cli.command("disable")
+@click.argument("name")
+def disable_command(name):
+    """Disable source NAME: no scheduled or manual runs until it is enabled."""
+    operations.set_enabled(_call(operations.source_by_name, name), False, actor=CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"Source {name} is disabled.")
+
+
+@source_cli.command("delete")
+@click.argument("name")
+def delete_command(name):
+    """Delete source NAME; one with runs is disabled instead, so its history stays."""
+    outcome = operations.delete_source(_call(operations.source_by_name, name), actor=CLI_ACTOR)
+    db.session.commit()
+    if outcome == "deleted":
+        click.echo(f"Source {name} is deleted.")
+    else:
+        click.echo(f"Source {name} has runs, so it is disabled instead of deleted.")
+
+
 @source_cli.command("test")
 @click.argument("name")
 def test_command(name):

@@ -92,3 +92,29 @@ def test_the_incremental_schedule_is_on_the_edit_page(app, acme, slapd, login_as
     assert db.session.get(SyncSource, source.id).delta_schedule == "0 8-17 * * 1-5"
     listed = it_admin.get("/sync/sources").get_data(as_text=True)
     assert "<code>0 8-17 * * 1-5</code> incremental" in listed
+
+
+def test_the_cli_changes_enables_disables_and_deletes_a_source(app, customer, slapd):
+    assert add_ldap(app, customer, slapd).exit_code == 0
+    cli = app.test_cli_runner()
+
+    changed = cli.invoke(
+        args=["directory", "source", "schedule", "hq", "--delta-schedule", "0 * * * *"]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "full runs 0 2 * * *, incremental 0 * * * *" in changed.output
+    bad = cli.invoke(args=["directory", "source", "schedule", "hq", "--schedule", "at two"])
+    assert bad.exit_code == 1 and "cron expression" in bad.output
+    removed = cli.invoke(args=["directory", "source", "schedule", "hq", "--delta-schedule", ""])
+    assert removed.exit_code == 0 and "incremental" not in removed.output
+
+    assert cli.invoke(args=["directory", "source", "disable", "hq"]).exit_code == 0
+    assert schedule.planned_jobs() == []
+    refused = cli.invoke(args=["directory", "sync", "hq"])
+    assert refused.exit_code == 1 and "disabled; enable it" in refused.output
+    assert cli.invoke(args=["directory", "source", "enable", "hq"]).exit_code == 0
+    assert [j.id for j in schedule.planned_jobs()] == ["source:hq"]
+
+    deleted = cli.invoke(args=["directory", "source", "delete", "hq"])
+    assert deleted.exit_code == 0 and "Source hq is deleted." in deleted.output
+    assert db.session.scalar(select(SyncSource.id)) is None
