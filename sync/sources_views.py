@@ -16,7 +16,7 @@ from portal.core import access
 from portal.core.db import db
 from portal.core.errors import NotFound, UserError
 from sync import queue
-from sync.models import SyncRequest, SyncRun, SyncSource
+from sync.models import RequestStatus, SyncRequest, SyncRun, SyncSource
 from sync.source_forms import SourceForm
 from sync.sources.ldap import operations
 from sync.sources.ldap.profiles import PROFILES
@@ -50,6 +50,7 @@ def sources():
         customers=db.session.scalars(access.visible_customers(current_user, **IT)).all(),
         sources=[(s, operations.describe(s)) for s in listed],
         last_runs=last_runs(customer.id, [s.name for s in listed]),
+        pending=pending_requests([s.id for s in listed]),
         form=ActionForm(),
     )
 
@@ -214,6 +215,24 @@ def request_page(request_id: int):
     # block in <head> for a meta refresh, and no script is needed for this).
     headers = {} if sync_request.is_finished else {"Refresh": str(REFRESH_SECONDS)}
     return page, 200, headers
+
+
+def pending_requests(source_ids: list[int]) -> dict[int, list[SyncRequest]]:
+    """source id -> its queued or running requests, oldest first: one query for the list."""
+    if not source_ids:
+        return {}
+    waiting = db.session.scalars(
+        select(SyncRequest)
+        .where(
+            SyncRequest.source_id.in_(source_ids),
+            SyncRequest.status.in_([RequestStatus.QUEUED, RequestStatus.RUNNING]),
+        )
+        .order_by(SyncRequest.id)
+    )
+    found: dict[int, list[SyncRequest]] = {}
+    for sync_request in waiting:
+        found.setdefault(sync_request.source_id, []).append(sync_request)
+    return found
 
 
 def last_runs(customer_id: int, names: list[str]) -> dict[str, SyncRun]:

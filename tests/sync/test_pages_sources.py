@@ -165,7 +165,10 @@ def test_sync_now_is_queued_once_and_applied_by_the_worker(make_source, it_admin
     second = post(it_admin, f"/sync/sources/{source.id}/sync")  # a double click
 
     assert first.location == second.location
+    listed = text_of(it_admin.get("/sync/sources"))
+    assert f'<a class="pending" href="{first.location}">sync queued</a>' in listed
     assert process_requests() == 1
+    assert 'class="pending"' not in text_of(it_admin.get("/sync/sources"))
     run = db.session.scalar(LDAP_RUNS)
     assert run.status == "applied", run.error
     assert run.counts["persons"]["created"] == SAMPLE_USERS
