@@ -118,51 +118,11 @@ def run_source(
         _mark_failed(run_id, exc, started)
     run = db.session.get(SyncRun, run_id)
     logger.info("sync run %s of customer %s by %s: %s", run.id, customer.slug, actor, run.status)
-    _notify(run)
+    notify_run(run)
     return run
 
 
-SKIPPED = "The scheduled run was skipped"
-
-
-def record_skipped_run(customer: Customer, *, kind: str, name: str, reason: str, actor: str):
-    """Record a scheduled run that could not start (its source was locked) as a failed run, so
-    it is flagged and HR hears of it: once, while runs keep being skipped; the next real run
-    of the source ends the series. Returns the new run, or None when one is recorded already.
-    """
-    newest = db.session.scalar(
-        select(SyncRun)
-        .where(
-            SyncRun.customer_id == customer.id,
-            SyncRun.source_kind == kind,
-            SyncRun.source_name == name,
-        )
-        .order_by(SyncRun.id.desc())
-        .limit(1)
-    )
-    if newest is not None and (newest.error or "").startswith(SKIPPED):
-        return None
-    now = utcnow()
-    run = SyncRun(
-        customer_id=customer.id,
-        source_kind=kind,
-        source_name=name,
-        started_by=actor,
-        status=RunStatus.FAILED.value,
-        counts=counts_from_tally(_zero()),
-        started_at=now,
-        finished_at=now,
-        duration_ms=0,
-        error=f"{SKIPPED}: {reason}",
-    )
-    db.session.add(run)
-    db.session.commit()
-    logger.warning("scheduled run of %s:%s skipped as run %s", kind, name, run.id)
-    _notify(run)
-    return run
-
-
-def _notify(run: SyncRun) -> None:
+def notify_run(run: SyncRun) -> None:
     """Queue the HR contacts' messages about a failed or held run; the run stands either way."""
     try:
         notify_hr_contacts(run)
@@ -219,7 +179,7 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
     except Exception as exc:
         db.session.rollback()
         _mark_failed(run_id, exc, started)
-        _notify(db.session.get(SyncRun, run_id))
+        notify_run(db.session.get(SyncRun, run_id))
     logger.info("held sync run %s approved by %s", run_id, actor)
     return db.session.get(SyncRun, run_id)
 
@@ -276,7 +236,7 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
         _mark_failed(new_id, exc, started)
     logger.info("sync run %s reverted by %s as run %s", run_id, actor, new_id)
     new = db.session.get(SyncRun, new_id)
-    _notify(new)  # a failed revert leaves the directory as the reverted run made it
+    notify_run(new)  # a failed revert leaves the directory as the reverted run made it
     return new
 
 

@@ -27,6 +27,7 @@ source's lock in the database, so a CLI run, a page or a second scheduler never 
 import logging
 import signal
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,8 +46,10 @@ from portal.directory.queries import customer_by_slug
 from sync import cron
 from sync.cron import EitherDayTrigger, LocalCronTrigger
 from sync.locks import LockBusy, current_holder, run_lock
-from sync.models import SyncRun, SyncSource
+from sync.models import RunStatus, SyncRun, SyncSource
+from sync.plan import counts_from_tally
 from sync.queue import process_requests
+from sync.runs import notify_run
 
 logger = logging.getLogger(__name__)
 ACTOR = "scheduler"
@@ -245,7 +248,6 @@ SAME_FIRE = timedelta(seconds=60)
 
 def _flag_skipped(name: str, reason: str, actor: str) -> None:
     """A full scheduled run that found its source locked is flagged and mailed (once)."""
-    from sync.runs import record_skipped_run
     from sync.sources.ldap.operations import source_by_name
 
     holder = current_holder(f"source:{name}")
@@ -257,6 +259,46 @@ def _flag_skipped(name: str, reason: str, actor: str) -> None:
     except Exception:
         db.session.rollback()
         logger.exception("the skipped run of source %s could not be recorded", name)
+
+
+SKIPPED = "The scheduled run was skipped"
+
+
+def record_skipped_run(customer: Customer, *, kind: str, name: str, reason: str, actor: str):
+    """Record a scheduled run that could not start (its source was locked) as a failed run, so
+    it is flagged and HR hears of it: once, while runs keep being skipped; the next real run
+    of the source ends the series. Returns the new run, or None when one is recorded already.
+    """
+    newest = db.session.scalar(
+        select(SyncRun)
+        .where(
+            SyncRun.customer_id == customer.id,
+            SyncRun.source_kind == kind,
+            SyncRun.source_name == name,
+        )
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    )
+    if newest is not None and (newest.error or "").startswith(SKIPPED):
+        return None
+    now = utcnow()
+    run = SyncRun(
+        customer_id=customer.id,
+        source_kind=kind,
+        source_name=name,
+        started_by=actor,
+        status=RunStatus.FAILED.value,
+        counts=counts_from_tally(defaultdict(int)),
+        started_at=now,
+        finished_at=now,
+        duration_ms=0,
+        error=f"{SKIPPED}: {reason}",
+    )
+    db.session.add(run)
+    db.session.commit()
+    logger.warning("scheduled run of %s:%s skipped as run %s", kind, name, run.id)
+    notify_run(run)
+    return run
 
 
 def make_scheduler(app: Flask) -> BackgroundScheduler:
