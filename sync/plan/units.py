@@ -105,26 +105,39 @@ class UnitPlanner:
             self.protected.add(key)
 
     def _refuse_taken_numbers(self) -> None:
-        """A unit may not take a number another unit keeps (numbers are unique per customer):
+        """A unit may not take a number another unit has (numbers are unique per customer):
         an OU renamed onto another unit's number is named in the report and left as it was,
-        instead of failing the whole run on the database's unique constraint."""
-        kept = {r.number: k for k, r in self.existing.items() if k not in self.accepted}
+        instead of failing the whole run on the database's unique constraint. When the other
+        unit gives the number up in this same run, the order of the writes would decide, so
+        this unit follows at the next run (a swap needs a temporary name)."""
+        held = {r.number: k for k, r in self.existing.items()}
         for key, record in list(self.accepted.items()):
-            holder = kept.get(record.number)
+            holder = held.get(record.number)
             if holder is None or holder == key:
                 continue
-            other = self.existing[holder]
-            state = "" if other.is_active else "inactive "
             self._issue(
                 record,
-                f"The unit {record.name!r} cannot take the number {record.number}: the "
-                f"{state}unit {other.number} ({other.name}) has it already. The unit is left "
-                "as it was; rename one of them in the source.",
+                self._taken_message(record, self.existing[holder], self.accepted.get(holder)),
                 self.number_header or "number",
                 record.number,
             )
             del self.accepted[key]
             self.protected.add(key)
+
+    def _taken_message(self, record: UnitRecord, other, other_record) -> str:
+        wanted = f"The unit {record.name!r} cannot take the number {record.number}"
+        if other_record is not None and other_record.number != other.number:
+            return (
+                f"{wanted} yet: the unit {other.number} ({other.name}) has it until it takes "
+                f"its new number {other_record.number} in this run. The unit is left as it "
+                "was and follows at the next run (to swap two names, use a temporary name "
+                "for one of them first)."
+            )
+        state = "" if other.is_active else "inactive "
+        return (
+            f"{wanted}: the {state}unit {other.number} ({other.name}) has it already. The "
+            "unit is left as it was; rename one of them in the source."
+        )
 
     def _value_problem(self, record: UnitRecord) -> bool:
         headers = self.data.headers.get("org", {})
