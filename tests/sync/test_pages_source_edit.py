@@ -118,7 +118,7 @@ def test_editing_every_field_keeps_the_password_when_left_blank(make_source, it_
     assert db.session.scalar(select(AuditEntry).where(AuditEntry.action == "sync_source.changed"))
 
 
-def test_a_new_password_replaces_the_old_and_restarts_incremental_reading(make_source, it_admin):
+def test_a_new_password_replaces_the_old_and_keeps_incremental_reading(make_source, it_admin):
     source = make_source()
     source.state = {"last_change": "20260101000000Z"}
     db.session.commit()
@@ -129,7 +129,19 @@ def test_a_new_password_replaces_the_old_and_restarts_incremental_reading(make_s
     db.session.expire_all()
     source = db.session.get(SyncSource, source.id)
     assert vault.decrypt(source.password_encrypted) == "a-new-secret"
-    assert source.state == {}
+    assert source.state == {"last_change": "20260101000000Z"}  # the same account reads the same
+
+
+def test_changing_what_is_read_restarts_incremental_reading(make_source, it_admin):
+    source = make_source()
+    source.state = {"last_change": "20260101000000Z"}
+    db.session.commit()
+
+    response = edit(it_admin, source, user_filter="(employeeType=staff)")
+
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(SyncSource, source.id).state == {}
 
 
 @pytest.mark.parametrize(

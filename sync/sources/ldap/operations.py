@@ -99,7 +99,7 @@ def update_ldap_source(
     source.delta_schedule = delta_schedule or None
     if password:
         source.password_encrypted = vault.encrypt(password)
-    if reading_changed or password:
+    if reading_changed:
         source.state = {}
     db.session.flush()
 
