@@ -35,6 +35,7 @@ def create_app(overrides: dict | None = None, environ=None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
     )
     _configure_logging(settings)
+    _warn_about_settings(settings)
 
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS)
@@ -122,6 +123,13 @@ def _stored_secret(app: Flask) -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _warn_about_settings(settings: dict) -> None:
+    """Settings that work but fall short (they are logged once at start)."""
+    from sync.notify import warn_if_links_are_relative
+
+    warn_if_links_are_relative(settings)
 
 
 def _configure_logging(settings: dict) -> None:

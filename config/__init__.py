@@ -10,6 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -149,6 +150,7 @@ def _validate(settings: dict) -> None:
     if settings["web"]["max_upload_mb"] <= 0:
         raise ConfigError("web.max_upload_mb must be positive")
     _validate_sessions(settings["web"])
+    _validate_base_url(settings["web"]["base_url"])
     try:
         ZoneInfo(settings["directory"]["default_timezone"])
     except (ZoneInfoNotFoundError, ValueError):
@@ -173,6 +175,7 @@ def _validate_schedule(settings: dict) -> None:
     for section, key in (
         ("schedule", "lock_seconds"),
         ("schedule", "refresh_seconds"),
+        ("schedule", "poll_seconds"),
         ("schedule", "misfire_grace_seconds"),
         ("schedule", "workers"),
         ("drop", "keep_days"),
@@ -189,6 +192,18 @@ def _validate_schedule(settings: dict) -> None:
     cron = settings["drop"]["schedule"]
     if not cron_is_valid(cron):
         raise ConfigError(f"drop.schedule {cron!r} is not a cron expression such as '0 2 * * *'")
+
+
+def _validate_base_url(url: str) -> None:
+    """An absolute http(s) address without query or fragment: mails append paths to it."""
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            f"web.base_url {url!r} is not the portal's address such as "
+            "'https://kursa.example.test' (http or https, a host, no query)"
+        )
 
 
 def _validate_mail(mail: dict) -> None:

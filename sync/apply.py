@@ -58,6 +58,7 @@ def _write_units(conn, changes: ChangeSet, customer, now) -> dict:
                     "name": u.name,
                     "kind": u.kind,
                     "anchor": u.anchor,
+                    "source": changes.source_label,
                     "is_active": True,
                     "path": "",
                     "depth": 0,

@@ -5,13 +5,16 @@ and its `CronTrigger.from_crontab` passes the numbers through unchanged: "1-5" w
 Tuesday to Saturday. Here the weekday field is translated to day names first, so "1-5" is
 Monday to Friday, as in crontab(5).
 
-TODO: when both day-of-month and weekday are restricted, cron runs on either and APScheduler
-only on days matching both; nobody has asked for such a schedule yet.
+When both day-of-month and weekday are restricted ("0 2 1,15 * 1": the 1st, the 15th and every
+Monday), cron runs on days matching EITHER, where one CronTrigger runs only on days matching
+both. Such an expression becomes two triggers, one per day field, and fires at the earlier of
+their next times. As in cron, a field starting with "*" ("*/2" too) counts as unrestricted.
 """
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -36,19 +39,35 @@ class LocalCronTrigger(CronTrigger):
         return moment.astimezone(self.timezone).replace(tzinfo=None)
 
 
-def trigger(cron: str, zone: str) -> LocalCronTrigger:
+class EitherDayTrigger(BaseTrigger):
+    """Fires when either trigger does (cron's rule for two restricted day fields)."""
+
+    def __init__(self, by_day: LocalCronTrigger, by_weekday: LocalCronTrigger):
+        self.triggers = (by_day, by_weekday)
+        self.timezone = by_day.timezone
+
+    def get_next_fire_time(self, previous_fire_time, now):
+        times = [t.get_next_fire_time(previous_fire_time, now) for t in self.triggers]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def __str__(self) -> str:
+        return " or ".join(str(t) for t in self.triggers)
+
+
+def trigger(cron: str, zone: str) -> LocalCronTrigger | EitherDayTrigger:
     """The trigger of a five-field cron expression in time zone `zone`; ValueError if bad."""
     fields = cron.split()
     if len(fields) != 5:
         raise ValueError("a cron expression has five fields")
     minute, hour, day, month, weekday = fields
-    return LocalCronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=weekday_names(weekday),
-        timezone=ZoneInfo(zone),
+    common = {"minute": minute, "hour": hour, "month": month, "timezone": ZoneInfo(zone)}
+    weekdays = weekday_names(weekday)
+    if day.startswith("*") or weekday.startswith("*"):
+        return LocalCronTrigger(day=day, day_of_week=weekdays, **common)
+    return EitherDayTrigger(
+        LocalCronTrigger(day=day, day_of_week="*", **common),
+        LocalCronTrigger(day="*", day_of_week=weekdays, **common),
     )
 
 

@@ -149,6 +149,13 @@ def _take_over(lock: RunLock) -> bool:
     return False
 
 
+def current_holder(name: str, engine: Engine | None = None) -> SyncLock | None:
+    """The row of lock `name` as it is now (read on its own connection), or None if free."""
+    with (engine or db.engine).connect() as conn:
+        row = conn.execute(select(SyncLock).where(SyncLock.name == name)).one_or_none()
+    return SyncLock(**row._asdict()) if row else None
+
+
 def _busy_message(lock: RunLock) -> str:
     with lock.engine.connect() as conn:
         row = conn.execute(select(SyncLock).where(SyncLock.name == lock.name)).one_or_none()

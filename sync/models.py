@@ -126,6 +126,8 @@ class SyncSource(TimestampMixin, db.Model):
     settings: Mapped[dict] = mapped_column(default=dict)
     password_encrypted: Mapped[str | None] = mapped_column(Text)
     schedule: Mapped[str] = mapped_column(String(100), default="0 2 * * *")
+    # An incremental run's cron besides the full one (empty: full runs only).
+    delta_schedule: Mapped[str | None] = mapped_column(String(100))
     state: Mapped[dict] = mapped_column(default=dict)
     is_enabled: Mapped[bool] = mapped_column(default=True)
 
@@ -133,6 +135,44 @@ class SyncSource(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<SyncSource {self.name} {self.kind}/{self.profile}>"
+
+
+class RequestStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class SyncRequest(db.Model):
+    """A page's "Test connection", "Preview" or "Sync now", waiting for the scheduler process.
+
+    A run reads a whole directory and may take minutes, longer than a web request may live,
+    so the page only queues it here; the scheduler (sync.queue) takes it, runs it and records
+    the outcome: the run it made, or the message of a connection test.
+    """
+
+    __tablename__ = "sync_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_sources.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(20))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default=RequestStatus.QUEUED.value, index=True)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
+    message: Mapped[str | None] = mapped_column(Text)
+
+    source: Mapped[SyncSource] = relationship()
+    run: Mapped[SyncRun | None] = relationship()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {RequestStatus.DONE, RequestStatus.FAILED}
 
 
 class SyncLock(db.Model):

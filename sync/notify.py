@@ -62,16 +62,24 @@ def hr_contacts(customer: Customer) -> list[int]:
 
 
 def run_link(run_id: int) -> str:
-    """The run's report page: absolute when the portal's address is known."""
+    """The run's report page: absolute with `[web] base_url` (or inside a request)."""
     path = current_app.url_map.bind("localhost").build("sync.run", {"run_id": run_id})
-    base = request.host_url if has_request_context() else _configured_base_url()
+    base = current_app.config["KURSA"]["web"]["base_url"]
+    if not base and has_request_context():
+        base = request.host_url
     return f"{base.rstrip('/')}{path}"
 
 
-def _configured_base_url() -> str:
-    # TODO: a [web] base_url of its own; the portal's public address is only configured for
-    # SAML today, so a run started by the scheduler links relatively when that is empty.
-    return current_app.config["KURSA"].get("sso", {}).get("base_url", "") or ""
+def warn_if_links_are_relative(settings: dict) -> bool:
+    """At start: mail is on but the portal's address is not known, so mails sent by the
+    scheduler link to run reports relatively (the reader must find the portal). True if so."""
+    if settings["mail"]["host"] and not settings["web"]["base_url"]:
+        logger.warning(
+            "mail is configured but [web] base_url is empty: links in mails sent outside a "
+            "web request (failed or held sync runs) are relative; set base_url"
+        )
+        return True
+    return False
 
 
 def _wording(run: SyncRun, customer: Customer, link: str) -> tuple[str, str]:

@@ -118,11 +118,11 @@ def run_source(
         _mark_failed(run_id, exc, started)
     run = db.session.get(SyncRun, run_id)
     logger.info("sync run %s of customer %s by %s: %s", run.id, customer.slug, actor, run.status)
-    _notify(run)
+    notify_run(run)
     return run
 
 
-def _notify(run: SyncRun) -> None:
+def notify_run(run: SyncRun) -> None:
     """Queue the HR contacts' messages about a failed or held run; the run stands either way."""
     try:
         notify_hr_contacts(run)
@@ -179,6 +179,7 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
     except Exception as exc:
         db.session.rollback()
         _mark_failed(run_id, exc, started)
+        notify_run(db.session.get(SyncRun, run_id))
     logger.info("held sync run %s approved by %s", run_id, actor)
     return db.session.get(SyncRun, run_id)
 
@@ -234,7 +235,9 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
         db.session.rollback()
         _mark_failed(new_id, exc, started)
     logger.info("sync run %s reverted by %s as run %s", run_id, actor, new_id)
-    return db.session.get(SyncRun, new_id)
+    new = db.session.get(SyncRun, new_id)
+    notify_run(new)  # a failed revert leaves the directory as the reverted run made it
+    return new
 
 
 def lock_customer(customer_id: int) -> None:
@@ -256,23 +259,28 @@ def _close_interrupted(customer_id: int, current_run_id: int) -> None:
 
     Holding the customer's lock, no other run of it can be applying; one merely waiting for
     the lock overwrites this status when it finishes. Runs younger than a couple of minutes
-    are left alone, as they may still be reading their files.
+    are left alone, as they may still be reading their files. HR hears of each closed run
+    once, with this run's transaction: a run is closed only while it is still 'running'.
     """
-    db.session.execute(
-        update(SyncRun)
-        .where(
-            SyncRun.customer_id == customer_id,
-            SyncRun.status == RunStatus.RUNNING,
-            SyncRun.id != current_run_id,
-            SyncRun.started_at < utcnow() - INTERRUPTED_AFTER,
-        )
-        .values(
-            status=RunStatus.FAILED.value,
-            finished_at=utcnow(),
-            error="The run was interrupted (its process stopped) before it finished; "
-            "nothing of it was applied.",
+    interrupted = list(
+        db.session.scalars(
+            select(SyncRun).where(
+                SyncRun.customer_id == customer_id,
+                SyncRun.status == RunStatus.RUNNING,
+                SyncRun.id != current_run_id,
+                SyncRun.started_at < utcnow() - INTERRUPTED_AFTER,
+            )
         )
     )
+    for run in interrupted:
+        run.status, run.finished_at = RunStatus.FAILED.value, utcnow()
+        run.error = (
+            "The run was interrupted (its process stopped) before it finished; "
+            "nothing of it was applied."
+        )
+        db.session.flush()
+        notify_hr_contacts(run)
+        logger.warning("sync run %s was interrupted; closed as failed", run.id)
 
 
 def get_run(run_id: int) -> SyncRun:

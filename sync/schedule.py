@@ -2,7 +2,11 @@
 
 Jobs (their ids are what `job_id` makes):
 - `source:<name>`: a full run of an enabled directory source, on its cron `schedule`;
+- `delta:<name>`: an incremental run of it, on its optional `delta_schedule` (a run of either
+  kind finding the other still going is skipped: the source's lock);
 - `drop:<slug>`: the file drop of a customer that has an inbox, on `[drop] schedule`.
+- `requests`: every `[schedule] poll_seconds`, the tests, previews and runs the source pages
+  queued (sync.queue); in memory like `outbox`.
 - `outbox` (only when `[mail] host` is set): sends the due notifications every
   `[mail] send_every_seconds`, as `flask outbox send` does, under the run lock `outbox:send`, so
   two scheduler processes never send the same messages twice. It lives in memory, not in the
@@ -23,9 +27,10 @@ source's lock in the database, so a CLI run, a page or a second scheduler never 
 import logging
 import signal
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -39,15 +44,19 @@ from portal.courses.outbox import SendReport, mail_settings, send_pending
 from portal.directory.models import Customer
 from portal.directory.queries import customer_by_slug
 from sync import cron
-from sync.cron import LocalCronTrigger
-from sync.locks import LockBusy, run_lock
-from sync.models import SyncRun, SyncSource
+from sync.cron import EitherDayTrigger, LocalCronTrigger
+from sync.locks import LockBusy, current_holder, run_lock
+from sync.models import RunStatus, SyncRun, SyncSource
+from sync.plan import counts_from_tally
+from sync.queue import process_requests
+from sync.runs import notify_run
 
 logger = logging.getLogger(__name__)
 ACTOR = "scheduler"
 JOB_TABLE = "scheduler_jobs"
 OUTBOX_JOB = "outbox"
 OUTBOX_LOCK = "outbox:send"
+REQUESTS_JOB = "requests"
 _app: Flask | None = None  # the app the scheduler process serves; jobs run in its context
 
 
@@ -64,7 +73,7 @@ class JobSpec:
     def name(self) -> str:
         return f"{self.cron} ({self.zone})"
 
-    def trigger(self) -> LocalCronTrigger:
+    def trigger(self) -> LocalCronTrigger | EitherDayTrigger:
         return cron.trigger(self.cron, self.zone)
 
     def next_fire(self, after: datetime) -> datetime | None:
@@ -85,14 +94,12 @@ def planned_jobs() -> list[JobSpec]:
     specs = []
     sources = db.session.scalars(select(SyncSource).where(SyncSource.is_enabled.is_(True)))
     for source in sources:
-        specs.append(
-            JobSpec(
-                f"source:{source.name}",
-                source.schedule,
-                customer_zone(source.customer),
-                source.created_at,
+        zone = customer_zone(source.customer)
+        specs.append(JobSpec(f"source:{source.name}", source.schedule, zone, source.created_at))
+        if source.delta_schedule:
+            specs.append(
+                JobSpec(f"delta:{source.name}", source.delta_schedule, zone, source.created_at)
             )
-        )
     drop_cron = current_app.config["KURSA"]["drop"]["schedule"]
     for slug in customers_with_inbox():
         customer = customer_by_slug(slug)
@@ -111,17 +118,34 @@ class IntervalJob:
     id: str
     seconds: int
     work: Callable[[], object]
+    # How many may run at once: a long run asked for on a page must not hold up a connection
+    # test queued behind it, so the queue gets all workers but one (kept for the schedules).
+    instances: int = 1
 
 
 def interval_jobs() -> list[IntervalJob]:
-    """The interval jobs the settings call for: the outbox sender when mail is configured, and
-    what other packages registered as (id, seconds, work) in app.extensions
-    ["kursa_interval_jobs"] (sso's metadata refresh), so sync imports none of them."""
-    mail = current_app.config["KURSA"]["mail"]
-    jobs = [IntervalJob(*job) for job in current_app.extensions.get("kursa_interval_jobs", [])]
+    """The interval jobs the settings call for: the queue of runs the source pages asked for,
+    the outbox sender when mail is configured, and what other packages registered as (id,
+    seconds, work) in app.extensions["kursa_interval_jobs"] (sso's metadata refresh), so sync
+    imports none of them."""
+    settings = current_app.config["KURSA"]
+    every, workers = settings["schedule"]["poll_seconds"], settings["schedule"]["workers"]
+    jobs = [IntervalJob(REQUESTS_JOB, every, process_queue, max(1, workers - 1))]
+    mail = settings["mail"]
     if mail["host"]:
-        jobs.insert(0, IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox))
+        jobs.append(IntervalJob(OUTBOX_JOB, mail["send_every_seconds"], send_outbox))
+    jobs += [IntervalJob(*job) for job in current_app.extensions.get("kursa_interval_jobs", [])]
     return jobs
+
+
+def process_queue() -> int:
+    """Run what the source pages queued (see sync.queue); errors are logged, never raised."""
+    try:
+        return process_requests()
+    except Exception:
+        db.session.rollback()
+        logger.exception("queued requests could not be processed")
+    return 0
 
 
 def send_outbox() -> SendReport | None:
@@ -152,6 +176,7 @@ def add_interval_jobs(scheduler: BackgroundScheduler) -> list[str]:
             id=job.id,
             jobstore="memory",
             args=[job.work],
+            max_instances=job.instances,
             replace_existing=True,
         )
     return [job.id for job in jobs]
@@ -201,21 +226,82 @@ def run_now(job_id: str, *, actor: str) -> SyncRun | None:
 
     kind, key = job_id.split(":", 1)
     try:
-        if kind == "source":
-            # TODO: every scheduled run is full; an hourly incremental schedule needs a second
-            # cron per source (full nightly, incremental in between).
-            return sync_source(source_by_name(key), actor=actor, full=True)
+        if kind in ("source", "delta"):
+            return sync_source(source_by_name(key), actor=actor, full=kind == "source")
         customer = customer_by_slug(key)
         if customer is None:
             logger.warning("scheduled job %s: no customer %s; skipped", job_id, key)
             return None
         return import_drop(customer, actor=actor).run
-    except LockBusy:
+    except LockBusy as busy:
         logger.info("scheduled job %s skipped: another process is running it", job_id)
+        db.session.rollback()
+        if kind == "source":
+            _flag_skipped(key, str(busy), actor)
     except Exception:
         db.session.rollback()
         logger.exception("scheduled job %s failed", job_id)
     return None
+
+
+# A lock taken this recently is most likely the same fire time taken by another scheduler
+# process (two nodes), not a run overrunning its slot: that skip is no news for HR.
+SAME_FIRE = timedelta(seconds=60)
+
+
+def _flag_skipped(name: str, reason: str, actor: str) -> None:
+    """A full scheduled run that found its source locked is flagged and mailed (once)."""
+    from sync.sources.ldap.operations import source_by_name
+
+    holder = current_holder(f"source:{name}")
+    if holder is not None and holder.acquired_at > utcnow() - SAME_FIRE:
+        return
+    try:
+        source = source_by_name(name)
+        record_skipped_run(source.customer, kind=source.kind, name=name, reason=reason, actor=actor)
+    except Exception:
+        db.session.rollback()
+        logger.exception("the skipped run of source %s could not be recorded", name)
+
+
+SKIPPED = "The scheduled run was skipped"
+
+
+def record_skipped_run(customer: Customer, *, kind: str, name: str, reason: str, actor: str):
+    """Record a scheduled run that could not start (its source was locked) as a failed run, so
+    it is flagged and HR hears of it: once, while runs keep being skipped; the next real run
+    of the source ends the series. Returns the new run, or None when one is recorded already.
+    """
+    newest = db.session.scalar(
+        select(SyncRun)
+        .where(
+            SyncRun.customer_id == customer.id,
+            SyncRun.source_kind == kind,
+            SyncRun.source_name == name,
+        )
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    )
+    if newest is not None and (newest.error or "").startswith(SKIPPED):
+        return None
+    now = utcnow()
+    run = SyncRun(
+        customer_id=customer.id,
+        source_kind=kind,
+        source_name=name,
+        started_by=actor,
+        status=RunStatus.FAILED.value,
+        counts=counts_from_tally(defaultdict(int)),
+        started_at=now,
+        finished_at=now,
+        duration_ms=0,
+        error=f"{SKIPPED}: {reason}",
+    )
+    db.session.add(run)
+    db.session.commit()
+    logger.warning("scheduled run of %s:%s skipped as run %s", kind, name, run.id)
+    notify_run(run)
+    return run
 
 
 def make_scheduler(app: Flask) -> BackgroundScheduler:

@@ -40,11 +40,21 @@ def source_cli():
 @click.option("--user-filter", help="LDAP filter of persons; the profile has a default.")
 @click.option("--org-from", type=click.Choice(ORG_FROM), default="ou", show_default=True)
 @click.option("--org-base", help="Base DN of the OU tree (for --org-from ou).")
-@click.option("--schedule", default=operations.DEFAULT_SCHEDULE, show_default=True)
+@click.option(
+    "--schedule",
+    default=operations.DEFAULT_SCHEDULE,
+    show_default=True,
+    help="Cron of the full runs, in the customer's time zone.",
+)
+@click.option(
+    "--delta-schedule",
+    metavar="CRON",
+    help="Cron of incremental runs in between, e.g. '*/15 * * * *' (default: none).",
+)
 @click.option("--inactive-filter", help="OpenLDAP: persons also matching this are inactive.")
 def add_ldap_command(
     name, slug, profile, uri, bind_dn, password_env, user_bases, user_filter, org_from, org_base,
-    schedule, inactive_filter,
+    schedule, delta_schedule, inactive_filter,
 ):  # fmt: skip
     """Add LDAP source NAME for a customer (test it with 'flask directory source test')."""
     customer = _customer(slug)
@@ -70,6 +80,7 @@ def add_ldap_command(
         settings=settings,
         password=password,
         schedule=schedule,
+        delta_schedule=delta_schedule,
         actor=CLI_ACTOR,
     )
     db.session.commit()
@@ -89,7 +100,60 @@ def list_command(as_json):
     for s in sources:
         click.echo(
             f"{s['name']}  {s['customer']}  {s['profile']}  {s['uri']}  schedule {s['schedule']}"
+            + (f"  incremental {s['delta_schedule']}" if s["delta_schedule"] else "")
         )
+
+
+@source_cli.command("schedule")
+@click.argument("name")
+@click.option("--schedule", metavar="CRON", help="Cron of the full runs.")
+@click.option("--delta-schedule", metavar="CRON", help="Cron of incremental runs; '' removes them.")
+def schedule_command(name, schedule, delta_schedule):
+    """Change the schedules of source NAME (customer's time zone)."""
+    source = _call(operations.source_by_name, name)
+    _call(
+        operations.update_ldap_source,
+        source,
+        profile=source.profile,
+        settings=source.settings,
+        password=None,
+        schedule=schedule or source.schedule,
+        delta_schedule=source.delta_schedule if delta_schedule is None else delta_schedule,
+        actor=CLI_ACTOR,
+    )
+    db.session.commit()
+    delta = f", incremental {source.delta_schedule}" if source.delta_schedule else ""
+    click.echo(f"Source {name}: full runs {source.schedule}{delta}.")
+
+
+@source_cli.command("enable")
+@click.argument("name")
+def enable_command(name):
+    """Enable source NAME: its schedules run again."""
+    operations.set_enabled(_call(operations.source_by_name, name), True, actor=CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"Source {name} is enabled.")
+
+
+@source_cli.command("disable")
+@click.argument("name")
+def disable_command(name):
+    """Disable source NAME: no scheduled or manual runs until it is enabled."""
+    operations.set_enabled(_call(operations.source_by_name, name), False, actor=CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"Source {name} is disabled.")
+
+
+@source_cli.command("delete")
+@click.argument("name")
+def delete_command(name):
+    """Delete source NAME; one with runs is disabled instead, so its history stays."""
+    outcome = operations.delete_source(_call(operations.source_by_name, name), actor=CLI_ACTOR)
+    db.session.commit()
+    if outcome == "deleted":
+        click.echo(f"Source {name} is deleted.")
+    else:
+        click.echo(f"Source {name} has runs, so it is disabled instead of deleted.")
 
 
 @source_cli.command("test")

@@ -10,58 +10,23 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import PasswordField, SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import InputRequired
 
 from portal.accounts.models import Role
 from portal.core import access
 from portal.core.db import db
 from portal.core.errors import NotFound, UserError
-from sync.models import RunStatus, SyncRun, SyncSource
+from sync import queue
+from sync.models import RequestStatus, SyncRequest, SyncRun, SyncSource
+from sync.source_forms import SourceForm
 from sync.sources.ldap import operations
-from sync.sources.ldap.profiles import ORG_FROM
+from sync.sources.ldap.profiles import PROFILES
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sources", __name__, url_prefix="/sync/sources")
 # A source holds a service account's password and reads the whole customer: IT at its root.
 IT = {"roles": frozenset({Role.IT_ADMIN}), "whole": True}
-
-
-class SourceForm(FlaskForm):
-    """The fields of `flask directory source add-ldap`; empty optional ones take the profile's
-    defaults."""
-
-    name = StringField("Name", [InputRequired("Give the source a name, e.g. hq-ad.")])
-    profile = SelectField(
-        "Profile",
-        choices=[SelectChoice("ad", "Active Directory"), SelectChoice("openldap", "OpenLDAP")],
-    )
-    uri = StringField("URI", [InputRequired("Give the server's URI, e.g. ldaps://dc1:636.")])
-    bind_dn = StringField("Bind DN", [InputRequired("Give the DN Kursa binds with.")])
-    password = PasswordField("Bind password", [InputRequired("Give the bind password.")])
-    user_bases = TextAreaField(
-        "User base DNs (one a line)", [InputRequired("Give at least one user base DN.")]
-    )
-    user_filter = StringField("User filter (empty: the profile's)")
-    org_from = SelectField(
-        "Org tree from", choices=[SelectChoice(o, o) for o in ORG_FROM], default="ou"
-    )
-    org_base = StringField("Org base DN (for an OU tree)")
-    inactive_filter = StringField("Inactive filter (OpenLDAP)")
-    schedule = StringField("Schedule (cron)", default=operations.DEFAULT_SCHEDULE)
-
-    def settings(self) -> dict:
-        """The source's settings as the CLI builds them: only what was filled in."""
-        settings = {
-            "uri": self.uri.data.strip(),
-            "bind_dn": self.bind_dn.data.strip(),
-            "user_bases": [b.strip() for b in self.user_bases.data.splitlines() if b.strip()],
-            "org_from": self.org_from.data,
-        }
-        for key in ("user_filter", "org_base", "inactive_filter"):
-            if value := (getattr(self, key).data or "").strip():
-                settings[key] = value
-        return settings
+ACTION_WORDS = {"test": "The connection test", "preview": "A preview", "sync": "A run"}
+REFRESH_SECONDS = 3
 
 
 class ActionForm(FlaskForm):
@@ -85,6 +50,7 @@ def sources():
         customers=db.session.scalars(access.visible_customers(current_user, **IT)).all(),
         sources=[(s, operations.describe(s)) for s in listed],
         last_runs=last_runs(customer.id, [s.name for s in listed]),
+        pending=pending_requests([s.id for s in listed]),
         form=ActionForm(),
     )
 
@@ -94,8 +60,12 @@ def sources():
 def new():
     customer = _customer(request.args.get("customer"))
     form = SourceForm()
-    if not form.validate_on_submit():
-        return render_template("sync/source_new.html", form=form, customer=customer)
+    if request.method == "GET":
+        profile = request.args.get("profile")
+        form.fill(profile if profile in PROFILES else "ad")
+    valid = form.validate_on_submit()
+    if not (valid and _password_given(form)):
+        return _form_page(form, customer, None)
 
     try:
         source = operations.add_ldap_source(
@@ -105,37 +75,164 @@ def new():
             settings=form.settings(),
             password=form.password.data,
             schedule=form.schedule.data.strip() or operations.DEFAULT_SCHEDULE,
+            delta_schedule=(form.delta_schedule.data or "").strip() or None,
             actor=current_user.actor,
         )
         db.session.commit()
     except UserError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return render_template("sync/source_new.html", form=form, customer=customer)
+        return _refused(form, customer, None, exc)
+    _warn_unchecked(source)
     flash(f"Source {source.name} is added. Test the connection, then preview a run.", "info")
     return redirect(url_for("sources.sources", customer=customer.slug))
+
+
+@bp.route("/<int:source_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(source_id: int):
+    source = _source(source_id)
+    customer = source.customer
+    form = SourceForm()
+    if request.method == "GET":
+        form.fill(source.profile, source.settings)
+        form.schedule.data = source.schedule
+        form.delta_schedule.data = source.delta_schedule or ""
+    form.name.validators = []  # the name stays (see operations.update_ldap_source)
+    if not form.validate_on_submit():
+        return _form_page(form, customer, source)
+
+    try:
+        operations.update_ldap_source(
+            source,
+            profile=form.profile.data,
+            settings=form.settings(),
+            password=form.password.data or None,
+            schedule=form.schedule.data.strip() or operations.DEFAULT_SCHEDULE,
+            delta_schedule=(form.delta_schedule.data or "").strip() or None,
+            actor=current_user.actor,
+        )
+        db.session.commit()
+    except UserError as exc:
+        return _refused(form, customer, source, exc)
+    _warn_unchecked(source)
+    flash(f"Source {source.name} is saved.", "info")
+    return redirect(url_for("sources.sources", customer=customer.slug))
+
+
+@bp.route("/<int:source_id>/enabled", methods=["POST"])
+@login_required
+def set_enabled(source_id: int):
+    source = _source(source_id)
+    enable = request.form.get("enabled") == "1"
+
+    operations.set_enabled(source, enable, actor=current_user.actor)
+    db.session.commit()
+    state = "enabled: its schedule runs again" if enable else "disabled: it runs no more"
+    flash(f"Source {source.name} is {state}.", "info")
+    return redirect(url_for("sources.sources", customer=source.customer.slug))
+
+
+@bp.route("/<int:source_id>/delete", methods=["POST"])
+@login_required
+def delete(source_id: int):
+    source = _source(source_id)
+    name, slug = source.name, source.customer.slug
+
+    outcome = operations.delete_source(source, actor=current_user.actor)
+    db.session.commit()
+    if outcome == "deleted":
+        flash(f"Source {name} is deleted.", "info")
+    else:
+        flash(
+            f"Source {name} has runs, so it is disabled instead of deleted: its run history "
+            "stays, and the persons it created keep their label.",
+            "info",
+        )
+    return redirect(url_for("sources.sources", customer=slug))
+
+
+def _form_page(form: SourceForm, customer, source: SyncSource | None):
+    return render_template("sync/source_form.html", form=form, customer=customer, source=source)
+
+
+def _refused(form: SourceForm, customer, source: SyncSource | None, exc: UserError):
+    """Show a refused setting under its field (or on top when no field names it)."""
+    db.session.rollback()
+    if not (isinstance(exc, operations.SettingError) and form.show_error(exc)):
+        flash(str(exc), "error")
+    return _form_page(form, customer, source)
+
+
+def _password_given(form: SourceForm) -> bool:
+    """A new source needs a password; on edit an empty one keeps the stored password."""
+    if form.password.data:
+        return True
+    form.password.errors = [*form.password.errors, "Give the bind password."]
+    return False
+
+
+def _warn_unchecked(source: SyncSource) -> None:
+    if source.settings.get("verify_certificates") is False:
+        flash(
+            f"Source {source.name} does not check the server's certificate: anyone between "
+            "Kursa and the directory can read the bind password. Give a CA file instead.",
+            "error",
+        )
 
 
 @bp.route("/<int:source_id>/test", methods=["POST"])
 @login_required
 def test(source_id: int):
-    source = _source(source_id)  # CSRFProtect has checked the token of every POST
-
-    result = operations.check_source(source)
-    flash(result.message, "info" if result.ok else "error")
-    return redirect(url_for("sources.sources", customer=source.customer.slug))
+    return _request(_source(source_id), "test")  # CSRFProtect has checked every POST's token
 
 
 @bp.route("/<int:source_id>/preview", methods=["POST"])
 @login_required
 def preview(source_id: int):
-    return _sync(_source(source_id), dry_run=True)
+    return _request(_source(source_id), "preview")
 
 
 @bp.route("/<int:source_id>/sync", methods=["POST"])
 @login_required
 def sync_now(source_id: int):
-    return _sync(_source(source_id), dry_run=False)
+    return _request(_source(source_id), "sync")
+
+
+@bp.route("/requests/<int:request_id>")
+@login_required
+def request_page(request_id: int):
+    """A queued request: waiting, running, or its outcome with the run's report."""
+    sync_request = db.session.get(SyncRequest, request_id)
+    if sync_request is None:
+        raise NotFound(access.HIDDEN)
+    source = _source(sync_request.source_id)
+    page = render_template(
+        "sync/source_request.html",
+        sync_request=sync_request,
+        source=source,
+        customer=source.customer,
+    )
+    # The Refresh header reloads the page until the request is done (base.html has no
+    # block in <head> for a meta refresh, and no script is needed for this).
+    headers = {} if sync_request.is_finished else {"Refresh": str(REFRESH_SECONDS)}
+    return page, 200, headers
+
+
+def pending_requests(source_ids: list[int]) -> dict[int, list[SyncRequest]]:
+    """source id -> its queued or running requests, oldest first: one query for the list."""
+    if not source_ids:
+        return {}
+    waiting = db.session.scalars(
+        select(SyncRequest)
+        .where(
+            SyncRequest.source_id.in_(source_ids),
+            SyncRequest.status.in_([RequestStatus.QUEUED, RequestStatus.RUNNING]),
+        )
+        .order_by(SyncRequest.id)
+    )
+    found: dict[int, list[SyncRequest]] = {}
+    for sync_request in waiting:
+        found.setdefault(sync_request.source_id, []).append(sync_request)
+    return found
 
 
 def last_runs(customer_id: int, names: list[str]) -> dict[str, SyncRun]:
@@ -155,24 +252,12 @@ def last_runs(customer_id: int, names: list[str]) -> dict[str, SyncRun]:
     return {run.source_name: run for run in runs}
 
 
-def _sync(source: SyncSource, *, dry_run: bool):
-    slug = source.customer.slug
-
-    try:
-        run = operations.sync_source(source, actor=current_user.actor, dry_run=dry_run)
-    except UserError as exc:  # another run of this source is going on
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("sources.sources", customer=slug))
-    category = "error" if run.status == RunStatus.FAILED else "info"
-    flash(_started(run), category)
-    return redirect(url_for("sync.run", run_id=run.id))
-
-
-def _started(run: SyncRun) -> str:
-    if run.status == RunStatus.DRY_RUN:
-        return f"Run #{run.id} is a preview of source {run.source_name}: nothing has changed yet."
-    return f"Run #{run.id} of source {run.source_name} is {run.status.replace('_', ' ')}."
+def _request(source: SyncSource, action: str):
+    """Queue the action for the scheduler process: a run may outlast any web request."""
+    sync_request = queue.request_run(source, action, actor=current_user.actor)
+    db.session.commit()
+    flash(f"{ACTION_WORDS[action]} of source {source.name} is queued.", "info")
+    return redirect(url_for("sources.request_page", request_id=sync_request.id))
 
 
 def _customer(slug: str | None):

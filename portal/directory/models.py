@@ -65,6 +65,9 @@ class OrgUnit(TimestampMixin, db.Model):
     number: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     anchor: Mapped[str | None] = mapped_column(String(200))
+    # The source that created the unit ("ldap:hq-ad", "file"); a full run of one source
+    # inactivates only its own empty units. None: created before sources were recorded.
+    source: Mapped[str | None] = mapped_column(String(100))
     is_active: Mapped[bool] = mapped_column(default=True)
     active_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 

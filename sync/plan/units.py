@@ -5,6 +5,7 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
+from portal.core.db import db
 from portal.directory.models import Customer, OrgUnit
 from sync.plan.changes import (
     MAX_DEPTH,
@@ -54,6 +55,7 @@ class UnitPlanner:
 
     def plan(self) -> None:
         self._accept_unique()
+        self._refuse_taken_numbers()
         self._resolve_parents()
         if self._refuse_cycles():
             return
@@ -101,6 +103,41 @@ class UnitPlanner:
                     record.number,
                 )
             self.protected.add(key)
+
+    def _refuse_taken_numbers(self) -> None:
+        """A unit may not take a number another unit has (numbers are unique per customer):
+        an OU renamed onto another unit's number is named in the report and left as it was,
+        instead of failing the whole run on the database's unique constraint. When the other
+        unit gives the number up in this same run, the order of the writes would decide, so
+        this unit follows at the next run (a swap needs a temporary name)."""
+        held = {r.number: k for k, r in self.existing.items()}
+        for key, record in list(self.accepted.items()):
+            holder = held.get(record.number)
+            if holder is None or holder == key:
+                continue
+            self._issue(
+                record,
+                self._taken_message(record, self.existing[holder], self.accepted.get(holder)),
+                self.number_header or "number",
+                record.number,
+            )
+            del self.accepted[key]
+            self.protected.add(key)
+
+    def _taken_message(self, record: UnitRecord, other, other_record) -> str:
+        wanted = f"The unit {record.name!r} cannot take the number {record.number}"
+        if other_record is not None and other_record.number != other.number:
+            return (
+                f"{wanted} yet: the unit {other.number} ({other.name}) has it until it takes "
+                f"its new number {other_record.number} in this run. The unit is left as it "
+                "was and follows at the next run (to swap two names, use a temporary name "
+                "for one of them first)."
+            )
+        state = "" if other.is_active else "inactive "
+        return (
+            f"{wanted}: the {state}unit {other.number} ({other.name}) has it already. The "
+            "unit is left as it was; rename one of them in the source."
+        )
 
     def _value_problem(self, record: UnitRecord) -> bool:
         headers = self.data.headers.get("org", {})
@@ -255,6 +292,8 @@ class UnitPlanner:
             for k, r in self.existing.items()
             if r.is_active and k not in self.accepted and k not in self.protected
         ]
+        foreign = self._other_sources_units([self.existing[k].id for k in gone])
+        gone = [k for k in gone if self.existing[k].id not in foreign]
         if not gone:
             return
         active_children: dict[str | None, int] = defaultdict(int)
@@ -297,6 +336,18 @@ class UnitPlanner:
                     False,
                 )
             )
+
+    def _other_sources_units(self, unit_ids: list[int]) -> set[int]:
+        """Of these units, those another source created: a full run of one source must not
+        inactivate them. Units from before sources were recorded (None) stay fair game."""
+        u = OrgUnit.__table__.c
+        label = self.changes.source_label
+        found: set[int] = set()
+        for start in range(0, len(unit_ids), 500):
+            chunk = unit_ids[start : start + 500]
+            query = select(u.id).where(u.id.in_(chunk), u.source.is_not(None), u.source != label)
+            found.update(db.session.scalars(query))
+        return found
 
     def _change(self, action, key, unit_id, before, after) -> None:
         number = self.number_of(key)

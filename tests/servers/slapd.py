@@ -61,9 +61,12 @@ class SlapdUnavailable(RuntimeError):
 class SlapdServer:
     def __init__(self, ldif: str = "", *, tls: bool = False):
         self.ldif = ldif
-        self.tls = tls  # StartTLS with a certificate of a throw-away CA (self.ca_file)
+        # StartTLS on self.uri and ldaps:// on self.ldaps_uri, with a certificate of a
+        # throw-away CA (self.ca_file) for 127.0.0.1 and localhost
+        self.tls = tls
         self.folder: Path | None = None
         self.port: int | None = None
+        self.ldaps_port: int | None = None
         self.process: subprocess.Popen | None = None
         self._watchdog: Watchdog | None = None
 
@@ -74,6 +77,12 @@ class SlapdServer:
     @property
     def uri(self) -> str:
         return f"ldap://127.0.0.1:{self.port}/"
+
+    @property
+    def ldaps_uri(self) -> str:
+        if not self.tls:
+            raise SlapdUnavailable("ldaps:// needs SlapdServer(..., tls=True)")
+        return f"ldaps://127.0.0.1:{self.ldaps_port}/"
 
     def start(self) -> "SlapdServer":
         if not Path(SLAPD).exists():
@@ -91,6 +100,7 @@ class SlapdServer:
             self._slapadd("1", _base_entries() + "\n" + self.ldif)
             for attempt in range(1, START_ATTEMPTS + 1):
                 self.port = _free_port()
+                self.ldaps_port = _free_port() if self.tls else None
                 if self._start_process():
                     return self
                 if attempt == START_ATTEMPTS:
@@ -132,9 +142,10 @@ class SlapdServer:
 
     def _start_process(self) -> bool:
         ldapi = "ldapi://" + urllib.parse.quote(str(self.folder / "ldapi"), safe="")
+        listen = [self.uri, ldapi] + ([self.ldaps_uri] if self.tls else [])
         self._stop_watchdog()
         self.process = subprocess.Popen(
-            [SLAPD, "-d", "0", "-F", str(self.folder / "slapd.d"), "-h", f"{self.uri} {ldapi}"],
+            [SLAPD, "-d", "0", "-F", str(self.folder / "slapd.d"), "-h", " ".join(listen)],
             stdin=subprocess.DEVNULL,
             stdout=open(self.folder / "slapd.log", "ab"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,
@@ -185,6 +196,13 @@ class SlapdServer:
         log = self.folder / "slapd.log" if self.folder else None
         tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
         return f"slapd did not come up:\n{tail}"
+
+
+def other_ca_file(folder: Path) -> str:
+    """The certificate of another throw-away CA (one that signed nothing slapd shows)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _make_certificates(folder)
+    return str(folder / "ca.pem")
 
 
 def _make_certificates(folder: Path) -> str:
@@ -326,9 +344,10 @@ SAMPLE_OUS = (
     ("Ledelse", 160),
 )
 SAMPLE_USERS = sum(count for _, count in SAMPLE_OUS)
-# Loaded entries carry an old modifyTimestamp, so an incremental read sees only what a test
-# changes (slapadd keeps operational attributes given in the LDIF).
+# Loaded entries carry an old modifyTimestamp and entryCSN, so an incremental read sees only
+# what a test changes (slapadd keeps operational attributes given in the LDIF).
 LOADED_AT = b"20250101000000Z"
+LOADED_CSN = b"20250101000000.000000Z#000000#000#000000"
 FIRST_NAMES = ("Søren", "Åse", "Bjørn", "Mette", "Jens", "Kærsten", "Ødger", "Anna")
 LAST_NAMES = ("Ærbø", "Møller", "Sørensen", "Ås", "Kjær", "Hansen")
 
@@ -347,6 +366,7 @@ def sample_entries() -> list[tuple[str, dict[str, list[bytes]]]]:
     entries = _sample_entries()
     for _, values in entries:
         values["modifyTimestamp"] = values["createTimestamp"] = [LOADED_AT]
+        values["entryCSN"] = [LOADED_CSN]
     return entries
 
 

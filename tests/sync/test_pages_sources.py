@@ -1,4 +1,5 @@
-"""The directory source pages: list, add, test connection, preview and sync now (IT admins)."""
+"""The directory source pages: list, add, and test connection, preview and sync now, which
+the pages queue and the scheduler's worker (sync.queue) performs (IT admins)."""
 
 import re
 
@@ -6,7 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from portal.core.db import db
-from sync.models import SyncRun, SyncSource
+from sync.locks import run_lock
+from sync.models import SyncRequest, SyncRun, SyncSource
+from sync.queue import process_requests
 from sync.sources.ldap.operations import add_ldap_source
 from tests.conftest import _csrf_token
 from tests.courses import helpers
@@ -107,13 +110,19 @@ def test_a_refused_setting_is_shown_in_plain_words(acme, it_admin):
     assert "The URI must start with ldap://" in text_of(response)
 
 
-def test_test_connection_shows_what_a_run_would_read(make_source, it_admin):
+def test_test_connection_is_queued_and_shows_what_a_run_would_read(make_source, it_admin):
     source = make_source()
 
     response = post(it_admin, f"/sync/sources/{source.id}/test")
 
     assert response.status_code == 302
-    page = text_of(it_admin.get(response.location))
+    waiting = it_admin.get(response.location)
+    assert "Queued: the scheduler takes it" in text_of(waiting)
+    assert waiting.headers["Refresh"] == "3"  # the page reloads itself until it is done
+    assert process_requests() == 1
+    done = it_admin.get(response.location)
+    page = text_of(done)
+    assert "Refresh" not in done.headers
     assert f"Connected to {source.settings['uri']}: " in page
     assert f"{SAMPLE_USERS} persons" in page and "would be read" in page
     assert db.session.scalar(LDAP_RUNS.with_only_columns(SyncRun.id)) is None  # nothing was run
@@ -123,35 +132,61 @@ def test_wrong_password_shows_the_plain_message(make_source, it_admin):
     source = make_source(password="not-the-password")
 
     response = post(it_admin, f"/sync/sources/{source.id}/test")
+    process_requests()
 
     page = text_of(it_admin.get(response.location))
     assert "refused the bind DN and password (invalid credentials)" in page
-    assert 'class="flash error"' in page
+    assert 'class="flash error status"' in page
 
 
-def test_preview_runs_a_dry_run_and_opens_its_report(make_source, it_admin):
+def test_preview_is_queued_and_its_page_links_the_report(make_source, it_admin):
     source = make_source()
 
     response = post(it_admin, f"/sync/sources/{source.id}/preview")
 
+    assert db.session.scalar(LDAP_RUNS) is None  # the web request ran nothing
+    request_page = response.location
+    assert "Queued" in text_of(it_admin.get(request_page))
+    process_requests()
     run = db.session.scalar(LDAP_RUNS)
     assert run.status == "dry_run" and run.source_name == "hq-ldap"
-    assert response.location.endswith(f"/sync/runs/{run.id}")
-    report = text_of(it_admin.get(response.location))
+    page = text_of(it_admin.get(request_page))
+    assert f'href="/sync/runs/{run.id}">Open the report of run #{run.id}</a>' in page
+    report = text_of(it_admin.get(f"/sync/runs/{run.id}"))
     assert "Preview: nothing has changed yet" in report
     listed = text_of(it_admin.get("/sync/sources"))
     assert f'href="/sync/runs/{run.id}">#{run.id}</a>' in listed
 
 
-def test_sync_now_applies_a_run(make_source, it_admin):
+def test_sync_now_is_queued_once_and_applied_by_the_worker(make_source, it_admin):
     source = make_source()
 
-    response = post(it_admin, f"/sync/sources/{source.id}/sync")
+    first = post(it_admin, f"/sync/sources/{source.id}/sync")
+    second = post(it_admin, f"/sync/sources/{source.id}/sync")  # a double click
 
+    assert first.location == second.location
+    listed = text_of(it_admin.get("/sync/sources"))
+    assert f'<a class="pending" href="{first.location}">sync queued</a>' in listed
+    assert process_requests() == 1
+    assert 'class="pending"' not in text_of(it_admin.get("/sync/sources"))
     run = db.session.scalar(LDAP_RUNS)
     assert run.status == "applied", run.error
     assert run.counts["persons"]["created"] == SAMPLE_USERS
-    assert response.location.endswith(f"/sync/runs/{run.id}")
+    request = db.session.scalar(select(SyncRequest))
+    assert (request.status, request.run_id) == ("done", run.id)
+    assert f"Run #{run.id} of source hq-ldap is applied." in text_of(it_admin.get(first.location))
+
+
+def test_a_busy_source_fails_the_request_with_a_plain_message(make_source, it_admin):
+    source = make_source()
+    response = post(it_admin, f"/sync/sources/{source.id}/sync")
+
+    with run_lock("source:hq-ldap"):  # a run from the CLI or the scheduler is going on
+        process_requests()
+
+    page = text_of(it_admin.get(response.location))
+    assert 'data-status="failed"' in page and "is being synced already" in page
+    assert db.session.scalar(LDAP_RUNS) is None
 
 
 def test_sources_are_404_for_hr_and_it_admins_of_a_branch(make_source, login_as):
@@ -171,3 +206,23 @@ def test_navigation_shows_sources_to_root_it_admins_only(acme, it_admin, login_a
     assert 'href="/sync/sources"' in text_of(it_admin.get("/sync/runs"))
     hr = login_as("dina", "hr", None)
     assert 'href="/sync/sources"' not in text_of(hr.get("/sync/runs"))
+
+
+def test_the_schedulers_polling_job_performs_a_queued_request(app, make_source, it_admin):
+    from sync import schedule
+
+    source = make_source()
+    response = post(it_admin, f"/sync/sources/{source.id}/test")
+    schedule._app = app  # what serve() sets: the job runs in the app's context
+    scheduler = schedule.make_scheduler(app)
+    scheduler.start(paused=True)
+    try:
+        schedule.add_interval_jobs(scheduler)
+        job = scheduler.get_job("requests", jobstore="memory")
+        job.func(*job.args)
+    finally:
+        scheduler.shutdown(wait=False)
+
+    db.session.expire_all()
+    assert db.session.scalar(select(SyncRequest.status)) == "done"
+    assert "would be read" in text_of(it_admin.get(response.location))

@@ -332,20 +332,27 @@ def mail_on(app, smtp_server, monkeypatch):  # noqa: F811
 
 
 def test_the_outbox_job_is_there_only_when_mail_is_configured(app, monkeypatch):
-    # sso registers its metadata refresh; the outbox job comes only with mail
-    assert [job.id for job in schedule.interval_jobs()] == ["sso-metadata-refresh"]
+    # the queue of requested runs always; sso registers its metadata refresh; the outbox
+    # job comes only with mail
+    assert [job.id for job in schedule.interval_jobs()] == ["requests", "sso-metadata-refresh"]
 
     monkeypatch.setitem(app.config["KURSA"]["mail"], "host", "smtp.example.test")
-    job = schedule.interval_jobs()[0]
+    [requests, job, _refresh] = schedule.interval_jobs()
 
     assert (job.id, job.seconds, job.work) == ("outbox", 60, schedule.send_outbox)
+    assert (requests.seconds, requests.work) == (3, schedule.process_queue)
+    assert requests.instances == 3  # of 4 workers: one stays free for the schedules
 
 
 def test_the_scheduler_holds_the_outbox_job_in_memory(app, mail_on):
     scheduler = schedule.make_scheduler(app)
     scheduler.start(paused=True)
     try:
-        assert schedule.add_interval_jobs(scheduler) == ["outbox", "sso-metadata-refresh"]
+        assert schedule.add_interval_jobs(scheduler) == [
+            "requests",
+            "outbox",
+            "sso-metadata-refresh",
+        ]
         job = scheduler.get_job("outbox", jobstore="memory")
         assert job.trigger.interval == timedelta(seconds=17)
         assert scheduler.get_jobs(jobstore="default") == []  # nothing stored in the database

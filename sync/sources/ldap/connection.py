@@ -5,7 +5,9 @@ it never contains the password. The caller turns it into a failed run.
 """
 
 import logging
+import socket
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import ldap
 from ldap.controls import SimplePagedResultsControl
@@ -37,7 +39,7 @@ def connect(settings: dict, password: str):
             conn.start_tls_s()
         conn.simple_bind_s(settings["bind_dn"], password)
     except ldap.LDAPError as exc:
-        raise translate(exc, settings) from None
+        raise translate(exc, settings, connecting=True) from None
     return conn
 
 
@@ -186,7 +188,22 @@ def close(conn) -> None:
         pass
 
 
-def translate(exc: ldap.LDAPError, settings: dict, base: str | None = None) -> DirectoryError:
+def _tls_refused(uri: str, info: dict) -> bool:
+    """ldaps://: libldap reports a failed certificate check as "Can't contact LDAP server"
+    with no detail. When a plain TCP connection to the same port works, it was TLS."""
+    if not uri.lower().startswith("ldaps://") or "unknown error code" not in info.get("info", ""):
+        return False
+    parts = urlsplit(uri)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 636), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def translate(
+    exc: ldap.LDAPError, settings: dict, base: str | None = None, *, connecting: bool = False
+) -> DirectoryError:
     """The error as a sentence for an IT admin (logged without DNs or passwords)."""
     uri, seconds = settings["uri"], settings["timeout"]
     info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
@@ -198,6 +215,12 @@ def translate(exc: ldap.LDAPError, settings: dict, base: str | None = None) -> D
         text = (
             f"The directory server at {uri} refused the bind DN and password (invalid "
             "credentials). Check the bind DN, and whether the password expired or changed."
+        )
+    elif isinstance(exc, ldap.SERVER_DOWN) and connecting and _tls_refused(uri, info):
+        text = (
+            f"No secure connection to {uri} could be set up: the server answers, but the TLS "
+            "handshake failed, most likely because its certificate could not be verified. "
+            "Check the CA file, and that the certificate names this host and has not expired."
         )
     elif isinstance(exc, ldap.SERVER_DOWN):
         text = (

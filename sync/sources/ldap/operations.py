@@ -1,11 +1,13 @@
 """Stored LDAP sources: add, list, test and sync one (a sync is a normal run of the engine)."""
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+import ldap.dn
+from sqlalchemy import delete, func, select
 
 from config import cron_is_valid
 from portal.core import audit
@@ -14,7 +16,7 @@ from portal.core.errors import Conflict, NotFound, UserError
 from portal.directory.models import Customer
 from sync.gcpause import gc_paused
 from sync.locks import run_lock
-from sync.models import RunStatus, SyncRun, SyncSource
+from sync.models import RunStatus, SyncRequest, SyncRun, SyncSource
 from sync.runs import run_source
 from sync.sources.ldap import profiles, vault
 from sync.sources.ldap.reader import Reading, read_directory
@@ -34,16 +36,24 @@ def add_ldap_source(
     password: str,
     actor: str,
     schedule: str = DEFAULT_SCHEDULE,
+    delta_schedule: str | None = None,
 ) -> SyncSource:
-    """Store a new LDAP source of the customer; the password is kept encrypted."""
+    """Store a new LDAP source of the customer; the password is kept encrypted.
+
+    `schedule` times full runs; `delta_schedule`, when given, incremental runs in between.
+    """
     if not NAME_RE.match(name):
-        raise UserError(
+        raise SettingError(
+            "name",
             "A source name is 1 to 60 letters, digits, dots, dashes or underscores "
-            "(for example hq-ad), starting with a letter or digit."
+            "(for example hq-ad), starting with a letter or digit.",
         )
-    profiles.check(profile, settings)
-    if not cron_is_valid(schedule):
-        raise UserError("The schedule is a cron expression of five fields, e.g. '0 2 * * *'.")
+    check_settings(profile, settings)
+    check_schedule("schedule", schedule)
+    if delta_schedule:
+        check_schedule("delta_schedule", delta_schedule)
+    if not password:
+        raise SettingError("password", "Give the bind password.")
     if db.session.scalar(select(SyncSource.id).where(SyncSource.name == name)):
         raise Conflict(f"A source named {name!r} exists already; source names are unique.")
     source = SyncSource(
@@ -54,6 +64,7 @@ def add_ldap_source(
         settings=settings,
         password_encrypted=vault.encrypt(password),
         schedule=schedule,
+        delta_schedule=delta_schedule or None,
         state={},
     )
     db.session.add(source)
@@ -61,6 +72,197 @@ def add_ldap_source(
     audit.record(actor, "sync_source.added", "sync_source", source.id, customer=customer.slug)
     logger.info("LDAP source %s of customer %s added by %s", name, customer.slug, actor)
     return source
+
+
+def update_ldap_source(
+    source: SyncSource,
+    *,
+    profile: str,
+    settings: dict,
+    password: str | None,
+    actor: str,
+    schedule: str = DEFAULT_SCHEDULE,
+    delta_schedule: str | None = None,
+) -> SyncSource:
+    """Change a source's settings; a None or empty password keeps the stored one.
+
+    The name stays: runs and the persons a source created are labelled with it, and a full run
+    inactivates only persons of its own label. When what is read changes (anything but the
+    schedule), the incremental state is dropped, so the next run reads everything.
+    """
+    check_settings(profile, settings)
+    check_schedule("schedule", schedule)
+    if delta_schedule:
+        check_schedule("delta_schedule", delta_schedule)
+
+    reading_changed = (source.profile, source.settings) != (profile, settings)
+    source.profile, source.settings, source.schedule = profile, settings, schedule
+    source.delta_schedule = delta_schedule or None
+    if password:
+        source.password_encrypted = vault.encrypt(password)
+    if reading_changed:
+        source.state = {}
+    db.session.flush()
+
+    changed = "settings" if reading_changed else "schedule"
+    audit.record(actor, "sync_source.changed", "sync_source", source.id, changed=changed)
+    logger.info("LDAP source %s changed by %s", source.name, actor)
+    return source
+
+
+def set_enabled(source: SyncSource, enabled: bool, *, actor: str) -> None:
+    """Enable or disable a source: the scheduler drops a disabled one's jobs at its next
+    refresh, and a disabled source cannot be run from a page or the CLI."""
+    source.is_enabled = enabled
+    db.session.flush()
+    action = "enabled" if enabled else "disabled"
+    audit.record(actor, f"sync_source.{action}", "sync_source", source.id)
+    logger.info("LDAP source %s %s by %s", source.name, action, actor)
+
+
+def delete_source(source: SyncSource, *, actor: str) -> str:
+    """Delete a source that never ran; one with runs is disabled instead, so its history
+    (runs, changes, the persons labelled with its name) keeps making sense. Returns
+    "deleted" or "disabled"."""
+    if run_count(source):
+        set_enabled(source, False, actor=actor)
+        return "disabled"
+    source_id, name = source.id, source.name
+    db.session.execute(delete(SyncRequest).where(SyncRequest.source_id == source_id))
+    db.session.delete(source)
+    db.session.flush()
+    audit.record(actor, "sync_source.deleted", "sync_source", source_id, name=name)
+    logger.info("LDAP source %s deleted by %s", name, actor)
+    return "deleted"
+
+
+def run_count(source: SyncSource) -> int:
+    return db.session.scalar(
+        select(func.count(SyncRun.id)).where(
+            SyncRun.customer_id == source.customer_id,
+            SyncRun.source_kind == source.kind,
+            SyncRun.source_name == source.name,
+        )
+    )
+
+
+class SettingError(UserError):
+    """A setting is wrong; `field` names it (a settings key, or attributes.<record field>)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+ATTRIBUTE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)$")
+LIMITS = {"page_size": (1, 5000), "network_timeout": (1, 300), "timeout": (1, 3600)}
+
+
+def check_settings(profile: str, settings: dict) -> None:
+    """Refuse settings that cannot work; the SettingError names the field and says why.
+
+    The page and the CLI both call this, so a source added either way meets the same rules.
+    """
+    if profile not in profiles.PROFILES:
+        raise SettingError("profile", f"The profile is one of {', '.join(profiles.PROFILES)}.")
+    unknown = set(settings) - profiles.SETTING_KEYS
+    if unknown:
+        raise SettingError(sorted(unknown)[0], f"Unknown LDAP setting {sorted(unknown)[0]!r}.")
+    merged = profiles.effective(profile, settings)
+    for check in (_check_connection, _check_numbers, _check_bases, _check_filters):
+        check(merged)
+    _check_attributes(profile, settings.get("attributes", {}))
+
+
+def _check_connection(s: dict) -> None:
+    uri = s["uri"]
+    if not uri.startswith(("ldap://", "ldaps://", "ldapi://")):
+        raise SettingError("uri", "The URI must start with ldap://, ldaps:// or ldapi://.")
+    if s["starttls"] and not uri.startswith("ldap://"):
+        raise SettingError(
+            "starttls", "StartTLS is for ldap:// only; ldaps:// is encrypted from the start."
+        )
+    if s["ca_file"] and not os.path.isfile(s["ca_file"]):
+        raise SettingError(
+            "ca_file", f"The CA file {s['ca_file']!r} does not exist on this server."
+        )
+    # AD also binds with user@domain or DOMAIN\user; anything with "=" must be a real DN.
+    bind = s["bind_dn"]
+    if not bind or ("=" in bind and not ldap.dn.is_dn(bind)):
+        raise SettingError(
+            "bind_dn", "The bind DN is not a DN (e.g. cn=kursa,ou=services,dc=example,dc=test)."
+        )
+
+
+def _check_numbers(s: dict) -> None:
+    for key, (low, high) in LIMITS.items():
+        value = s[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            label = key.replace("_", " ")
+            raise SettingError(key, f"The {label} must be a number from {low} to {high}.")
+
+
+def _check_bases(s: dict) -> None:
+    if not s["user_bases"]:
+        raise SettingError("user_bases", "Give at least one user base DN.")
+    for base in s["user_bases"]:
+        if not ldap.dn.is_dn(base):
+            raise SettingError("user_bases", f"The user base {base!r} is not a DN.")
+    if s["org_from"] not in profiles.ORG_FROM:
+        raise SettingError(
+            "org_from", "The org tree comes from 'ou' (the OU structure) or 'attribute'."
+        )
+    if s["org_from"] == "ou" and not s["org_base"]:
+        raise SettingError("org_base", "An org tree from OUs needs the base DN of the OU tree.")
+    if s["org_base"] and not ldap.dn.is_dn(s["org_base"]):
+        raise SettingError("org_base", f"The org base {s['org_base']!r} is not a DN.")
+    if not ATTRIBUTE_RE.match(s["unit_number_attribute"] or ""):
+        raise SettingError(
+            "unit_number_attribute", "The org attribute is an attribute name, e.g. ou."
+        )
+
+
+def _check_filters(s: dict) -> None:
+    for key in ("user_filter", "inactive_filter"):
+        value = s.get(key) or ""
+        value = value if value.startswith("(") else f"({value})"  # the reader adds them too
+        if value != "()" and not _looks_like_filter(value):
+            label = key.replace("_", " ")
+            raise SettingError(key, f"The {label} is not an LDAP filter, e.g. (objectClass=x).")
+
+
+def _looks_like_filter(text: str) -> bool:
+    """Balanced parentheses around the whole (the server checks the rest when it runs)."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0 or (depth == 0 and i < len(text) - 1):
+            return False
+    return text.startswith("(") and depth == 0
+
+
+def _check_attributes(profile: str, attributes: dict) -> None:
+    known = profiles.effective(profile, {})["attributes"]
+    for field, name in attributes.items():
+        if field not in known:
+            raise SettingError(f"attributes.{field}", f"Unknown mapped field {field!r}.")
+        if not ATTRIBUTE_RE.match(name or ""):
+            label = field.replace("_", " ")
+            raise SettingError(
+                f"attributes.{field}",
+                f"The attribute for {label} is not an LDAP attribute name, e.g. mail.",
+            )
+
+
+def check_schedule(field: str, schedule: str) -> None:
+    if not cron_is_valid(schedule):
+        raise SettingError(
+            field, "The schedule is a cron expression of five fields, e.g. '0 2 * * *'."
+        )
 
 
 def source_by_name(name: str) -> SyncSource:
@@ -90,6 +292,7 @@ def describe(source: SyncSource) -> dict:
         "org_base": settings["org_base"] or None,
         "inactive_filter": settings.get("inactive_filter") or None,
         "schedule": source.schedule,
+        "delta_schedule": source.delta_schedule,
         "enabled": source.is_enabled,
         "incremental_ready": "last_change" in (source.state or {}),
     }
@@ -130,6 +333,8 @@ def sync_source(
     The incremental state moves on only when the run was applied, so a failed, held or
     previewed run is read again from the same point next time.
     """
+    if not source.is_enabled:
+        raise Conflict(f"Source {source.name} is disabled; enable it before running it.")
     source_id, customer = source.id, source.customer
     # Every run of a source, from the CLI, a page or the scheduler on any machine, holds the
     # source's lock in the database: a second one stops here with LockBusy. The cycle

@@ -29,6 +29,10 @@ UAC_DISABLED = 0x2
 # so an entry changed while the last run paged past it is not missed (re-reading is harmless).
 OVERLAP = timedelta(minutes=10)
 GENERALIZED_TIME = "%Y%m%d%H%M%SZ"
+# OpenLDAP stamps every entry with entryCSN (operational, on mdb without syncprov as well):
+# the change time in microseconds plus a counter, ordered as text. Where it is present it is
+# the high-water mark ("last_csn"); modifyTimestamp ("last_change") stays the fallback.
+CSN = "entryCSN"
 
 
 @dataclass
@@ -150,9 +154,16 @@ class _Reader:
         raw = root.get("highestCommittedUSN")
         return raw[0].decode() if raw else None
 
+    def _change_attributes(self) -> list[str]:
+        return [self.settings["change_attribute"]] + ([] if self.is_ad else [CSN])
+
     def _changed_since(self, search_filter: str) -> str:
         if not self.incremental:
             return search_filter
+        if not self.is_ad and "last_csn" in self.state:
+            since = _earlier(self.state["last_csn"], OVERLAP)
+            since = f"{since[:14]}.000000Z#000000#000#000000"
+            return f"(&{search_filter}({CSN}>={ldap.filter.escape_filter_chars(since)}))"
         attribute, last = self.settings["change_attribute"], self.state["last_change"]
         if self.is_ad:  # uSNChanged is a number: >= last + 1 is "after"
             since = str(int(last) + 1)
@@ -161,6 +172,10 @@ class _Reader:
         return f"(&{search_filter}({attribute}>={ldap.filter.escape_filter_chars(since)}))"
 
     def _track(self, values: dict) -> None:
+        if not self.is_ad and values.get(CSN):
+            csn = values[CSN][0].decode()
+            if csn > self.new_state.get("last_csn", ""):
+                self.new_state["last_csn"] = csn
         if self.last_change_fixed:
             return
         raw = values.get(self.change_attribute)
@@ -192,8 +207,9 @@ class _Reader:
             )
         if self.settings["org_from"] == "attribute":
             units = self._units_from_persons(persons)
-        if "last_change" not in self.new_state and "last_change" in self.state:
-            self.new_state["last_change"] = self.state["last_change"]
+        for key in ("last_change", "last_csn"):
+            if key not in self.new_state and key in self.state:
+                self.new_state[key] = self.state[key]
         if self.incremental:
             self.issues.append(
                 Issue(
@@ -233,7 +249,7 @@ class _Reader:
             return [], {}
         base = self.settings["org_base"]
         number_attr = self.settings["unit_number_attribute"]
-        wanted = [self.attrs["anchor"], number_attr, self.settings["change_attribute"]]
+        wanted = [self.attrs["anchor"], number_attr, *self._change_attributes()]
         found, base_key = [], dn_key(base)
         for dn, values in self._search(base, self.settings["ou_filter"], wanted):
             if dn_key(dn) == base_key:
@@ -272,7 +288,7 @@ class _Reader:
 
     def _read_persons(self, ou_of_dn: dict[tuple, str]) -> list[PersonRecord]:
         a = self.attrs
-        wanted = [a["anchor"], *self.person_fields, self.settings["change_attribute"]]
+        wanted = [a["anchor"], *self.person_fields, *self._change_attributes()]
         if self.settings["org_from"] == "attribute":  # OU mode places persons by their DN
             wanted += [a["unit_number"], a["unit_name"]]
         if self.is_ad:

@@ -1,0 +1,141 @@
+"""Runs a page asked for, done by the scheduler process instead of the web request.
+
+A page queues a SyncRequest ("test", "preview" or "sync") and shows it; the scheduler polls
+every `[schedule] poll_seconds`, takes the oldest queued request (one UPDATE that only one
+process can win), performs it through the same operations as the CLI and records the outcome.
+A request of the same source and action already waiting is reused, so a double click queues
+one run.
+"""
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from portal.core.db import db, utcnow
+from portal.core.errors import UserError
+from sync.models import RequestStatus, RunStatus, SyncRequest, SyncRun, SyncSource
+
+logger = logging.getLogger(__name__)
+ACTIONS = ("test", "preview", "sync")
+# A request still "running" this long after it started belongs to a worker that died.
+STALE_AFTER = timedelta(hours=2)
+
+
+def request_run(source: SyncSource, action: str, *, actor: str) -> SyncRequest:
+    """Queue `action` for the source (or return the same one already waiting); flushes."""
+    if action not in ACTIONS:
+        raise UserError(f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
+    waiting = db.session.scalar(
+        select(SyncRequest).where(
+            SyncRequest.source_id == source.id,
+            SyncRequest.action == action,
+            SyncRequest.status.in_([RequestStatus.QUEUED, RequestStatus.RUNNING]),
+        )
+    )
+    if waiting is not None:
+        return waiting
+
+    request = SyncRequest(source_id=source.id, action=action, requested_by=actor)
+    db.session.add(request)
+    db.session.flush()
+    logger.info("%s of source %s requested by %s as %s", action, source.name, actor, request.id)
+    return request
+
+
+def process_requests(limit: int = 20) -> int:
+    """Perform the queued requests, oldest first, up to `limit`; how many this process did."""
+    _close_stale()
+    done = 0
+    while done < limit:
+        request_id = _take_next()
+        if request_id is None:
+            break
+        perform(request_id)
+        done += 1
+    return done
+
+
+def perform(request_id: int) -> SyncRequest:
+    """Run one taken request and record its outcome; never raises for the run's own errors."""
+    from sync.sources.ldap import operations
+
+    request = db.session.get(SyncRequest, request_id)
+    try:
+        if request.action == "test":
+            result = operations.check_source(request.source)
+            _finish(
+                request, RequestStatus.DONE if result.ok else RequestStatus.FAILED, result.message
+            )
+        else:
+            run = operations.sync_source(
+                request.source, actor=request.requested_by, dry_run=request.action == "preview"
+            )
+            request = db.session.get(SyncRequest, request_id)
+            request.run_id = run.id
+            failed = run.status == RunStatus.FAILED
+            _finish(request, RequestStatus.FAILED if failed else RequestStatus.DONE, started(run))
+    except UserError as exc:  # another run of the source is going on, or it is disabled
+        db.session.rollback()
+        _finish(db.session.get(SyncRequest, request_id), RequestStatus.FAILED, str(exc))
+    except Exception:
+        db.session.rollback()
+        logger.exception("request %s failed", request_id)
+        _finish(
+            db.session.get(SyncRequest, request_id),
+            RequestStatus.FAILED,
+            f"The request stopped on an unexpected error; the server log has the details "
+            f"under request {request_id}.",
+        )
+    return db.session.get(SyncRequest, request_id)
+
+
+def started(run: SyncRun) -> str:
+    """One sentence on what a requested run became."""
+    if run.status == RunStatus.DRY_RUN:
+        return f"Run #{run.id} is a preview of source {run.source_name}: nothing has changed yet."
+    return f"Run #{run.id} of source {run.source_name} is {run.status.replace('_', ' ')}."
+
+
+def _take_next() -> int | None:
+    """Claim the oldest queued request for this process; None when none is left."""
+    while True:
+        request_id = db.session.scalar(
+            select(SyncRequest.id)
+            .where(SyncRequest.status == RequestStatus.QUEUED)
+            .order_by(SyncRequest.id)
+            .limit(1)
+        )
+        if request_id is None:
+            db.session.rollback()
+            return None
+        taken = db.session.execute(
+            update(SyncRequest)
+            .where(SyncRequest.id == request_id, SyncRequest.status == RequestStatus.QUEUED)
+            .values(status=RequestStatus.RUNNING.value, started_at=utcnow())
+        )
+        db.session.commit()
+        if taken.rowcount == 1:
+            return request_id
+
+
+def _finish(request: SyncRequest, status: RequestStatus, message: str) -> None:
+    request.status, request.message, request.finished_at = status.value, message, utcnow()
+    db.session.commit()
+    logger.info("request %s (%s) is %s", request.id, request.action, status.value)
+
+
+def _close_stale() -> None:
+    db.session.execute(
+        update(SyncRequest)
+        .where(
+            SyncRequest.status == RequestStatus.RUNNING,
+            SyncRequest.started_at < utcnow() - STALE_AFTER,
+        )
+        .values(
+            status=RequestStatus.FAILED.value,
+            finished_at=utcnow(),
+            message="The process running this request stopped before it finished.",
+        )
+    )
+    db.session.commit()
