@@ -51,9 +51,9 @@ def main() -> None:
     try:
         settings = {
             "database": {"url": url},
-            "web": {"secret_key": "bench"},
+            "web": {"secret_key": "bench", "base_url": BASE_URL},
             # every login comes from one address here
-            "sso": {"base_url": BASE_URL, "login_starts_per_minute": 1_000_000},
+            "sso": {"login_starts_per_minute": 1_000_000},
         }
         app = create_app(settings, environ={})
         app.config.update(TESTING=True)

@@ -69,9 +69,8 @@ def main() -> None:
     sp_key, sp_cert = write_self_signed_pair(folder / "sp", "sp")
     settings = {
         "database": {"url": url},
-        "web": {"secret_key": "bench"},
+        "web": {"secret_key": "bench", "base_url": BASE_URL},
         "sso": {
-            "base_url": BASE_URL,
             "key_file": sp_key,
             "cert_file": sp_cert,
             "login_starts_per_minute": 1_000_000,  # every login comes from one address here

@@ -295,7 +295,7 @@ def _describe(provider: IdentityProvider) -> dict:
 
 def _sp_addresses(slug: str) -> dict:
     """The addresses an IT admin copies into their IdP."""
-    base = (current_app.config["KURSA"]["sso"]["base_url"] or request.host_url).rstrip("/")
+    base = (current_app.config["KURSA"]["web"]["base_url"] or request.host_url).rstrip("/")
     return {
         "SAML SP metadata": f"{base}/sso/{slug}/saml/metadata",
         "SAML ACS (Assertion Consumer Service)": f"{base}/sso/{slug}/saml/acs",

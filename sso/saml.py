@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import saml2.time_util
 from flask import current_app
@@ -81,8 +80,6 @@ def init_app(app) -> None:
     for key in ("key_file", "cert_file", "encryption_key_file", "encryption_cert_file"):
         if sso[key] and not Path(sso[key]).is_file():
             raise config.ConfigError(f"sso.{key} {sso[key]!r} is not a readable file")
-    if sso["base_url"] and not urlsplit(sso["base_url"]).scheme.startswith("http"):
-        raise config.ConfigError("sso.base_url must start with https:// (or http://)")
     for key in ("request_lifetime_seconds", "login_starts_per_minute"):
         if sso[key] <= 0:
             raise config.ConfigError(f"sso.{key} must be positive")

@@ -214,7 +214,7 @@ def _provider(slug: str, name: str) -> IdentityProvider:
 
 
 def _base_url() -> str:
-    return current_app.config["KURSA"]["sso"]["base_url"] or request.host_url
+    return current_app.config["KURSA"]["web"]["base_url"] or request.host_url
 
 
 def _safe_next(target: str | None) -> str:

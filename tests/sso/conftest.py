@@ -48,7 +48,7 @@ def key_pairs(tmp_path_factory):
 def sso_settings(engine_app, key_pairs, monkeypatch):
     sso = engine_app.config["KURSA"]["sso"]
     key_file, cert_file = key_pairs["sp"]
-    monkeypatch.setitem(sso, "base_url", BASE_URL)
+    monkeypatch.setitem(engine_app.config["KURSA"]["web"], "base_url", BASE_URL)
     monkeypatch.setitem(sso, "key_file", key_file)
     monkeypatch.setitem(sso, "cert_file", cert_file)
 

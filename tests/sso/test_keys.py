@@ -23,7 +23,6 @@ def test_self_signed_pair_is_generated_once_and_private(tmp_path):
     [
         ({"key_file": "/etc/hostname"}, "set together"),
         ({"key_file": "/nope.pem", "cert_file": "/nope.crt"}, "not a readable file"),
-        ({"base_url": "kursa.example.com"}, "https://"),
         ({"request_lifetime_seconds": 0}, "positive"),
     ],
 )

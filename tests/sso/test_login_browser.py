@@ -60,7 +60,7 @@ def portal(app, monkeypatch):
     """The app on a free loopback port; SSO addresses are built from that port."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
-    monkeypatch.setitem(app.config["KURSA"]["sso"], "base_url", base)
+    monkeypatch.setitem(app.config["KURSA"]["web"], "base_url", base)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield base
