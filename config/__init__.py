@@ -25,6 +25,16 @@ PERSON_FIELDS = {
     "division_name",
 }
 ORG_FIELDS = {"number", "name", "parent", "kind"}
+# [ldap_sources.<name>]: LDAP sources declared in the file (`flask directory source
+# apply-config`). Besides these, a table takes the settings keys of sync.sources.ldap.profiles
+# (LDAP_SETTING_KEYS; a test holds the two lists in step; config imports no package of Kursa).
+LDAP_SOURCE_REQUIRED = {"customer": str, "profile": str, "password_env": str}
+LDAP_SOURCE_OPTIONAL = {"schedule": str, "delta_schedule": str, "enabled": bool}
+LDAP_SETTING_KEYS = {
+    "uri", "bind_dn", "user_bases", "org_from", "org_base", "unit_number_attribute",
+    "page_size", "network_timeout", "timeout", "ca_file", "starttls", "verify_certificates",
+    "attributes", "user_filter", "ou_filter", "inactive_filter",
+}  # fmt: skip
 # An address with one @ and no spaces or brackets; "Name <address>" around it is allowed.
 ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
 NAMED_ADDRESS = re.compile(r"[^<>@]*<([^<>]*)>")
@@ -94,6 +104,10 @@ def _merge(settings: dict, defaults: dict, new: dict, origin: str) -> None:
             settings.setdefault("customers", {})
             _merge_customers(settings["customers"], values, origin)
             continue
+        if section == "ldap_sources":
+            settings.setdefault("ldap_sources", {})
+            _merge_ldap_sources(settings["ldap_sources"], values, origin)
+            continue
         if section not in defaults or not isinstance(values, dict):
             raise ConfigError(f"{origin}: unknown section [{section}]")
         for key, value in values.items():
@@ -136,6 +150,25 @@ def _merge_customers(target: dict, customers: dict, origin: str) -> None:
                 "use persons or org"
             )
         target.setdefault(slug, {}).update(values)
+
+
+def _merge_ldap_sources(target: dict, sources: dict, origin: str) -> None:
+    """Check the shape of each declared source; the sync checks the values when it applies
+    them (with the same rules as the page), naming ldap_sources.<name>.<key>."""
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+        raise ConfigError(f"{origin}: [ldap_sources] must be a table of source names")
+    for name, values in sources.items():
+        where = f"{origin}: ldap_sources.{name}"
+        known = set(LDAP_SOURCE_REQUIRED) | set(LDAP_SOURCE_OPTIONAL) | LDAP_SETTING_KEYS
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}: unknown setting")
+        for key, kind in (LDAP_SOURCE_REQUIRED | LDAP_SOURCE_OPTIONAL).items():
+            if key in LDAP_SOURCE_REQUIRED and key not in values:
+                raise ConfigError(f"{where}: {key} is required")
+            if key in values and not isinstance(values[key], kind):
+                raise ConfigError(f"{where}.{key} must be {kind.__name__}, not {values[key]!r}")
+        target[name] = values
 
 
 def _validate(settings: dict) -> None:

@@ -25,6 +25,7 @@ source's lock in the database, so a CLI run, a page or a second scheduler never 
 """
 
 import logging
+import os
 import signal
 import threading
 from collections import defaultdict
@@ -40,6 +41,7 @@ from flask import Flask, current_app
 from sqlalchemy import func, select
 
 from portal.core.db import db, utcnow
+from portal.core.errors import UserError
 from portal.courses.outbox import SendReport, mail_settings, send_pending
 from portal.directory.models import Customer
 from portal.directory.queries import customer_by_slug
@@ -50,6 +52,7 @@ from sync.models import RunStatus, SyncRun, SyncSource
 from sync.plan import counts_from_tally
 from sync.queue import process_requests
 from sync.runs import notify_run
+from sync.sources.ldap.declared import apply_declared
 
 logger = logging.getLogger(__name__)
 ACTOR = "scheduler"
@@ -371,6 +374,7 @@ def serve(app: Flask, stop: threading.Event | None = None) -> None:
     scheduler = make_scheduler(app)
     scheduler.start(paused=True)
     with app.app_context():
+        apply_declared_sources()
         refresh_jobs(scheduler)
         catch_up(scheduler)
         add_interval_jobs(scheduler)
@@ -389,6 +393,23 @@ def serve(app: Flask, stop: threading.Event | None = None) -> None:
     logger.info("scheduler stopping; waiting for running jobs")
     scheduler.shutdown(wait=True)
     logger.info("scheduler stopped")
+
+
+def apply_declared_sources() -> None:
+    """Bring the sources declared in the config file into the database before the jobs are
+    planned. A wrong table is logged and nothing of the file applies; the sources already
+    stored keep their schedules (the scheduler must not stop over one typo)."""
+    declared = current_app.config["KURSA"].get("ldap_sources", {})
+    if not declared:
+        return
+    try:
+        applied = apply_declared(declared, os.environ)
+        db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        logger.error("the LDAP sources of the config file were not applied: %s", exc)
+        return
+    logger.info("config file sources: %s", ", ".join(f"{a.name} {a.outcome}" for a in applied))
 
 
 def _refresh_in_context(scheduler: BackgroundScheduler) -> None:

@@ -8,11 +8,13 @@ import json
 import os
 
 import click
+from flask import current_app
 
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.queries import customer_by_slug
 from sync.sources.ldap import operations
+from sync.sources.ldap.declared import apply_declared
 from sync.sources.ldap.profiles import ORG_FROM, PROFILES
 
 CLI_ACTOR = "cli"
@@ -85,6 +87,28 @@ def add_ldap_command(
     )
     db.session.commit()
     click.echo(f"Source {name} added for {slug}. Test it with: flask directory source test {name}")
+
+
+@source_cli.command("apply-config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def apply_config_command(as_json):
+    """Create or update the sources declared in the config file ([ldap_sources.<name>]).
+
+    All or nothing: a wrong table is named and nothing changes (exit 1)."""
+    declared = current_app.config["KURSA"].get("ldap_sources", {})
+    try:
+        applied = apply_declared(declared, os.environ)
+        db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([{"name": a.name, "outcome": a.outcome} for a in applied]))
+        return
+    if not applied:
+        click.echo("The config file declares no LDAP sources ([ldap_sources.<name>]).")
+    for item in applied:
+        click.echo(f"{item.name}: {item.outcome}")
 
 
 @source_cli.command("list")
