@@ -11,19 +11,19 @@ refresh that fails keeps the old metadata and records the error on the provider
 """
 
 import logging
-import tempfile
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from flask import Flask
-from saml2.sigver import CryptoBackendXmlSec1, SignatureError
 from sqlalchemy import select
 
 import config
 from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.core.errors import UserError
-from sso import saml
+from sso import saml_signature
 from sso.models import IdentityProvider, ProviderKind
 from sso.operations import fetch_metadata, idp_entity_id
 
@@ -110,29 +110,28 @@ def refresh_metadata(provider: IdentityProvider, *, actor: str) -> Refreshed:
 def check_metadata_signature(xml: str, cert_pem: str) -> None:
     """The root EntityDescriptor must carry an enveloped signature over itself by `cert_pem`.
 
-    The reference must name the root (signature wrapping would otherwise let a signed inner
-    element vouch for an unsigned document).
+    Checked in-process by saml_signature.verify_root: only the root's own Signature counts and
+    its Reference must name the root, so signed metadata nested in a forged document cannot
+    vouch for it (signature wrapping); SHA-1 is refused.
     """
     root = safe_fromstring(xml.encode(), forbid_dtd=True)
-    signature = root.find(f"{DS}Signature")
-    if signature is None:
+    if root.find(f"{DS}Signature") is None:
         raise UserError("The metadata is not signed, and this provider requires a signature.")
-    reference = signature.find(f"{DS}SignedInfo/{DS}Reference")
-    uri = reference.get("URI", None) if reference is not None else None
-    if root.tag != f"{MD}EntityDescriptor" or uri not in ("", f"#{root.get('ID', '')}"):
+    if root.tag != f"{MD}EntityDescriptor":
         raise UserError("The metadata signature does not cover the whole document.")
-    backend = CryptoBackendXmlSec1(saml._xmlsec_binary())  # noqa: SLF001 - one cached lookup
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as cert:
-        cert.write(cert_pem)
-        cert.flush()
-        try:
-            valid = backend.validate_signature(
-                xml, cert.name, "pem", MD_ENTITY, root.get("ID") or None
-            )
-        except SignatureError:
-            valid = False
-    if not valid:
-        raise UserError("The metadata signature does not verify with the configured certificate.")
+    der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(Encoding.DER)
+    try:
+        saml_signature.verify_root(xml.encode(), [saml_signature.signing_key(der)])
+    except saml_signature.SignatureRefused as exc:
+        if exc.reason == "signature:algorithm":
+            raise UserError(
+                "The metadata is signed with an algorithm Kursa refuses (SHA-1); the IdP "
+                "must sign with RSA or ECDSA and SHA-256 or better."
+            ) from None
+        raise UserError(
+            "The metadata signature does not verify with the configured certificate, or "
+            "does not cover the whole document by itself."
+        ) from None
 
 
 def status_of(provider: IdentityProvider) -> dict:

@@ -463,16 +463,22 @@ def _remember_assertion(provider: IdentityProvider, facts) -> None:
     expires = utcnow() + timedelta(seconds=lifetime + provider.setting("clock_skew_seconds"))
     if facts.not_on_or_after:
         expires = max(expires, _instant(facts.not_on_or_after, provider) + timedelta(hours=1))
+    if not remember_once(provider, facts.id, expires):
+        raise SamlRefused("replay", provider)
+
+
+def remember_once(provider: IdentityProvider, message_id: str, expires: datetime) -> bool:
+    """Record a message id (an assertion's, or "logout:" + a LogoutRequest's) until `expires`;
+    False when it was recorded before: a replay. Also across nodes: one statement, no
+    savepoint, and the unique constraint decides between concurrent uses."""
     insert = INSERTS[db.session.get_bind().dialect.name]
-    # One statement, no savepoint: the unique constraint decides between concurrent logins.
     result = db.session.execute(
         insert(SamlAssertionSeen.__table__)
-        .values(provider_id=provider.id, assertion_id=facts.id[:255], expires_at=expires)
+        .values(provider_id=provider.id, assertion_id=message_id[:255], expires_at=expires)
         .on_conflict_do_nothing(index_elements=["provider_id", "assertion_id"])
         .returning(SamlAssertionSeen.__table__.c.id)
     )
-    if result.first() is None:
-        raise SamlRefused("replay", provider)
+    return result.first() is not None
 
 
 def record_refusal(exc: SamlRefused, customer: Customer) -> None:

@@ -17,7 +17,6 @@ import base64
 import binascii
 import calendar
 import logging
-import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from flask import current_app
 from saml2 import BINDING_HTTP_REDIRECT, samlp
 from saml2.s_utils import sid, success_status_factory
 from saml2.saml import NAMEID_FORMAT_ENTITY, Issuer, NameID
-from saml2.sigver import CryptoBackendXmlSec1, SignatureError
 from saml2.xmldsig import SIG_RSA_SHA256, SIG_RSA_SHA384, SIG_RSA_SHA512
 from sqlalchemy import select, update
 
@@ -44,8 +42,9 @@ from portal.accounts.sessions import end_sessions
 from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.directory.models import Customer
+from sso import saml_signature
 from sso.models import IdentityProvider, ProviderKind, SamlLogoutRequest
-from sso.saml import _xmlsec_binary, entity_id, sp_client
+from sso.saml import entity_id, remember_once, sp_client
 
 logger = logging.getLogger(__name__)
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
@@ -266,6 +265,7 @@ def _logout_request(base_url, customer, message: Message) -> LogoutDone:
     name_id = _text(root.find(f"{SAML}NameID"))
     if not name_id:
         raise LogoutRefused("no_name_id", provider)
+    _check_first_use(root, provider)
     indexes = [_text(e) for e in root.findall(f"{SAMLP}SessionIndex") if _text(e)]
     ended = 0
     for index in indexes or [""]:
@@ -375,30 +375,32 @@ def check_redirect_signature(provider: IdentityProvider, raw: dict[str, str], ki
 def check_xml_signature(provider: IdentityProvider, document: bytes, root) -> None:
     """An enveloped signature over the message's root by one of the IdP's signing certs.
 
-    The reference must name the root itself, so a signed fragment elsewhere cannot vouch for
-    the message (signature wrapping); SHA-1 is refused as for the Redirect binding.
+    Checked in-process under saml_signature's rules: only the root's own Signature counts, its
+    Reference must name the root, so a signed message nested inside cannot vouch for the one
+    read (signature wrapping); SHA-1 is refused as for the Redirect binding.
     """
-    signature = root.find(f"{DS}Signature")
-    if signature is None:
+    if root.find(f"{DS}Signature") is None:
         raise LogoutRefused("unsigned", provider)
-    method = signature.find(f"{DS}SignedInfo/{DS}SignatureMethod")
-    references = signature.findall(f"{DS}SignedInfo/{DS}Reference")
-    if method is None or method.get("Algorithm") not in HASHES:
-        raise LogoutRefused("signature_algorithm", provider)
-    if not root.get("ID") or [r.get("URI") for r in references] != [f"#{root.get('ID')}"]:
-        raise LogoutRefused("signature", provider)
-    node = "urn:oasis:names:tc:SAML:2.0:protocol:" + root.tag.rsplit("}", 1)[-1]
-    backend = CryptoBackendXmlSec1(_xmlsec_binary())
-    for cert in signing_certificates(provider):
-        with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:
-            pem.write(cert.public_bytes(serialization.Encoding.PEM))
-            pem.flush()
-            try:
-                if backend.validate_signature(document, pem.name, "pem", node, root.get("ID")):
-                    return
-            except SignatureError:
-                continue
-    raise LogoutRefused("signature", provider)
+    keys = [
+        saml_signature.signing_key(cert.public_bytes(serialization.Encoding.DER))
+        for cert in signing_certificates(provider)
+    ]
+    try:
+        saml_signature.verify_root(document, keys)
+    except saml_signature.SignatureRefused as exc:
+        reason = "signature_algorithm" if exc.reason == "signature:algorithm" else "signature"
+        raise LogoutRefused(reason, provider) from None
+
+
+def _check_first_use(root, provider: IdentityProvider) -> None:
+    """A LogoutRequest acts once: replayed within its validity, it would end the next login
+    of the person (one without a SessionIndex ends them all). Its id is kept past the window
+    _check_not_expired accepts."""
+    if not root.get("ID"):
+        raise LogoutRefused("malformed", provider)
+    keep = timedelta(seconds=2 * (provider.setting("clock_skew_seconds") + 600))
+    if not remember_once(provider, "logout:" + root.get("ID"), utcnow() + keep):
+        raise LogoutRefused("replay", provider)
 
 
 def _check_not_expired(root, provider: IdentityProvider) -> None:

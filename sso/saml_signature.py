@@ -134,6 +134,31 @@ def metadata_keys(metadata_xml: str, entity_id: str) -> list[SigningKey]:
     return keys
 
 
+def signing_key(der: bytes) -> SigningKey:
+    """A SigningKey from one certificate (DER)."""
+    try:
+        return SigningKey(der, xmlsec.Key.from_memory(der, xmlsec.KeyFormat.CERT_DER))
+    except xmlsec.Error:
+        raise SignatureRefused("malformed") from None
+
+
+def verify_root(document: bytes, keys: Sequence[SigningKey]) -> etree._Element:
+    """Parse `document` under this module's rules; return its root once the root's own
+    enveloped signature (Reference = '#' + the root's ID) verifies with one of `keys`.
+
+    For messages and documents signed as a whole: POSTed logout messages and signed metadata.
+    A signed element nested anywhere below cannot vouch for the document (signature wrapping):
+    only the root's own Signature child counts, and every element read afterwards lies under
+    the root it covers.
+    """
+    root = parse(document)
+    _check_unique_ids(root)
+    xmlsec.tree.add_ids(root, ["ID"])
+    if not _verify_enveloped(root, keys):
+        raise SignatureRefused("signature:unsigned")
+    return root
+
+
 def verify(
     root: etree._Element,
     keys: Sequence[SigningKey],
