@@ -169,6 +169,14 @@ def _validate_sessions(web: dict) -> None:
             raise ConfigError(f"web.{key} must be positive, not {web[key]}")
     if web["session_idle_minutes"] > web["session_lifetime_minutes"]:
         raise ConfigError("web.session_idle_minutes must not exceed web.session_lifetime_minutes")
+    if not 0 <= web["trusted_proxies"] <= 10:
+        raise ConfigError(
+            f"web.trusted_proxies must be the number of proxies in front (0-10), "
+            f"not {web['trusted_proxies']}"
+        )
+    attempts = web["login_attempts_per_minute"]
+    if attempts <= 0:
+        raise ConfigError(f"web.login_attempts_per_minute must be positive, not {attempts}")
 
 
 def _validate_schedule(settings: dict) -> None:
