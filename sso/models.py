@@ -152,13 +152,3 @@ class SamlLogoutRequest(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     is_used: Mapped[bool] = mapped_column(default=False)
-
-
-class LoginStart(db.Model):
-    """One GET of a login address, counted per client address to limit the rate of starts."""
-
-    __tablename__ = "sso_login_starts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    client_address: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
