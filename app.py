@@ -50,6 +50,7 @@ def _register(app: Flask) -> None:
     from portal import web
     from portal.accounts.cli import account_cli
     from portal.accounts.role_views import bp as roles_bp
+    from portal.accounts.sessions import register_purge_job
     from portal.core import access
     from portal.courses import (
         calendar_views,
@@ -96,6 +97,7 @@ def _register(app: Flask) -> None:
     manages = access.holding(access.COURSE_MANAGERS)
     web.add_navigation(app, "Manage courses", "courses.manage", manages)
     app.register_blueprint(roles_bp)
+    register_purge_job(app)
     web.add_navigation(app, "Roles", "roles.roles", access.holding(access.ROLE_GRANTERS))
 
     for command in sync_cli.directory_commands:
