@@ -75,6 +75,8 @@ def _parse_env(name: str, raw: str, default):
         if raw.lower() in {"0", "false", "no", "off"}:
             return False
         raise ConfigError(f"{name}={raw!r}: expected true or false")
+    if isinstance(default, list):
+        return [item.strip() for item in raw.split(",") if item.strip()]
     if isinstance(default, int):
         try:
             return int(raw)
@@ -147,6 +149,7 @@ def _validate(settings: dict) -> None:
     for key in ("guard_max_inactivations", "batch_size"):
         if settings["sync"][key] < 0 or (key == "batch_size" and settings["sync"][key] == 0):
             raise ConfigError(f"sync.{key} must be positive")
+    _validate_ldap_hosts(settings["sync"]["allowed_ldap_hosts"])
     if settings["web"]["max_upload_mb"] <= 0:
         raise ConfigError("web.max_upload_mb must be positive")
     _validate_sessions(settings["web"])
@@ -177,6 +180,16 @@ def _validate_sessions(web: dict) -> None:
     attempts = web["login_attempts_per_minute"]
     if attempts <= 0:
         raise ConfigError(f"web.login_attempts_per_minute must be positive, not {attempts}")
+
+
+def _validate_ldap_hosts(entries: list) -> None:
+    from sync.sources.ldap.reach import check_allowed_hosts_setting
+
+    bad = check_allowed_hosts_setting(entries)
+    if bad:
+        raise ConfigError(
+            f"sync.allowed_ldap_hosts: {bad} is not a host name, a .suffix or an address/network"
+        )
 
 
 def _validate_schedule(settings: dict) -> None:
