@@ -26,12 +26,17 @@ from portal.core.errors import UserError
 from sso import saml
 from sso.models import IdentityProvider, ProviderKind
 from sso.operations import fetch_metadata, idp_entity_id
+from sso.saml_signature import DIGEST_METHODS, SIGNATURE_METHODS
 
 logger = logging.getLogger(__name__)
 JOB_ID = "sso-metadata-refresh"
 MD_ENTITY = "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+WEAK_ALGORITHM = (
+    "The metadata is signed with SHA-1 or another algorithm Kursa does not accept; ask its "
+    "publisher to sign it with RSA-SHA256 (or SHA-384/512). The old metadata is kept."
+)
 
 
 @dataclass
@@ -121,6 +126,7 @@ def check_metadata_signature(xml: str, cert_pem: str) -> None:
     uri = reference.get("URI", None) if reference is not None else None
     if root.tag != f"{MD}EntityDescriptor" or uri not in ("", f"#{root.get('ID', '')}"):
         raise UserError("The metadata signature does not cover the whole document.")
+    _check_algorithms(signature)
     backend = CryptoBackendXmlSec1(saml._xmlsec_binary())  # noqa: SLF001 - one cached lookup
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as cert:
         cert.write(cert_pem)
@@ -133,6 +139,17 @@ def check_metadata_signature(xml: str, cert_pem: str) -> None:
             valid = False
     if not valid:
         raise UserError("The metadata signature does not verify with the configured certificate.")
+
+
+def _check_algorithms(signature) -> None:
+    """SHA-1 signatures and digests are refused, as for logout messages and responses: a
+    forged metadata document would bring its own signing key for every login."""
+    method = signature.find(f"{DS}SignedInfo/{DS}SignatureMethod")
+    digests = signature.findall(f"{DS}SignedInfo/{DS}Reference/{DS}DigestMethod")
+    if method is None or method.get("Algorithm") not in SIGNATURE_METHODS:
+        raise UserError(WEAK_ALGORITHM)
+    if not digests or any(d.get("Algorithm") not in DIGEST_METHODS for d in digests):
+        raise UserError(WEAK_ALGORITHM)
 
 
 def status_of(provider: IdentityProvider) -> dict:
