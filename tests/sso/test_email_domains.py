@@ -2,12 +2,15 @@
 
 import threading
 
+import flask_migrate
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from app import create_app
 from portal.core.db import db
 from portal.core.errors import Conflict
+from portal.directory.operations import create_customer
 from sso.models import EmailDomain, IdentityProvider
 from sso.operations import (
     add_saml_provider,
@@ -15,6 +18,7 @@ from sso.operations import (
     set_email_domains,
     set_provider_enabled,
 )
+from tests.conftest import settings_for
 
 TAKEN = "Email domains: shared.test already leads to another identity provider in Kursa"
 
@@ -107,3 +111,31 @@ def test_two_saves_at_once_leave_one_owner_and_a_plain_message(app, two_provider
     assert claims() == {"shared.test": first}
     db.session.expire_all()
     assert db.session.get(IdentityProvider, second).settings.get("email_domains") in (None, [])
+
+
+def test_the_migration_copies_the_claims_of_enabled_providers(engine_app, database_url, idp):
+    """Down to before the table, let two enabled providers claim one domain (what the race
+    could leave), up again: the older provider keeps it, disabled providers claim nothing."""
+    engine = engine_app.config["KURSA_ENGINE"]  # a database of its own on the same engine
+    app = create_app(settings_for(database_url(engine, "domains_copy")), environ={})
+    with app.app_context():
+        ids = []
+        for slug, domains in (("acme", ["acme.test", "shared.test"]), ("globex", ["globex.test"])):
+            customer = create_customer(slug, slug.title(), actor="t")
+            provider = add_saml_provider(customer, "corp", idp.metadata, match="email", actor="t")
+            set_email_domains(provider, domains, actor="t")
+            ids.append(provider.id)
+        idle = add_saml_provider(customer, "old", idp.metadata, match="email", actor="t")
+        set_provider_enabled(idle, False, actor="t")
+        set_email_domains(idle, ["idle.test"], actor="t")
+        db.session.commit()
+        flask_migrate.downgrade(revision="k0_merge_heads")
+        racer = db.session.get(IdentityProvider, ids[1])
+        racer.settings = {**racer.settings, "email_domains": ["globex.test", "shared.test"]}
+        db.session.commit()
+
+        flask_migrate.upgrade(revision="heads")
+
+        assert claims() == {"acme.test": ids[0], "shared.test": ids[0], "globex.test": ids[1]}
+        db.session.remove()
+        db.engine.dispose()
