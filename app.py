@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask_migrate import Migrate
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 from portal.core.db import db, json_text
@@ -37,6 +38,7 @@ def create_app(overrides: dict | None = None, environ=None) -> Flask:
     _configure_logging(settings)
     _warn_about_settings(settings)
 
+    _trust_proxies(app, settings["web"]["trusted_proxies"])
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS)
     _register(app)
@@ -48,6 +50,7 @@ def _register(app: Flask) -> None:
     from portal import web
     from portal.accounts.cli import account_cli
     from portal.accounts.role_views import bp as roles_bp
+    from portal.accounts.sessions import register_purge_job
     from portal.core import access
     from portal.courses import (
         calendar_views,
@@ -94,6 +97,7 @@ def _register(app: Flask) -> None:
     manages = access.holding(access.COURSE_MANAGERS)
     web.add_navigation(app, "Manage courses", "courses.manage", manages)
     app.register_blueprint(roles_bp)
+    register_purge_job(app)
     web.add_navigation(app, "Roles", "roles.roles", access.holding(access.ROLE_GRANTERS))
 
     for command in sync_cli.directory_commands:
@@ -108,6 +112,16 @@ def _register(app: Flask) -> None:
     app.cli.add_command(role_cli)
     app.cli.add_command(outbox.outbox_cli)
     app.cli.add_command(sso_cli)
+
+
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Behind `hops` proxies, take client address, scheme and host from their X-Forwarded-*.
+
+    With 0 the headers are ignored: anyone could send them. The rate limits count per client
+    address, and external URLs and secure cookies need the scheme the browser used.
+    """
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def _database_url(app: Flask, settings: dict) -> str:

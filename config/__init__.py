@@ -33,7 +33,7 @@ LDAP_SOURCE_OPTIONAL = {"schedule": str, "delta_schedule": str, "enabled": bool}
 LDAP_SETTING_KEYS = {
     "uri", "bind_dn", "user_bases", "org_from", "org_base", "unit_number_attribute",
     "page_size", "network_timeout", "timeout", "ca_file", "starttls", "verify_certificates",
-    "attributes", "user_filter", "ou_filter", "inactive_filter",
+    "attributes", "user_filter", "ou_filter", "inactive_filter", "ca_pem",
 }  # fmt: skip
 # An address with one @ and no spaces or brackets; "Name <address>" around it is allowed.
 ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
@@ -85,6 +85,8 @@ def _parse_env(name: str, raw: str, default):
         if raw.lower() in {"0", "false", "no", "off"}:
             return False
         raise ConfigError(f"{name}={raw!r}: expected true or false")
+    if isinstance(default, list):
+        return [item.strip() for item in raw.split(",") if item.strip()]
     if isinstance(default, int):
         try:
             return int(raw)
@@ -180,6 +182,7 @@ def _validate(settings: dict) -> None:
     for key in ("guard_max_inactivations", "batch_size"):
         if settings["sync"][key] < 0 or (key == "batch_size" and settings["sync"][key] == 0):
             raise ConfigError(f"sync.{key} must be positive")
+    _validate_ldap_hosts(settings["sync"]["allowed_ldap_hosts"])
     if settings["web"]["max_upload_mb"] <= 0:
         raise ConfigError("web.max_upload_mb must be positive")
     _validate_sessions(settings["web"])
@@ -202,6 +205,24 @@ def _validate_sessions(web: dict) -> None:
             raise ConfigError(f"web.{key} must be positive, not {web[key]}")
     if web["session_idle_minutes"] > web["session_lifetime_minutes"]:
         raise ConfigError("web.session_idle_minutes must not exceed web.session_lifetime_minutes")
+    if not 0 <= web["trusted_proxies"] <= 10:
+        raise ConfigError(
+            f"web.trusted_proxies must be the number of proxies in front (0-10), "
+            f"not {web['trusted_proxies']}"
+        )
+    attempts = web["login_attempts_per_minute"]
+    if attempts <= 0:
+        raise ConfigError(f"web.login_attempts_per_minute must be positive, not {attempts}")
+
+
+def _validate_ldap_hosts(entries: list) -> None:
+    from sync.sources.ldap.reach import check_allowed_hosts_setting
+
+    bad = check_allowed_hosts_setting(entries)
+    if bad:
+        raise ConfigError(
+            f"sync.allowed_ldap_hosts: {bad} is not a host name, a .suffix or an address/network"
+        )
 
 
 def _validate_schedule(settings: dict) -> None:

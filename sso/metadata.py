@@ -32,6 +32,10 @@ JOB_ID = "sso-metadata-refresh"
 MD_ENTITY = "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+WEAK_ALGORITHM = (
+    "The metadata is signed with SHA-1 or another algorithm Kursa does not accept; ask its "
+    "publisher to sign it with RSA-SHA256 (or SHA-384/512). The old metadata is kept."
+)
 
 
 @dataclass
@@ -124,10 +128,7 @@ def check_metadata_signature(xml: str, cert_pem: str) -> None:
         saml_signature.verify_root(xml.encode(), [saml_signature.signing_key(der)])
     except saml_signature.SignatureRefused as exc:
         if exc.reason == "signature:algorithm":
-            raise UserError(
-                "The metadata is signed with an algorithm Kursa refuses (SHA-1); the IdP "
-                "must sign with RSA or ECDSA and SHA-256 or better."
-            ) from None
+            raise UserError(WEAK_ALGORITHM) from None
         raise UserError(
             "The metadata signature does not verify with the configured certificate, or "
             "does not cover the whole document by itself."

@@ -77,6 +77,17 @@ class IdentityProvider(TimestampMixin, db.Model):
         return f"<IdentityProvider {self.id} {self.name}>"
 
 
+class EmailDomain(db.Model):
+    """A domain that leads to an enabled provider from the login page; the primary key makes
+    the database hold "one provider per domain" even when two saves race. It mirrors the
+    `email_domains` setting of enabled providers (sso.operations keeps them in step)."""
+
+    __tablename__ = "sso_email_domains"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("identity_providers.id"), index=True)
+
+
 class Identity(db.Model):
     """Provider + subject -> person, recorded at the first login so renames keep working."""
 
@@ -152,13 +163,3 @@ class SamlLogoutRequest(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     is_used: Mapped[bool] = mapped_column(default=False)
-
-
-class LoginStart(db.Model):
-    """One GET of a login address, counted per client address to limit the rate of starts."""
-
-    __tablename__ = "sso_login_starts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    client_address: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -8,6 +8,7 @@ from cryptography import x509
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from portal.core import audit
 from portal.core.db import db
@@ -16,6 +17,7 @@ from portal.directory.models import Customer
 from sso import oidc, queries, vault
 from sso.models import (
     DEFAULT_SETTINGS,
+    EmailDomain,
     Identity,
     IdentityProvider,
     MatchRule,
@@ -244,6 +246,8 @@ def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: 
 
     provider.settings = {**provider.settings, queries.EMAIL_DOMAINS: domains}
     db.session.flush()
+    if provider.is_enabled:
+        _claim_domains(provider, domains)
     audit.record(actor, "sso.provider_domains", "identity_provider", provider.id, domains=domains)
     logger.info("provider %s email domains set by %s", provider.id, actor)
 
@@ -257,6 +261,7 @@ def set_provider_enabled(provider: IdentityProvider, enabled: bool, *, actor: st
 
     provider.is_enabled = enabled
     db.session.flush()
+    _claim_domains(provider, queries.email_domains(provider) if enabled else [])
     action = "sso.provider_enabled" if enabled else "sso.provider_disabled"
     audit.record(actor, action, "identity_provider", provider.id)
     logger.info("provider %s %s by %s", provider.id, action.rpartition("_")[2], actor)
@@ -300,7 +305,7 @@ def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
         )
     provider_id, name = provider.id, provider.name
 
-    for model in (SamlRequest, SamlAssertionSeen, OidcRequest):
+    for model in (SamlRequest, SamlAssertionSeen, OidcRequest, EmailDomain):
         db.session.execute(delete(model).where(model.provider_id == provider_id))
     db.session.delete(provider)
     db.session.flush()
@@ -311,8 +316,30 @@ def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
 def _check_domains_free(provider: IdentityProvider, domains: list[str]) -> None:
     taken = queries.domain_owners(set(domains), ignore_id=provider.id)
     if taken:
-        domain = sorted(taken)[0]
-        raise Conflict(
-            f"Email domains: {domain} already leads to another identity provider in Kursa; "
-            "a domain can lead to one provider only."
-        )
+        raise _taken(sorted(taken)[0])
+
+
+def _claim_domains(provider: IdentityProvider, domains: list[str]) -> None:
+    """Make sso_email_domains hold exactly `domains` for the provider.
+
+    The check above reads committed settings, so two saves at once could both pass it; the
+    primary key then refuses the second insert (PostgreSQL makes it wait for the first
+    transaction; SQLite's write lock does the same). One row per flush names the domain. After
+    the Conflict the caller rolls back, as after any refused change.
+    """
+    provider_id = provider.id  # the failed flush leaves the session unreadable
+    db.session.execute(delete(EmailDomain).where(EmailDomain.provider_id == provider_id))
+    for domain in domains:
+        db.session.add(EmailDomain(domain=domain, provider_id=provider_id))
+        try:
+            db.session.flush()
+        except IntegrityError as exc:
+            logger.warning("provider %s: email domain taken by a concurrent save", provider_id)
+            raise _taken(domain) from exc
+
+
+def _taken(domain: str) -> Conflict:
+    return Conflict(
+        f"Email domains: {domain} already leads to another identity provider in Kursa; "
+        "a domain can lead to one provider only."
+    )

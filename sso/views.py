@@ -39,8 +39,6 @@ LOGOUT_REFUSED = (
     "Kursa could not accept this sign-out message from your company's sign-in. "
     "If you meant to sign out, use Log out in Kursa."
 )
-# TODO: request.remote_addr is the proxy's address behind a reverse proxy; Kursa has no
-# proxy-aware client address yet (ProxyFix with a configured hop count would give one).
 TOO_MANY = (
     "Too many sign-ins were started from your address in the last minute. "
     "Wait a minute and try again."

@@ -33,7 +33,7 @@ MAPPED = {
 }
 NUMBERS = ("network_timeout", "timeout", "page_size")
 # Settings a form field of the same name holds (besides the mapping and the password).
-TEXTS = ("uri", "bind_dn", "ca_file", "user_filter", "org_base", "inactive_filter")
+TEXTS = ("uri", "bind_dn", "ca_file", "ca_pem", "user_filter", "org_base", "inactive_filter")
 ALWAYS_STORED = ("uri", "bind_dn", "user_bases", "org_from")
 
 
@@ -51,7 +51,8 @@ class SourceForm(FlaskForm):
     password = PasswordField("Bind password")
     starttls = BooleanField("StartTLS (for ldap:// URIs)")
     skip_certificate_checks = BooleanField("Do not check the server's certificate (unsafe)")
-    ca_file = StringField("CA file (PEM path on this server; empty: the system's CAs)")
+    ca_file = StringField("CA file (its name in the server's CA folder; empty: the system's CAs)")
+    ca_pem = TextAreaField("CA certificate (PEM, pasted; instead of a CA file)")
     network_timeout = IntegerField("Connect timeout (seconds)", [Optional()])
     timeout = IntegerField("Operation timeout (seconds per page)", [Optional()])
     page_size = IntegerField("Page size", [Optional()])
@@ -77,7 +78,7 @@ class SourceForm(FlaskForm):
         merged = profiles.effective(profile, settings)
         self.profile.data = profile
         self.mapping_profile.data = profile
-        for key in ("uri", "bind_dn", "ca_file", "org_base", "unit_number_attribute"):
+        for key in ("uri", "bind_dn", "ca_file", "ca_pem", "org_base", "unit_number_attribute"):
             getattr(self, key).data = merged[key]
         for key in ("user_filter", "inactive_filter"):
             getattr(self, key).data = settings.get(key, "")

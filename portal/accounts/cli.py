@@ -7,8 +7,10 @@ from sqlalchemy import func, select
 
 from portal.accounts.models import Account
 from portal.accounts.operations import create_admin, set_password
+from portal.accounts.sessions import purge_sessions
 from portal.core.db import db
 from portal.core.errors import UserError
+from portal.core.ratelimit import purge_rate_limit_hits
 
 
 @click.group("account", help="Local accounts of platform admins.")
@@ -51,6 +53,15 @@ def set_password_command(username, password_env):
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Password of {username} set.")
+
+
+@account_cli.command("purge-sessions")
+def purge_sessions_command():
+    """Delete login sessions begun more than the lifetime and a day ago (the scheduler does
+    this every hour), and rate-limit counts older than a minute."""
+    sessions, hits = purge_sessions(), purge_rate_limit_hits()
+    db.session.commit()
+    click.echo(f"{sessions} login session(s) and {hits} rate-limit count(s) purged.")
 
 
 def _password(variable: str | None) -> str:

@@ -13,15 +13,21 @@ from datetime import datetime, timedelta
 
 from flask import Flask, current_app, g, session
 from flask_login import login_user, logout_user
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from portal.accounts.models import Account, LoginSession
 from portal.core.db import db, utcnow
+from portal.core.ratelimit import purge_rate_limit_hits
 
 logger = logging.getLogger(__name__)
 SESSION_KEY = "kursa_sid"
 # last_seen_at is written at most this often, so reading pages costs no write each time.
 TOUCH_EVERY = timedelta(seconds=30)
+# Ended and expired rows are kept this long past the lifetime (to explain a recent logout),
+# then purged.
+PURGE_GRACE = timedelta(days=1)
+PURGE_JOB = "login-sessions-purge"
+PURGE_EVERY_SECONDS = 3600
 # A handler gets the ended LoginSession and returns where to send the browser (the IdP's
 # logout address) or None when Kursa's own logout is all there is.
 LogoutHandler = Callable[[LoginSession], str | None]
@@ -150,3 +156,34 @@ def _over(found: LoginSession, now: datetime) -> str:
     if now >= found.last_seen_at + timedelta(minutes=web["session_idle_minutes"]):
         return "idle"
     return ""
+
+
+def purge_sessions(now: datetime | None = None) -> int:
+    """Delete login sessions begun more than the lifetime and a day ago; returns how many.
+
+    Such a row is over whatever happened to it (ended, expired, idle), so nothing reads it
+    again. Flushes; the caller commits.
+    """
+    lifetime = timedelta(minutes=current_app.config["KURSA"]["web"]["session_lifetime_minutes"])
+    cutoff = (now or utcnow()) - lifetime - PURGE_GRACE
+    purged = db.session.execute(delete(LoginSession).where(LoginSession.created_at < cutoff))
+    logger.info("purged %s login session(s) begun before %s", purged.rowcount, cutoff)
+    return purged.rowcount
+
+
+def purge_and_commit() -> tuple[int, int]:
+    """The scheduler's job: old login sessions and rate-limit hits a quiet scope left behind."""
+    try:
+        counts = purge_sessions(), purge_rate_limit_hits()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        logger.exception("login sessions could not be purged")
+        return 0, 0
+    return counts
+
+
+def register_purge_job(app: Flask) -> None:
+    """Let the scheduler (sync's, which portal does not import) run the purge every hour."""
+    jobs = app.extensions.setdefault("kursa_interval_jobs", [])
+    jobs.append((PURGE_JOB, PURGE_EVERY_SECONDS, purge_and_commit))

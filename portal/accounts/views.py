@@ -12,12 +12,18 @@ from wtforms.validators import DataRequired, Regexp
 from portal.accounts.operations import authenticate
 from portal.accounts.sessions import end_current_session, start_session
 from portal.core.db import db
+from portal.core.ratelimit import RETRY_AFTER, allow
 
 bp = Blueprint("accounts", __name__)
 NO_PROVIDER = (
     "Kursa does not know a company sign-in for that email address. Check the address, or use "
     "the link your company gave you."
 )
+TOO_MANY = (
+    "Too many login attempts came from your address in the last minute. "
+    "Wait a minute and try again."
+)
+LOGIN_FORM_SCOPE = "login-form"
 
 
 class LoginForm(FlaskForm):
@@ -44,6 +50,8 @@ def login(customer: str | None = None):
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     slug = customer or request.args.get("customer", "")
+    if request.method == "POST" and not _allow_attempt():
+        return render_template("accounts/too_many.html", message=TOO_MANY), 429, RETRY_AFTER
     if request.method == "POST" and "email" in request.form:
         return _find_sign_in(slug)
     form = LoginForm()
@@ -57,6 +65,15 @@ def login(customer: str | None = None):
             "error",
         )
     return _page(slug, EmailForm(formdata=None), form)
+
+
+def _allow_attempt() -> bool:
+    """Both forms count per client address: guessing domains or passwords from one address
+    is slowed down, while the per-account lockout protects each admin from many addresses."""
+    limit = current_app.config["KURSA"]["web"]["login_attempts_per_minute"]
+    allowed = allow(LOGIN_FORM_SCOPE, request.remote_addr or "", limit)
+    db.session.commit()  # the count (or the purge of old rows) stands whatever follows
+    return allowed
 
 
 def _find_sign_in(slug: str):

@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import func, select
 
 import config
+from portal.core import ratelimit
 from portal.core.db import db, utcnow
-from sso import ratelimit
-from sso.models import LoginStart, SamlRequest
+from portal.core.ratelimit import RateLimitHit
+from sso.models import SamlRequest
 from tests.conftest import settings_for
 
 LOGIN = "/sso/acme/corp/login"
@@ -60,7 +61,7 @@ def test_the_limit_lifts_after_a_minute_and_old_rows_are_purged(app, acme_with_i
     clock(seconds=61)
 
     assert client.get(LOGIN).status_code == 302
-    assert db.session.scalar(select(func.count(LoginStart.id))) == 1
+    assert db.session.scalar(select(func.count(RateLimitHit.id))) == 1
 
 
 def test_unknown_providers_count_too(app, acme_with_idp, limit, clock):

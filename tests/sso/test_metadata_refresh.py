@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from saml2.metadata import entity_descriptor, sign_entity_descriptor
 from saml2.sigver import security_context
-from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 from sqlalchemy import select
 
 import config
@@ -153,14 +153,16 @@ def test_a_failed_refresh_keeps_the_old_metadata_and_says_why(
     assert listed(flask)["metadata_error"] == ""
 
 
-def signed_metadata(signer: SamlIdp, key_of: SamlIdp) -> str:
+def signed_metadata(
+    signer: SamlIdp, key_of: SamlIdp, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256
+) -> str:
     """`signer`'s metadata, signed with `key_of`'s key (as a federation signs its members')."""
     _, xml = sign_entity_descriptor(
         entity_descriptor(signer.config()),
         None,
         security_context(key_of.config()),
-        sign_alg=SIG_RSA_SHA256,
-        digest_alg=DIGEST_SHA256,
+        sign_alg=sign_alg,
+        digest_alg=digest_alg,
     )
     return xml.decode() if isinstance(xml, bytes) else xml
 
@@ -189,6 +191,31 @@ def test_a_provider_that_requires_signed_metadata_refuses_unsigned_or_forged(
     result = flask("sso", "refresh-metadata")
     assert result.exit_code == 0, result.output
     assert listed(flask)["metadata_error"] == ""
+
+
+@pytest.mark.parametrize(
+    ("sign_alg", "digest_alg"),
+    [(SIG_RSA_SHA1, DIGEST_SHA1), (SIG_RSA_SHA256, DIGEST_SHA1), (SIG_RSA_SHA1, DIGEST_SHA256)],
+)
+def test_metadata_signed_with_sha1_is_refused_and_the_old_kept(
+    make_customer, served, flask, idp, next_idp, key_pairs, sign_alg, digest_alg
+):
+    federation = SamlIdp(key_pairs["sp"])
+    served.body = signed_metadata(idp, federation)
+    make_customer("acme", "Acme")
+    added = flask(
+        "sso", "add-saml", "corp", "--customer", "acme", "--metadata-url", served.url,
+        "--match", "username", "--metadata-signing-cert", federation.cert_file,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    kept = db.session.scalar(select(IdentityProvider)).setting("metadata_xml")
+
+    served.body = signed_metadata(next_idp, federation, sign_alg, digest_alg)  # a valid signature
+
+    assert flask("sso", "refresh-metadata").exit_code == 1
+    assert listed(flask)["metadata_error"].startswith("The metadata is signed with SHA-1")
+    db.session.expire_all()
+    assert db.session.scalar(select(IdentityProvider)).setting("metadata_xml") == kept
 
 
 def test_the_scheduler_runs_the_refresh_every_configured_hours(

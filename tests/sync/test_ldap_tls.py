@@ -1,6 +1,8 @@
 """ldaps:// and StartTLS against a real slapd with a throw-away CA: certificate checks are on
 by default, the right CA file works, a wrong one fails the run with a plain message."""
 
+from pathlib import Path
+
 import pytest
 
 from portal.core.db import db
@@ -76,10 +78,11 @@ def test_ldaps_connects_without_checks_only_when_they_are_turned_off(tls_slapd, 
 
 @pytest.mark.parametrize("kind", ["ldaps", "starttls"])
 def test_a_wrong_ca_fails_the_run_with_a_plain_message(app, customer, tls_slapd, wrong_ca, kind):
+    pasted = Path(wrong_ca).read_text()  # the page's pasted CA certificate
     if kind == "ldaps":
-        values = settings(tls_slapd.ldaps_uri, ca_file=wrong_ca)
+        values = settings(tls_slapd.ldaps_uri, ca_pem=pasted)
     else:
-        values = settings(tls_slapd.uri, ca_file=wrong_ca, starttls=True)
+        values = settings(tls_slapd.uri, ca_pem=pasted, starttls=True)
     source = add_ldap_source(
         customer, "hq", profile="openldap", settings=values, password=SERVICE_PASSWORD, actor="t"
     )
@@ -92,8 +95,15 @@ def test_a_wrong_ca_fails_the_run_with_a_plain_message(app, customer, tls_slapd,
     assert SERVICE_PASSWORD not in run.error
 
 
-def test_starttls_with_the_right_ca_file_syncs(app, customer, tls_slapd):
-    values = settings(tls_slapd.uri, ca_file=tls_slapd.ca_file, starttls=True)
+@pytest.mark.parametrize("given_as", ["ca_file", "ca_pem"])
+def test_starttls_with_the_right_ca_syncs(app, customer, tls_slapd, monkeypatch, given_as):
+    monkeypatch.setitem(app.config["KURSA"]["sync"], "ca_dir", str(tls_slapd.folder))
+    ca = (
+        {"ca_file": "ca.pem"}
+        if given_as == "ca_file"
+        else {"ca_pem": Path(tls_slapd.ca_file).read_text()}
+    )
+    values = settings(tls_slapd.uri, starttls=True, **ca)
     source = add_ldap_source(
         customer, "hq", profile="openldap", settings=values, password=SERVICE_PASSWORD, actor="t"
     )

@@ -76,7 +76,10 @@ def test_the_edit_page_is_filled_from_the_source_and_its_profile(make_source, it
     assert "skip_certificate_checks" not in data  # checks are on
 
 
-def test_editing_every_field_keeps_the_password_when_left_blank(make_source, it_admin, tmp_path):
+def test_editing_every_field_keeps_the_password_when_left_blank(
+    app, make_source, it_admin, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(app.config["KURSA"]["sync"], "ca_dir", str(tmp_path))
     source = make_source()
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
@@ -151,7 +154,8 @@ def test_changing_what_is_read_restarts_incremental_reading(make_source, it_admi
         ("page_size", "0", "The page size must be a number from 1 to 5000."),
         ("timeout", "99999", "The timeout must be a number from 1 to 3600."),
         ("network_timeout", "x", "Not a valid integer value."),
-        ("ca_file", "/nowhere/ca.pem", "The CA file '/nowhere/ca.pem' does not exist"),
+        ("ca_file", "/nowhere/ca.pem", "The CA file must be a file in this Kursa's folder"),
+        ("ca_pem", "-----BEGIN CERTIFICATE-----", "The CA certificate is not a PEM certificate"),
         ("user_bases", "not a dn", "The user base 'not a dn' is not a DN."),
         ("user_filter", "(objectClass=person", "The user filter is not an LDAP filter"),
         ("attr_username", "user name", "The attribute for username is not an LDAP attribute"),

@@ -334,10 +334,14 @@ def mail_on(app, smtp_server, monkeypatch):  # noqa: F811
 def test_the_outbox_job_is_there_only_when_mail_is_configured(app, monkeypatch):
     # the queue of requested runs always; sso registers its metadata refresh; the outbox
     # job comes only with mail
-    assert [job.id for job in schedule.interval_jobs()] == ["requests", "sso-metadata-refresh"]
+    assert [job.id for job in schedule.interval_jobs()] == [
+        "requests",
+        "sso-metadata-refresh",
+        "login-sessions-purge",
+    ]
 
     monkeypatch.setitem(app.config["KURSA"]["mail"], "host", "smtp.example.test")
-    [requests, job, _refresh] = schedule.interval_jobs()
+    [requests, job, _refresh, _purge] = schedule.interval_jobs()
 
     assert (job.id, job.seconds, job.work) == ("outbox", 60, schedule.send_outbox)
     assert (requests.seconds, requests.work) == (3, schedule.process_queue)
@@ -352,6 +356,7 @@ def test_the_scheduler_holds_the_outbox_job_in_memory(app, mail_on):
             "requests",
             "outbox",
             "sso-metadata-refresh",
+            "login-sessions-purge",
         ]
         job = scheduler.get_job("outbox", jobstore="memory")
         assert job.trigger.interval == timedelta(seconds=17)

@@ -1,7 +1,6 @@
 """Stored LDAP sources: add, list, test and sync one (a sync is a normal run of the engine)."""
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from sync.gcpause import gc_paused
 from sync.locks import run_lock
 from sync.models import RunStatus, SyncRequest, SyncRun, SyncSource
 from sync.runs import run_source
-from sync.sources.ldap import profiles, vault
+from sync.sources.ldap import profiles, reach, vault
 from sync.sources.ldap.reader import Reading, read_directory
 
 logger = logging.getLogger(__name__)
@@ -182,16 +181,27 @@ def _check_connection(s: dict) -> None:
         raise SettingError(
             "starttls", "StartTLS is for ldap:// only; ldaps:// is encrypted from the start."
         )
-    if s["ca_file"] and not os.path.isfile(s["ca_file"]):
-        raise SettingError(
-            "ca_file", f"The CA file {s['ca_file']!r} does not exist on this server."
-        )
+    _check_reach(s)
     # AD also binds with user@domain or DOMAIN\user; anything with "=" must be a real DN.
     bind = s["bind_dn"]
     if not bind or ("=" in bind and not ldap.dn.is_dn(bind)):
         raise SettingError(
             "bind_dn", "The bind DN is not a DN (e.g. cn=kursa,ou=services,dc=example,dc=test)."
         )
+
+
+def _check_reach(s: dict) -> None:
+    """CA file in the CA folder or a pasted CA certificate; hosts the operator allows."""
+    if s["ca_file"] and s["ca_pem"]:
+        raise SettingError("ca_pem", "Give either a CA file or a pasted CA certificate, not both.")
+    try:
+        if s["ca_file"]:
+            reach.resolve_ca_file(s["ca_file"])
+        if s["ca_pem"]:
+            reach.check_ca_pem(s["ca_pem"])
+        reach.check_hosts(s["uri"], resolve=True)
+    except reach.ReachError as exc:
+        raise SettingError(exc.field, str(exc)) from None
 
 
 def _check_numbers(s: dict) -> None:
@@ -352,8 +362,21 @@ def sync_source(
     return run
 
 
-def _read(source: SyncSource, *, full: bool, on_page=None) -> Reading:
+def connection_settings(source: SyncSource) -> dict:
+    """The source's settings checked again before a connection (the operator may have
+    narrowed `[sync] allowed_ldap_hosts` or `ca_dir` since it was saved), with the CA as a
+    file path the LDAP library reads. ReachError when the source may no longer connect."""
     settings = profiles.effective(source.profile, source.settings)
+    reach.check_hosts(settings["uri"], resolve=True)
+    if settings["ca_file"]:
+        settings["ca_file"] = reach.resolve_ca_file(settings["ca_file"])
+    elif settings["ca_pem"]:
+        settings["ca_file"] = reach.ca_pem_file(settings["ca_pem"])
+    return settings
+
+
+def _read(source: SyncSource, *, full: bool, on_page=None) -> Reading:
+    settings = connection_settings(source)
     return read_directory(
         settings,
         vault.decrypt(source.password_encrypted or ""),

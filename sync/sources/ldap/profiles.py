@@ -56,7 +56,9 @@ COMMON = {
     "page_size": 500,
     "network_timeout": 10,  # seconds to connect
     "timeout": 60,  # seconds for one page of results
+    # A PEM file in [sync] ca_dir, or the CA certificate itself pasted on the source's page.
     "ca_file": "",
+    "ca_pem": "",
     "starttls": False,
     "verify_certificates": True,
     "attributes": {},
