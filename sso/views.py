@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from portal.accounts.sessions import add_logout_handler, start_session
 from portal.core.db import db
+from portal.core.urls import local_path
 from portal.directory.queries import customer_by_slug
 from sso import metadata as idp_metadata
 from sso import oidc, saml, saml_logout
@@ -216,6 +217,4 @@ def _base_url() -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return "/"
+    return local_path(target) or "/"

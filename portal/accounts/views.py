@@ -13,6 +13,7 @@ from portal.accounts.operations import authenticate
 from portal.accounts.sessions import end_current_session, start_session
 from portal.core.db import db
 from portal.core.ratelimit import RETRY_AFTER, allow
+from portal.core.urls import local_path
 
 bp = Blueprint("accounts", __name__)
 NO_PROVIDER = (
@@ -143,4 +144,4 @@ def _safe_next(target: str | None) -> str:
 
 
 def _is_local(target: str | None) -> bool:
-    return bool(target) and target.startswith("/") and not target.startswith(("//", "/\\"))
+    return local_path(target) is not None
