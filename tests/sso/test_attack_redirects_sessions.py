@@ -6,7 +6,6 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from portal.accounts.models import LoginSession
 from portal.accounts.sessions import SESSION_KEY
 from portal.core.db import db
 from sso.operations import set_email_domains
@@ -134,8 +133,8 @@ def test_a_forged_session_id_in_a_re_signed_cookie_needs_the_secret(
     """A cookie signed with another secret carrying a live session id is ignored."""
     acme_with_idp()
     session = log_in(client, idp)
-    from flask.sessions import SecureCookieSessionInterface
     import flask
+    from flask.sessions import SecureCookieSessionInterface
 
     forger = flask.Flask("forger")
     forger.secret_key = "guessed"
