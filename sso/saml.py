@@ -38,6 +38,7 @@ from sso.models import IdentityProvider, ProviderKind, SamlAssertionSeen, SamlRe
 logger = logging.getLogger(__name__)
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
 SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
+MAX_ASSERTION_LIFETIME = timedelta(days=1)
 MAX_RESPONSE_BYTES = 256 * 1024
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -440,7 +441,10 @@ def _instant(value: str, provider: IdentityProvider | None = None) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise SamlRefused("invalid:time", provider) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    if not 1970 < parsed.year < 9000:  # also keeps "+ skew" and "+ 1 hour" in range
+        raise SamlRefused("invalid:time", provider)
+    return parsed
 
 
 def _use_request(stored: SamlRequest, provider: IdentityProvider) -> None:
@@ -462,7 +466,12 @@ def _remember_assertion(provider: IdentityProvider, facts) -> None:
     lifetime = current_app.config["KURSA"]["sso"]["request_lifetime_seconds"]
     expires = utcnow() + timedelta(seconds=lifetime + provider.setting("clock_skew_seconds"))
     if facts.not_on_or_after:
-        expires = max(expires, _instant(facts.not_on_or_after, provider) + timedelta(hours=1))
+        valid_until = _instant(facts.not_on_or_after, provider)
+        # The replay record must outlive the assertion; one valid for longer than a login
+        # could take (some IdPs mint them for minutes) is refused rather than kept for years.
+        if valid_until - _now() > MAX_ASSERTION_LIFETIME:
+            raise SamlRefused("invalid:lifetime", provider)
+        expires = max(expires, valid_until + timedelta(hours=1))
     if not remember_once(provider, facts.id, expires):
         raise SamlRefused("replay", provider)
 
