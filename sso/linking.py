@@ -7,6 +7,7 @@ customers without a directory sync), and only when nobody at all matches.
 """
 
 import logging
+import unicodedata
 
 from sqlalchemy import func, select
 
@@ -14,19 +15,23 @@ from portal.accounts.models import Account
 from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.core.errors import UserError
-from portal.directory.models import OrgUnit, Person
+from portal.directory.models import Customer, OrgUnit, Person
 from portal.directory.operations import create_person
 from portal.directory.usernames import with_prefix
 from sso.models import Identity, IdentityProvider, MatchRule
 
 logger = logging.getLogger(__name__)
 
-# What a refused person is told; `whom` is filled with the customer's name.
+# What a refused person is told; `whom` is filled with the customer's name. A person of
+# another customer hears the same as an unknown one: the page is shown to whoever the IdP
+# vouches for, and a customer's own IdP must not learn who exists at other customers (the
+# audit log keeps the real reason).
+NOT_FOUND = "You are not in {whom}'s directory in Kursa, so you cannot log in yet."
 REFUSALS = {
     "no_value": "Your company's sign-in did not say who you are, so Kursa cannot log you in.",
-    "not_found": "You are not in {whom}'s directory in Kursa, so you cannot log in yet.",
+    "not_found": NOT_FOUND,
     "inactive": "Your entry in {whom}'s directory in Kursa is inactive, so you cannot log in.",
-    "other_customer": "Your sign-in belongs to another company in Kursa than {whom}.",
+    "other_customer": NOT_FOUND,
     "account_disabled": "Your Kursa account is disabled.",
 }
 CONTACT = "Ask {whom}'s HR or IT department to check your entry in the directory."
@@ -55,6 +60,13 @@ PROFILE_KEYS = {
 }
 
 
+def printable(text: str) -> str:
+    """`text` without control and format characters (NUL, escapes, bidi overrides), which
+    OIDC claims may carry and no name needs; runs of spaces become one."""
+    kept = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf") or c == " ")
+    return " ".join(kept.split())
+
+
 def profile_of(values: dict) -> dict[str, str]:
     """username, first_name, last_name and email from SAML attributes or OIDC claims."""
     folded = {str(name).casefold(): value for name, value in values.items()}
@@ -64,8 +76,8 @@ def profile_of(values: dict) -> dict[str, str]:
             value = folded.get(name.casefold())
             if isinstance(value, list):
                 value = value[0] if value else None
-            if isinstance(value, str) and value.strip():
-                profile[field] = value.strip()
+            if isinstance(value, str) and printable(value):
+                profile[field] = printable(value)
                 break
     return profile
 
@@ -125,6 +137,8 @@ def _match(provider: IdentityProvider, value: str, profile: dict | None = None) 
     value = (value or "").strip()
     if not value:
         _refuse(provider, "no_value")
+    if printable(value) != value:  # a NUL or an escape matches nobody (and breaks queries)
+        _refuse(provider, "not_found")
     rule = provider.setting("match")
     if rule in (MatchRule.USERNAME, MatchRule.NAMEID):
         column = Person.username
@@ -153,13 +167,18 @@ def _create(provider: IdentityProvider, value: str, profile: dict) -> Person:
     email = value if rule == MatchRule.EMAIL else profile.get("email")
     if not username:
         _refuse(provider, "not_found")
+    username = with_prefix(username, customer.username_prefix)
+    if _prefix_of_another_customer(username, customer):
+        # Usernames are unique across customers: this one would block the other customer's
+        # sync of its own person of that name.
+        _refuse(provider, "not_found")
     try:
         person = create_person(
             db.session.get(OrgUnit, customer.root_unit_id),
-            username=with_prefix(username, customer.username_prefix),
-            first_name=profile.get("first_name", ""),
-            last_name=profile.get("last_name", ""),
-            email=email,
+            username=username,
+            first_name=printable(profile.get("first_name", "")),
+            last_name=printable(profile.get("last_name", "")),
+            email=printable(email or "") or None,
             source=f"sso:{provider.name}",
             actor=f"sso:{provider.id}",
         )
@@ -169,6 +188,18 @@ def _create(provider: IdentityProvider, value: str, profile: dict) -> Person:
     if rule == MatchRule.EMPLOYEE_NUMBER:
         person.employee_number = value[:64]
     return person
+
+
+def _prefix_of_another_customer(username: str, customer: Customer) -> bool:
+    """True when `username` starts with another customer's prefix that is more specific than
+    the customer's own (own "gx-", another's "g": gx-... stays the customer's)."""
+    folded, own = username.casefold(), len(customer.username_prefix or "")
+    prefixes = db.session.scalars(
+        select(Customer.username_prefix).where(
+            Customer.id != customer.id, Customer.username_prefix != ""
+        )
+    )
+    return any(folded.startswith(p.casefold()) and len(p) > own for p in prefixes if p)
 
 
 def _check_person(provider: IdentityProvider, person: Person) -> None:
