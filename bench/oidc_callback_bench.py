@@ -53,7 +53,7 @@ def main() -> None:
             "database": {"url": url},
             "web": {"secret_key": "bench", "base_url": BASE_URL},
             # every login comes from one address here
-            "sso": {"login_starts_per_minute": 1_000_000},
+            "sso": {"login_starts_per_minute": 1_000_000, "allow_private_addresses": True},
         }
         app = create_app(settings, environ={})
         app.config.update(TESTING=True)

@@ -49,6 +49,7 @@ def sso_settings(engine_app, key_pairs, monkeypatch):
     sso = engine_app.config["KURSA"]["sso"]
     key_file, cert_file = key_pairs["sp"]
     monkeypatch.setitem(engine_app.config["KURSA"]["web"], "base_url", BASE_URL)
+    monkeypatch.setitem(sso, "allow_private_addresses", True)  # the test IdPs are on loopback
     monkeypatch.setitem(sso, "key_file", key_file)
     monkeypatch.setitem(sso, "cert_file", cert_file)
 

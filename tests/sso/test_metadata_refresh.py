@@ -122,7 +122,7 @@ def test_rollover_accepts_both_keys_then_drops_the_old(
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [
-        (500, "oops", "could not be fetched"),
+        (500, "oops", "answered HTTP 500"),
         (200, "<EntityDescriptor", "not well-formed XML"),
         (200, "no-signing-key", "no signing certificate"),
         (200, "other-entity", "another entity id"),
