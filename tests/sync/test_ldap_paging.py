@@ -1,7 +1,5 @@
-"""Reading a directory fast without changing what is read: the page-fetching thread and the
+"""Reading a directory fast without changing what is read: pages asked for ahead and the
 reader's inline loop for persons, against a real OpenLDAP slapd."""
-
-import threading
 
 import pytest
 
@@ -26,26 +24,6 @@ def settings_for(server, **extra) -> dict:
     return profiles.effective("openldap", given)
 
 
-def fetching_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "ldap-pages" and t.is_alive()]
-
-
-def test_a_search_stopped_early_ends_its_fetching_thread(shared_slapd):
-    settings = settings_for(shared_slapd, page_size=50)
-    conn = connect(settings, SERVICE_PASSWORD)
-    try:
-        entries = paged_search(conn, settings, ORG_BASE, *SEARCH)
-        next(entries)
-        assert fetching_threads()  # pages are being fetched ahead
-        entries.close()
-
-        assert fetching_threads() == []
-        again = list(paged_search(conn, settings, ORG_BASE, *SEARCH))
-        assert len(again) == SAMPLE_USERS
-    finally:
-        close(conn)
-
-
 def test_a_server_lost_mid_read_is_a_directory_error_in_the_caller(slapd):
     settings = settings_for(slapd, page_size=10)
     conn = connect(settings, SERVICE_PASSWORD)
@@ -57,7 +35,6 @@ def test_a_server_lost_mid_read_is_a_directory_error_in_the_caller(slapd):
         read.extend(entries)
 
     assert len(read) < SAMPLE_USERS
-    assert fetching_threads() == []
 
 
 def test_the_inline_person_loop_builds_what_the_general_path_builds(shared_slapd):
