@@ -149,8 +149,9 @@ class PersonPlanner:
             )
         ):
             return None  # exactly what Kursa holds, and so checked when it was stored
-        # The five values in PERSON_LIMITS' order, read by name: a getattr loop over the
-        # field names cost a fifth of this function at 20,000 rows.
+        # The five values read by name rather than by a getattr loop over the field names
+        # (this, _create's literal dict and the CPR guard in username_problem together: a
+        # first-run plan of 20,000 persons in 0.098 s CPU instead of 0.120 s).
         values = (
             record.username,
             record.first_name,
@@ -276,8 +277,8 @@ class PersonPlanner:
 
     def _create(self, record: PersonRecord, unit_key) -> None:
         # Every person on a first run passes here: the values are named one by one rather
-        # than looped over PERSON_FIELDS with getattr, and the write is built inline
-        # (measured: this function took a third less CPU).
+        # than looped over PERSON_FIELDS with getattr, and the write is built inline, not
+        # through _write (see _row_problem for the figure).
         username, active = record.username, record.is_active
         after = {
             "username": username,

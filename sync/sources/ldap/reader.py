@@ -330,8 +330,8 @@ class _Reader:
 
         This loop runs once per person: the anchor, the change marks and the record are done
         inline here instead of in _anchor, _track and _person (three method calls and their
-        attribute look-ups per entry), which measured 35 % less CPU for this loop at 20,000
-        persons. The general methods stay for every other case: AD (a GUID anchor, account
+        attribute look-ups per entry): measured at 20,000 persons, 0.042 s CPU instead of
+        0.050 s. The general methods stay for every other case: AD (a GUID anchor, account
         control, numeric uSNChanged) and units taken from an attribute.
         """
         if self.is_ad or not self.org_from_ou or self.anchor_is_guid:
