@@ -93,7 +93,9 @@ def username_problem(
     bare = without_prefix(username, prefix)
     if not bare:
         return "The username holds only the customer's prefix."
-    if is_cpr_number(bare):
+    # Only a username that starts with a digit can be a CPR number (isdigit() accepts every
+    # digit the pattern's \d does): the rest skip the pattern and the strip, once per row.
+    if bare[0].isdigit() and is_cpr_number(bare):
         return "The username looks like a CPR number; use an id that is not personal data."
     # A name form holds only the name's own characters: a username with any other character
     # cannot be one. That spares building the forms for nearly every row.
