@@ -110,10 +110,11 @@ def login_person(
     _check_person(provider, person)
 
     now = utcnow()
-    audits = []
+    via = {"provider": provider.id}
+    audits = []  # (actor, action, object type, object id, details), written at once
     if identity_id is None and link and subject:
         _add_identity(provider, subject, person, now)
-        audits.append((f"sso:{provider.id}", "sso.linked", "person", person.id))
+        audits.append((f"sso:{provider.id}", "sso.linked", "person", person.id, via))
         logger.info("provider %s linked a subject to person %s", provider.id, person.id)
     elif identity_id is not None:
         db.session.execute(
@@ -121,13 +122,14 @@ def login_person(
         )
     if account is None:
         account = _new_account(person, now)
+        audits.append(("sso", "account.created", "account", account.id, {"person": person.id}))
     elif not account.is_enabled:
-        _record(audits, provider=provider.id)  # the link stands (the caller commits)
+        _record(audits)  # the link stands (the caller commits)
         _refuse(provider, "account_disabled", person)
     else:
         account.last_login_at = now
-    audits.append((account.actor, "login.sso", "account", account.id))
-    _record(audits, provider=provider.id)
+    audits.append((account.actor, "login.sso", "account", account.id, via))
+    _record(audits)
     logger.info("account %s logged in through provider %s", account.id, provider.id)
     return account
 
@@ -157,7 +159,7 @@ def _add_identity(provider: IdentityProvider, subject: str, person: Person, now)
     )
 
 
-def _record(audits: list[tuple], **details) -> None:
+def _record(audits: list[tuple]) -> None:
     """The login's audit entries in one multi-row insert (what audit.record writes, without
     an ORM object and its flush for each)."""
     if not audits:
@@ -172,7 +174,7 @@ def _record(audits: list[tuple], **details) -> None:
             "object_id": str(object_id),
             "details": details,
         }
-        for actor, action, object_type, object_id in audits
+        for actor, action, object_type, object_id, details in audits
     ]
     db.session.execute(insert(AUDIT_ENTRIES), rows)
 
