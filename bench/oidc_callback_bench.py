@@ -7,6 +7,13 @@ Flask test client. The whole callback is timed, and within it the two calls to t
 the state lookup and one-time mark, the ID token checks (signature from the cached JWKS, iss,
 aud, exp, nonce), linking the person, the audit entries, commits and the session.
 
+How the round trips are excluded: OAuth2Session.fetch_token and .get are wrapped, and their
+whole duration is subtracted. That removes the wait for the provider and also the HTTP
+client's own work inside those calls (a fresh TCP connection per callback, building the
+request, parsing the JSON answer); the CPU time spent inside them is printed on its own line
+so that part stays visible. Everything else in the callback counts as Kursa's own work, in wall
+time and in CPU time of the thread (with SQLite the database's work is in that CPU time too).
+
     .venv/bin/python bench/oidc_callback_bench.py [--postgres | --url URL] [--logins 40]
 
 Without --url, a fresh SQLite file; --postgres starts a throw-away PostgreSQL cluster. With
@@ -90,55 +97,70 @@ def setup(op: OidcProviderServer, logins: int) -> None:
 
 def run(app, op: OidcProviderServer, logins: int) -> None:
     round_trips: list[float] = []
+    round_trip_cpu: list[float] = []
     session_class = oidc.OAuth2Session
     originals = {name: getattr(session_class, name) for name in ("fetch_token", "get")}
 
     def timed(name):
         def call(self, *args, **kwargs):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             try:
                 return originals[name](self, *args, **kwargs)
             finally:
                 round_trips[-1] += time.perf_counter() - started
+                round_trip_cpu[-1] += time.thread_time() - cpu_started
 
         return call
 
     for name in originals:
         setattr(session_class, name, timed(name))
     for label in ("first logins (link + account created)", "returning logins (linked)"):
-        callback_times = []
+        callback_times, callback_cpu = [], []
         round_trips.clear()
+        round_trip_cpu.clear()
         for i in range(logins):
             client = app.test_client()
             location = client.get("/sso/acme/corp/login").headers["Location"]
             parts = urlsplit(op.sign_in(location, f"u{i}"))
             round_trips.append(0.0)
-            started = time.perf_counter()
+            round_trip_cpu.append(0.0)
+            started, cpu_started = time.perf_counter(), time.thread_time()
             answer = client.get(f"{parts.path}?{parts.query}")
             callback_times.append(time.perf_counter() - started)
+            callback_cpu.append(time.thread_time() - cpu_started)
             assert answer.status_code == 302, answer.get_data(as_text=True)
-        report(label, callback_times, round_trips)
+        report(label, (callback_times, round_trips), (callback_cpu, round_trip_cpu))
     for name, original in originals.items():
         setattr(session_class, name, original)
 
 
-def report(label: str, callback_times: list[float], round_trips: list[float]) -> None:
+def report(label: str, wall: tuple[list, list], cpu: tuple[list, list]) -> None:
+    """Whole callback, the excluded round trips, and the rest (Kursa's own work)."""
     # The first login pays for the JWKS fetch, imports and caches; report the steady state.
-    whole = [t * 1000 for t in callback_times[1:]]
-    idp = [t * 1000 for t in round_trips[1:]]
+    whole, idp = _ms(wall[0][1:]), _ms(wall[1][1:])
+    whole_cpu, idp_cpu = _ms(cpu[0][1:]), _ms(cpu[1][1:])
     own = [w - r for w, r in zip(whole, idp, strict=True)]
+    own_cpu = [w - r for w, r in zip(whole_cpu, idp_cpu, strict=True)]
     p50 = statistics.median(own)
     print(f"OIDC callback, {label} ({len(whole)} logins, {db.engine.dialect.name}):")
+    _line("whole callback", whole)
+    _line("  excluded: the two provider calls (token + userinfo), wall", idp)
+    _line("    of which CPU time in this thread (HTTP client work)", idp_cpu)
+    _line("Kursa's own work, wall (whole minus the two calls)", own)
+    _line("Kursa's own work, CPU time of this thread", own_cpu)
+    verdict = "met" if p50 <= TARGET_MS else "NOT met (is the machine busy? see the CPU time)"
+    print(f"  target own work p50 <= {TARGET_MS:.0f} ms: {verdict}")
+
+
+def _line(label: str, values: list[float]) -> None:
     print(
-        f"  whole callback: p50 {statistics.median(whole):.1f} ms   p90 "
-        f"{percentile(whole, 0.9):.1f} ms"
+        f"  {label:<62} p50 {statistics.median(values):6.2f} ms   "
+        f"p90 {percentile(values, 0.9):6.2f} ms   max {max(values):6.2f} ms"
     )
-    print(f"  of which the IdP round trips (token + userinfo): p50 {statistics.median(idp):.1f} ms")
-    print(
-        f"  Kursa's own work: p50 {p50:.2f} ms   p90 {percentile(own, 0.9):.2f} ms   "
-        f"max {max(own):.2f} ms"
-    )
-    print(f"  target p50 <= {TARGET_MS:.0f} ms: {'met' if p50 <= TARGET_MS else 'NOT met'}")
+
+
+def _ms(seconds: list[float]) -> list[float]:
+    return [s * 1000 for s in seconds]
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ customers without a directory sync), and only when nobody at all matches.
 import logging
 import unicodedata
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from portal.accounts.models import Account
 from portal.core import audit
+from portal.core.audit import AuditEntry
 from portal.core.db import db, utcnow
 from portal.core.errors import UserError
 from portal.directory.models import Customer, OrgUnit, Person
@@ -34,6 +35,9 @@ REFUSALS = {
     "other_customer": NOT_FOUND,
     "account_disabled": "Your Kursa account is disabled.",
 }
+# Written with Core statements: the login reads none of these rows back.
+IDENTITIES = Identity.__table__
+AUDIT_ENTRIES = AuditEntry.__table__
 CONTACT = "Ask {whom}'s HR or IT department to check your entry in the directory."
 
 
@@ -105,35 +109,90 @@ def login_person(
     `subject` is the provider's stable id (a persistent NameID); `value` is what the match
     rule compares; `profile` (profile_of) is what a new person is made of, where the customer
     allows that. Refusals are audited and raise LinkRefused.
+
+    Each lookup reads the person and their account in one statement, and the link and audit
+    rows are written without loading objects: a login is on every user's path (issue 4).
     """
-    identity = _linked_identity(provider, subject) if subject else None
-    person = identity.person if identity is not None else _match(provider, value, profile)
+    linked = _linked(provider, subject) if subject else None
+    if linked is not None:
+        identity_id, person, account = linked
+    else:
+        identity_id = None
+        person, account = _match(provider, value, profile)
     _check_person(provider, person)
 
     now = utcnow()
-    if identity is None and link and subject:
-        identity = Identity(provider_id=provider.id, subject=subject[:255], person_id=person.id)
-        db.session.add(identity)
-        audit.record(f"sso:{provider.id}", "sso.linked", "person", person.id, provider=provider.id)
+    via = {"provider": provider.id}
+    audits = []  # (actor, action, object type, object id, details), written at once
+    if identity_id is None and link and subject:
+        _add_identity(provider, subject, person, now)
+        audits.append((f"sso:{provider.id}", "sso.linked", "person", person.id, via))
         logger.info("provider %s linked a subject to person %s", provider.id, person.id)
-    if identity is not None:
-        identity.last_login_at = now
-    account = _account_for(person)
-    if not account.is_enabled:
+    elif identity_id is not None:
+        db.session.execute(
+            update(IDENTITIES).where(IDENTITIES.c.id == identity_id).values(last_login_at=now)
+        )
+    if account is None:
+        account = _new_account(person, now)
+        audits.append(("sso", "account.created", "account", account.id, {"person": person.id}))
+    elif not account.is_enabled:
+        _record(audits)  # the link stands (the caller commits)
         _refuse(provider, "account_disabled", person)
-    account.last_login_at = now
-    audit.record(account.actor, "login.sso", "account", account.id, provider=provider.id)
+    else:
+        account.last_login_at = now
+    audits.append((account.actor, "login.sso", "account", account.id, via))
+    _record(audits)
     logger.info("account %s logged in through provider %s", account.id, provider.id)
     return account
 
 
-def _linked_identity(provider: IdentityProvider, subject: str) -> Identity | None:
-    return db.session.scalar(
-        select(Identity).where(Identity.provider_id == provider.id, Identity.subject == subject)
+def _linked(provider: IdentityProvider, subject: str):
+    """(identity id, person, account or None) of a linked subject, in one statement."""
+    row = db.session.execute(
+        select(Identity.id, Person, Account)
+        .join(Person, Person.id == Identity.person_id)
+        .outerjoin(Account, Account.person_id == Person.id)
+        .where(Identity.provider_id == provider.id, Identity.subject == subject)
+        .limit(1)
+    ).first()
+    return tuple(row) if row is not None else None
+
+
+def _add_identity(provider: IdentityProvider, subject: str, person: Person, now) -> None:
+    """The link row, inserted directly: nothing in this request reads it back."""
+    db.session.execute(
+        insert(IDENTITIES).values(
+            provider_id=provider.id,
+            subject=subject[:255],
+            person_id=person.id,
+            created_at=now,
+            last_login_at=now,
+        )
     )
 
 
-def _match(provider: IdentityProvider, value: str, profile: dict | None = None) -> Person:
+def _record(audits: list[tuple]) -> None:
+    """The login's audit entries in one multi-row insert (what audit.record writes, without
+    an ORM object and its flush for each)."""
+    if not audits:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "at": now,
+            "actor": actor,
+            "action": action,
+            "object_type": object_type,
+            "object_id": str(object_id),
+            "details": details,
+        }
+        for actor, action, object_type, object_id, details in audits
+    ]
+    db.session.execute(insert(AUDIT_ENTRIES), rows)
+
+
+def _match(provider: IdentityProvider, value: str, profile: dict | None = None):
+    """(person, account or None) whom `value` names under the provider's match rule."""
     value = (value or "").strip()
     if not value:
         _refuse(provider, "no_value")
@@ -147,15 +206,23 @@ def _match(provider: IdentityProvider, value: str, profile: dict | None = None) 
         column = Person.email
     else:
         column = Person.employee_number
-    found = list(db.session.scalars(select(Person).where(func.lower(column) == value.lower())))
-    own = [p for p in found if p.customer_id == provider.customer_id]
+    rows = db.session.execute(
+        select(Person, Account)
+        .outerjoin(Account, Account.person_id == Person.id)
+        .where(func.lower(column) == value.lower())
+        .order_by(Person.id, Account.id)
+    )
+    found: dict[int, tuple[Person, Account | None]] = {}
+    for person, account in rows:
+        found.setdefault(person.id, (person, account))
+    own = [row for row in found.values() if row[0].customer_id == provider.customer_id]
     if len(own) > 1:
         # Two persons share an email or employee number: guessing would log in the wrong one.
         _refuse(provider, "not_found")
     if own:
         return own[0]
     if not found and profile is not None and provider.customer.is_creating_persons_at_login:
-        return _create(provider, value, profile)
+        return _create(provider, value, profile), None
     _refuse(provider, "other_customer" if found else "not_found")
 
 
@@ -218,17 +285,19 @@ def _refuse(provider: IdentityProvider, reason: str, person: Person | None = Non
     raise LinkRefused(reason, provider)
 
 
-def _account_for(person: Person) -> Account:
-    """The person's Account, created without a password at the first SSO login."""
-    account = db.session.scalar(select(Account).where(Account.person_id == person.id))
-    if account is not None:
-        return account
+def _new_account(person: Person, now) -> Account:
+    """The person's Account, created without a password at their first SSO login."""
     taken = db.session.scalar(
         select(Account.id).where(func.lower(Account.username) == person.username.lower())
     )
     username = f"person-{person.id}" if taken else person.username
-    account = Account(username=username, person_id=person.id, password_hash=None)
+    account = Account(
+        username=username,
+        person_id=person.id,
+        password_hash=None,
+        is_enabled=True,
+        last_login_at=now,
+    )
     db.session.add(account)
-    db.session.flush()
-    audit.record("sso", "account.created", "account", account.id, person=person.id)
+    db.session.flush()  # its id goes into the audit entry and the session row
     return account

@@ -47,7 +47,8 @@ def start_session(account: Account, kind: str, **sso) -> LoginSession:
     """Log `account` in with a fresh server-side session; the cookie gets only its id.
 
     `sso` holds provider_id, name_id, name_id_format, session_index or id_token.
-    The caller commits (before the response is sent, so the next request finds the row).
+    The caller commits (before the response is sent, so the next request finds the row);
+    the row is not flushed here, so the commit writes it with the login's other rows at once.
     """
     now = utcnow()
     found = LoginSession(
@@ -59,7 +60,6 @@ def start_session(account: Account, kind: str, **sso) -> LoginSession:
         **sso,
     )
     db.session.add(found)
-    db.session.flush()
     session.clear()  # nothing from before the login is carried into it
     g.pop("csrf_token", None)  # Flask-WTF's cached token belonged to the cleared session
     session[SESSION_KEY] = found.id

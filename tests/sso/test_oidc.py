@@ -15,7 +15,7 @@ from portal.accounts.models import Account
 from portal.core.audit import AuditEntry
 from portal.core.db import db, utcnow
 from portal.directory.models import Person
-from sso import oidc
+from sso import oidc, vault
 from sso.models import Identity, IdentityProvider, OidcRequest
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
 from tests.sso.conftest import BASE_URL, PERSONS, UNITS, logged_in_account_id
@@ -261,3 +261,19 @@ def _with(url: str, **params) -> str:
     parts = urlsplit(url)
     query = {key: values[0] for key, values in parse_qs(parts.query).items()}
     return urlunsplit(parts._replace(query=urlencode({**query, **params})))
+
+
+def test_a_changed_client_secret_is_used_at_once(app, client, acme_with_op, op):
+    """The decrypted secret is cached per provider; a new stored secret replaces it."""
+    acme_with_op()
+    assert callback(client, op.sign_in(start(client), "ida")).status_code == 302
+    provider = db.session.scalar(select(IdentityProvider))
+
+    provider.settings = {**provider.settings, "client_secret": vault.encrypt("not-the-secret")}
+    db.session.commit()
+    other = app.test_client()  # `client` is still logged in from the first login
+    assert_refused(callback(other, op.sign_in(start(other), "ida")), other, "token_exchange")
+
+    provider.settings = {**provider.settings, "client_secret": vault.encrypt(CLIENT_SECRET)}
+    db.session.commit()
+    assert callback(client, op.sign_in(start(client), "ida")).status_code == 302

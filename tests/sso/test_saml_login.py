@@ -97,6 +97,34 @@ def test_later_login_follows_the_link_after_a_rename(app, client, acme_with_idp,
     assert logged_in_account_id(client) == first
 
 
+def test_first_and_later_logins_are_audited_and_dated(app, client, acme_with_idp, idp):
+    acme_with_idp()
+    post_acs(client, idp.respond(client, start_login(client).request_id, username="u1"))
+    person = person_named("u1")
+    account = db.session.get(Account, int(logged_in_account_id(client)))
+    provider = db.session.scalar(select(Identity.provider_id))
+    entries = [
+        (e.actor, e.action, e.object_type, e.object_id, e.details)
+        for e in db.session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        if e.action in ("sso.linked", "account.created", "login.sso")
+    ]
+    assert entries == [
+        (f"sso:{provider}", "sso.linked", "person", str(person.id), {"provider": provider}),
+        ("sso", "account.created", "account", str(account.id), {"person": person.id}),
+        ("account:u1", "login.sso", "account", str(account.id), {"provider": provider}),
+    ]
+    first_seen = (account.last_login_at, db.session.scalar(select(Identity.last_login_at)))
+    assert None not in first_seen
+
+    later = app.test_client()
+    post_acs(later, idp.respond(later, start_login(later).request_id, username="u1"))
+    db.session.expire_all()
+    logins = db.session.scalars(select(AuditEntry.action).where(AuditEntry.action == "login.sso"))
+    assert len(list(logins)) == 2
+    assert db.session.get(Account, account.id).last_login_at > first_seen[0]
+    assert db.session.scalar(select(Identity.last_login_at)) > first_seen[1]
+
+
 def test_username_match_applies_the_prefix_ignoring_case(
     app, client, make_customer, import_csv, idp
 ):
