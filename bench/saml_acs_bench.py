@@ -82,12 +82,12 @@ def main() -> None:
         flask_migrate.upgrade(revision="heads")
         idp = SamlIdp(write_self_signed_pair(folder / "idp", "idp"))
         provider = setup(idp, args.logins)
-        answers, acs_ms, steps = kursa_acs(app, idp, args.logins)
+        answers, rounds = kursa_acs(app, idp, args.logins)
         onelogin_ms, onelogin_cpu_ms = python3_saml(idp, answers)
         floor_ms = signature_floor(provider, answers)
         pysaml2_ms = pysaml2_xmlsec1(provider, answers[: args.baseline])
         dialect = db.engine.dialect.name
-    report(dialect, acs_ms, steps, (onelogin_ms, onelogin_cpu_ms), floor_ms, pysaml2_ms)
+    report(dialect, rounds, (onelogin_ms, onelogin_cpu_ms), floor_ms, pysaml2_ms)
 
 
 def setup(idp: SamlIdp, logins: int):
@@ -109,37 +109,46 @@ def setup(idp: SamlIdp, logins: int):
 
 
 def kursa_acs(app, idp: SamlIdp, logins: int):
-    """Each login's POST to the ACS, timed whole and, within it, by step."""
-    steps = {"verify_response": [], "signatures": [], "linking": []}
-    patches = [
-        (saml, "verify_response", "verify_response"),
-        (saml_signature, "verify", "signatures"),
-        (views, "login_person", "linking"),
-    ]
-    originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    for module, name, step in patches:
-        setattr(module, name, _timed(getattr(module, name), steps[step]))
-    answers, acs_times, cpu_times = [], [], []
-    try:
-        for i in range(logins):
-            client = app.test_client()
-            started_login = start_login(client)
-            xml = idp.respond(client, started_login.request_id, username=f"u{i}", subject=f"s{i}")
-            encoded = base64.b64encode(xml.encode()).decode()
-            # The form is encoded before the clock starts: that is the browser's work.
-            body = urlencode({"SAMLResponse": encoded})
-            started, cpu_started = time.perf_counter(), time.thread_time()
-            answer = client.post("/sso/acme/saml/acs", data=body, content_type=FORM)
-            acs_times.append(time.perf_counter() - started)
-            cpu_times.append(time.thread_time() - cpu_started)
-            assert answer.status_code == 302, answer.get_data(as_text=True)
-            answers.append((started_login.request_id, encoded))
-    finally:
-        for module, name, original in originals:
-            setattr(module, name, original)
-    # The first login pays for imports and caches; report the steady state.
-    steps["cpu"] = cpu_times
-    return answers, _ms(acs_times[1:]), {step: _ms(t[1:]) for step, t in steps.items()}
+    """Each login's POST to the ACS, timed whole and, within it, by step: a round of first
+    logins (link, account and audit rows created), then a round of the same persons again
+    (the link followed: what most logins are)."""
+    rounds = {}
+    answers = []
+    for name in ("first", "returning"):
+        steps = {"verify_response": [], "signatures": [], "linking": []}
+        patches = [
+            (saml, "verify_response", "verify_response"),
+            (saml_signature, "verify", "signatures"),
+            (views, "login_person", "linking"),
+        ]
+        originals = [(module, attr, getattr(module, attr)) for module, attr, _ in patches]
+        for module, attr, step in patches:
+            setattr(module, attr, _timed(getattr(module, attr), steps[step]))
+        acs_times, cpu_times = [], []
+        try:
+            for i in range(logins):
+                client = app.test_client()
+                started_login = start_login(client)
+                xml = idp.respond(
+                    client, started_login.request_id, username=f"u{i}", subject=f"s{i}"
+                )
+                encoded = base64.b64encode(xml.encode()).decode()
+                # The form is encoded before the clock starts: that is the browser's work.
+                body = urlencode({"SAMLResponse": encoded})
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                answer = client.post("/sso/acme/saml/acs", data=body, content_type=FORM)
+                acs_times.append(time.perf_counter() - started)
+                cpu_times.append(time.thread_time() - cpu_started)
+                assert answer.status_code == 302, answer.get_data(as_text=True)
+                if name == "first":
+                    answers.append((started_login.request_id, encoded))
+        finally:
+            for module, attr, original in originals:
+                setattr(module, attr, original)
+        # The first login pays for imports and caches; report the steady state.
+        steps["cpu"] = cpu_times
+        rounds[name] = (_ms(acs_times[1:]), {step: _ms(t[1:]) for step, t in steps.items()})
+    return answers, rounds
 
 
 def _timed(function, times: list[float]):
@@ -224,39 +233,52 @@ def pysaml2_xmlsec1(provider, answers) -> list[float]:
     return _ms(times[1:])
 
 
-def report(dialect, acs_ms, steps, onelogin, floor_ms, pysaml2_ms) -> None:
+def report(dialect, rounds, onelogin, floor_ms, pysaml2_ms) -> None:
     onelogin_ms, onelogin_cpu_ms = onelogin
-    acs = statistics.median(acs_ms)
     onelogin = statistics.median(onelogin_ms)
-    verify_ms = steps["signatures"]
-    rows = [
-        ("Kursa ACS POST (Flask test client: verify+checks+link+session)", acs_ms),
-        (
-            "  saml.verify_response (parse, signatures, checks, request/replay rows)",
-            steps["verify_response"],
-        ),
-        ("    of which sso.saml_signature.verify (both signatures)", verify_ms),
-        ("  linking.login_person (identity, account, audit)", steps["linking"]),
-        ("  the ACS POST in CPU time of this thread (with SQLite: the database too)", steps["cpu"]),
+    print(f"SAML ACS, signed Response + signed Assertion, {dialect}:")
+    rows = []
+    for name, (acs_ms, steps) in rounds.items():
+        rows += [
+            (f"Kursa ACS POST, {name} logins (Flask test client, whole request)", acs_ms),
+            (
+                "  saml.verify_response (parse, signatures, checks, request/replay rows)",
+                steps["verify_response"],
+            ),
+            ("    of which sso.saml_signature.verify (both signatures)", steps["signatures"]),
+            ("  linking.login_person (identity, account, audit)", steps["linking"]),
+            (
+                "  the ACS POST in CPU time of this thread (with SQLite: the database too)",
+                steps["cpu"],
+            ),
+        ]
+    rows += [
         ("python3-saml is_valid, same responses", onelogin_ms),
         ("  the same in CPU time of this thread", onelogin_cpu_ms),
         ("pysaml2 + xmlsec1 (previous ACS verifier), same responses", pysaml2_ms),
         ("floor: the two xmlsec signature checks alone", floor_ms),
     ]
-    print(f"SAML ACS, signed Response + signed Assertion, {dialect}:")
     for label, values in rows:
         print(
             f"  {label:<72} p50 {statistics.median(values):6.2f} ms   "
             f"p90 {percentile(values, 0.9):6.2f} ms   (n={len(values)})"
         )
-    print(f"  ratio Kursa ACS / python3-saml: {acs / onelogin:.2f}")
-    cpu_ratio = statistics.median(steps["cpu"]) / statistics.median(onelogin_cpu_ms)
-    print(f"  ratio Kursa ACS / python3-saml in CPU time: {cpu_ratio:.2f}")
-    print(f"  ratio Kursa verify / python3-saml: {statistics.median(verify_ms) / onelogin:.2f}")
-    if pysaml2_ms:
-        print(f"  ratio pysaml2+xmlsec1 / Kursa ACS: {statistics.median(pysaml2_ms) / acs:.1f}")
-    verdict = "met" if acs <= TARGET_MS else "NOT met (is the machine busy? see the CPU time)"
-    print(f"  target ACS p50 <= {TARGET_MS:.0f} ms: {verdict}")
+    for name, (acs_ms, steps) in rounds.items():
+        acs = statistics.median(acs_ms)
+        cpu_ratio = statistics.median(steps["cpu"]) / statistics.median(onelogin_cpu_ms)
+        print(
+            f"  ratio Kursa ACS ({name}) / python3-saml: {acs / onelogin:.2f}"
+            f" (CPU time {cpu_ratio:.2f})"
+        )
+        if pysaml2_ms:
+            print(
+                f"  ratio pysaml2+xmlsec1 / Kursa ACS ({name}): "
+                f"{statistics.median(pysaml2_ms) / acs:.1f}"
+            )
+        verdict = "met" if acs <= TARGET_MS else "NOT met (is the machine busy? see the CPU time)"
+        print(f"  target ACS p50 <= {TARGET_MS:.0f} ms, {name} logins: {verdict}")
+    signatures = statistics.median(rounds["first"][1]["signatures"])
+    print(f"  ratio Kursa signature check / python3-saml whole check: {signatures / onelogin:.2f}")
 
 
 def _ms(seconds: list[float]) -> list[float]:
