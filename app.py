@@ -22,11 +22,17 @@ def create_app(overrides: dict | None = None, environ=None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, template_folder="templates")
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    database_url = _database_url(app, settings)
     app.config.update(
         KURSA=settings,
-        SQLALCHEMY_DATABASE_URI=_database_url(app, settings),
+        SQLALCHEMY_DATABASE_URI=database_url,
         SQLALCHEMY_ECHO=settings["database"]["echo"],
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "json_serializer": json_text},
+        # A database server may drop idle connections (restart, failover): ping at checkout.
+        # A SQLite file has no server to lose, and the ping is a statement on every request.
+        SQLALCHEMY_ENGINE_OPTIONS={
+            "pool_pre_ping": not database_url.startswith("sqlite"),
+            "json_serializer": json_text,
+        },
         SECRET_KEY=settings["web"]["secret_key"] or _stored_secret(app),
         MAX_CONTENT_LENGTH=settings["web"]["max_upload_mb"] * 1024 * 1024,
         SESSION_COOKIE_SECURE=settings["web"]["secure_cookies"],
