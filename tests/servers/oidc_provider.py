@@ -15,7 +15,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -23,7 +22,7 @@ import pytest
 import requests
 from joserfc.jwk import RSAKey
 
-from tests.servers.saml_idp import free_port
+from tests.servers.process import end_process, free_port, wait_until_ready
 
 PACKAGE = Path(__file__).with_name("oidc_provider")
 MODULE = PACKAGE / "node_modules" / "oidc-provider" / "package.json"
@@ -86,17 +85,13 @@ class OidcProviderServer:
         self._wait()
         return self
 
-    def _wait(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"oidc-provider exited: {(self.folder / 'op.log').read_text()}")
-            try:
-                if requests.get(self.discovery_url, timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("oidc-provider did not answer within 15 s")
+    def _wait(self) -> None:
+        wait_until_ready(
+            self.process,
+            lambda: requests.get(self.discovery_url, timeout=1).ok,
+            name="oidc-provider",
+            log=self.folder / "op.log",
+        )
 
     def sign_in(self, location: str, login: str, browser: requests.Session | None = None) -> str:
         """Log in as `login` and consent; return the provider's redirect to Kursa's callback.
@@ -135,12 +130,7 @@ class OidcProviderServer:
         return urljoin(answer.url, answer.headers["Location"])
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        end_process(self.process)
 
 
 def _path() -> str:

@@ -31,6 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
+from tests.servers.process import free_port
 from tests.servers.watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
@@ -221,12 +222,6 @@ def find_bindir() -> Path:
         "PostgreSQL's server programs (initdb, pg_ctl) are not installed; "
         "run: apt-get install postgresql, or set " + ENV_URL
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _version_key(bindir: Path) -> tuple[int, ...]:

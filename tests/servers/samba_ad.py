@@ -21,6 +21,7 @@ from pathlib import Path
 import ldap
 import pytest
 
+from tests.servers.process import end_process
 from tests.servers.watchdog import Watchdog
 
 SAMBA = "/usr/sbin/samba"
@@ -84,13 +85,7 @@ class SambaADServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=5)
+            end_process(self.process, grace=10)
             self.process = None
         if self._watchdog is not None:
             self._watchdog.release()

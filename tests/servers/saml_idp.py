@@ -15,15 +15,14 @@ import html
 import json
 import re
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from sso.keys import write_self_signed_pair
+from tests.servers.process import end_process, free_port, wait_until_ready
 
 PACKAGE = Path(__file__).with_name("saml_idp")
 RUN_JS = PACKAGE / "node_modules" / "saml-idp" / "bin" / "run.js"
@@ -36,12 +35,6 @@ def ensure_installed() -> None:
     if not shutil.which("node") or not shutil.which("npm"):
         pytest.skip("node and npm are needed for the external SAML IdP (npm saml-idp)")
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, check=True, timeout=300)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SamlIdpServer:
@@ -75,17 +68,14 @@ class SamlIdpServer:
         self._wait()
         return self
 
-    def _wait(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"saml-idp exited: {(self.folder / 'idp.log').read_text()}")
-            try:
-                if requests.get(f"{self.url}/metadata", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("saml-idp did not answer within 15 s")
+    def _wait(self) -> None:
+        wait_until_ready(
+            self.process,
+            lambda: requests.get(f"{self.url}/metadata", timeout=1).ok,
+            name="saml-idp",
+            log=self.folder / "idp.log",
+            pause=0.1,
+        )
 
     def metadata(self) -> str:
         return requests.get(f"{self.url}/metadata", timeout=5).text
@@ -104,12 +94,7 @@ class SamlIdpServer:
         return _input_value(answer.text, "SAMLResponse")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        end_process(self.process)
 
 
 def _input_value(page: str, name: str) -> str:

@@ -17,7 +17,6 @@ import datetime
 import io
 import ipaddress
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.servers.process import end_process, free_port
 from tests.servers.watchdog import Watchdog
 
 SLAPD = "/usr/sbin/slapd"
@@ -99,8 +99,8 @@ class SlapdServer:
             self._slapadd("0", _config(self.folder, tls_settings))
             self._slapadd("1", _base_entries() + "\n" + self.ldif)
             for attempt in range(1, START_ATTEMPTS + 1):
-                self.port = _free_port()
-                self.ldaps_port = _free_port() if self.tls else None
+                self.port = free_port()
+                self.ldaps_port = free_port() if self.tls else None
                 if self._start_process():
                     return self
                 if attempt == START_ATTEMPTS:
@@ -125,13 +125,7 @@ class SlapdServer:
     def stop(self) -> None:
         """Stop slapd and remove its folder. Safe to call more than once."""
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=5)
+            end_process(self.process)
             self.process = None
         self._stop_watchdog()
         if self.folder is not None:
@@ -244,12 +238,6 @@ def _make_certificates(folder: Path) -> str:
         f"olcTLSCertificateFile: {folder}/server.pem\n"
         f"olcTLSCertificateKeyFile: {folder}/server.key\n"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _config(folder: Path, tls_settings: str = "") -> str:

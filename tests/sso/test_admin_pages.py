@@ -18,7 +18,7 @@ from sso.operations import add_saml_provider, set_email_domains
 from tests.conftest import _csrf_token
 from tests.courses import helpers
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
-from tests.servers.saml_idp import free_port
+from tests.servers.process import free_port
 
 acme, unit, person = helpers.acme, helpers.unit, helpers.person
 account_of, login_as = helpers.account_of, helpers.login_as
