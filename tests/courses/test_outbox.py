@@ -1,7 +1,6 @@
 """The outbox sender against a real SMTP server (aiosmtpd on a loopback port)."""
 
 import json
-import socket
 from datetime import timedelta
 from email import message_from_bytes
 from email.utils import parseaddr
@@ -14,6 +13,7 @@ from portal.core.db import db, utcnow
 from portal.courses.models import OutboxMessage
 from portal.courses.operations import sign_up
 from portal.courses.outbox import mail_settings, send_pending
+from tests.servers.process import free_port
 
 
 class Inbox:
@@ -33,12 +33,6 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
         return "250 Message accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

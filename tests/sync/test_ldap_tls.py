@@ -10,13 +10,13 @@ from sync.models import SyncSource
 from sync.sources.ldap import profiles
 from sync.sources.ldap.operations import add_ldap_source, sync_source
 from sync.sources.ldap.reader import read_directory
+from tests.servers.process import free_port
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     ORG_BASE,
     SAMPLE_USERS,
     SERVICE_DN,
     SERVICE_PASSWORD,
     SlapdServer,
-    _free_port,
     other_ca_file,
     sample_ldif_fixture,
 )
@@ -116,7 +116,7 @@ def test_starttls_with_the_right_ca_syncs(app, customer, tls_slapd, monkeypatch,
 
 
 def test_ldaps_to_a_closed_port_says_unreachable_not_certificate(tls_slapd):
-    closed = _free_port()  # nothing listens there
+    closed = free_port()  # nothing listens there
 
     message = first_message(read(f"ldaps://127.0.0.1:{closed}/", ca_file=tls_slapd.ca_file))
 
