@@ -17,12 +17,14 @@ from pathlib import Path
 
 import saml2.time_util
 from flask import current_app
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
-from saml2.metadata import create_metadata_string
+from saml2.extension.algsupport import DigestMethod, SigningMethod
+from saml2.metadata import entity_descriptor, metadata_tostring_fix
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 from saml2.sigver import get_xmlsec_binary
+from saml2.validate import valid_instance
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -121,11 +123,16 @@ def sp_config(
     provider: IdentityProvider | None = None,
     *,
     unsolicited=False,
+    want_assertions_signed: bool = False,
 ) -> SPConfig:
-    """pysaml2's SP configuration, trusting only `provider`'s metadata (none for metadata)."""
+    """pysaml2's SP configuration, trusting only `provider`'s metadata (none for metadata).
+
+    `want_assertions_signed` is what the SP metadata (no provider) advertises."""
     key_file, cert_file = sp_key_pair()
     encryption_key, encryption_cert = sp_encryption_pair()
-    require_assertion = bool(provider and provider.setting("require_signed_assertion"))
+    require_assertion = want_assertions_signed or bool(
+        provider and provider.setting("require_signed_assertion")
+    )
     settings = {
         "entityid": entity_id(base_url, customer),
         "xmlsec_binary": _xmlsec_binary(),
@@ -204,7 +211,33 @@ class _NoPopulation:
 
 
 def sp_metadata(base_url: str, customer: Customer) -> str:
-    return create_metadata_string(None, config=sp_config(base_url, customer)).decode()
+    """The SP metadata an IdP imports. It advertises only the algorithms sso.saml_signature
+    accepts (pysaml2 would list whatever xmlsec1 can do, MD5 and SHA-1 included, so an IdP
+    could pick one Kursa then refuses), and WantAssertionsSigned when every enabled SAML
+    provider of the customer requires a signed assertion (also when there is none yet)."""
+    conf = sp_config(
+        base_url, customer, want_assertions_signed=_all_require_signed_assertion(customer)
+    )
+    conf.xmlsec_binary = None  # entity_descriptor() then adds no algorithm list of its own
+    descriptor = entity_descriptor(conf)
+    descriptor.extensions = descriptor.extensions or md.Extensions()
+    for algorithm in saml_signature.DIGEST_METHODS:
+        descriptor.extensions.add_extension_element(DigestMethod(algorithm=algorithm))
+    for algorithm in saml_signature.SIGNATURE_METHODS:
+        descriptor.extensions.add_extension_element(SigningMethod(algorithm=algorithm))
+    valid_instance(descriptor)
+    return metadata_tostring_fix(descriptor, {"xs": "http://www.w3.org/2001/XMLSchema"})
+
+
+def _all_require_signed_assertion(customer: Customer) -> bool:
+    providers = db.session.scalars(
+        select(IdentityProvider).where(
+            IdentityProvider.customer_id == customer.id,
+            IdentityProvider.kind == ProviderKind.SAML.value,
+            IdentityProvider.is_enabled.is_(True),
+        )
+    )
+    return all(p.setting("require_signed_assertion") for p in providers)
 
 
 def _xmlsec_binary() -> str:
