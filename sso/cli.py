@@ -1,8 +1,12 @@
-"""`flask sso add-saml`, `add-oidc`, `list` and `refresh-metadata` (exact contract), and
-`set-domains`, which gives a provider the email domains of the login page's discovery.
+"""`flask sso add-saml`, `add-oidc`, `list` and `refresh-metadata` (exact contract),
+`set-domains`, which gives a provider the email domains of the login page's discovery, and
+`enable`, `disable`, `delete`.
 
-`list --json` rows of a SAML provider added from a URL also carry metadata_refreshed_at,
-metadata_error and metadata_error_at (ISO times; "" when none) from the last refresh."""
+`list --json` rows carry the fields every provider has (id, customer, name, kind, enabled,
+match, email_domains) and those of its own kind only (SAML_KEYS or OIDC_KEYS); a SAML provider
+added from a URL also carries metadata_refreshed_at, metadata_error and metadata_error_at (ISO
+times; "" when none) from the last refresh. Errors are plain sentences with exit code 1, as in
+`flask directory source add-ldap`."""
 
 import json
 import os
@@ -18,11 +22,21 @@ from sso.models import IdentityProvider, MatchRule, ProviderKind
 from sso.operations import (
     add_oidc_provider,
     add_saml_provider,
+    delete_provider,
     fetch_metadata,
     set_email_domains,
+    set_provider_enabled,
 )
 
 CLI_ACTOR = "cli"
+SAML_KEYS = (
+    "entity_id",
+    "metadata_url",
+    "match_attribute",
+    "require_signed_assertion",
+    "allow_idp_initiated",
+    "clock_skew_seconds",
+)
 OIDC_KEYS = ("discovery_url", "issuer", "client_id", "scopes", "match_claim")
 
 
@@ -58,9 +72,7 @@ def add_saml_command(
     """Add SAML identity provider NAME to a customer."""
     if bool(metadata_url) == bool(metadata_file):
         raise click.UsageError("Give exactly one of --metadata-url and --metadata-file.")
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(f"No customer with the slug {slug!r}.")
+    customer = _customer(slug)
     try:
         if metadata_url:
             xml = fetch_metadata(metadata_url)
@@ -106,12 +118,13 @@ def add_saml_command(
 @click.option("--match-claim", default="", help="Claim holding it (default: the standard one).")
 def add_oidc_command(name, slug, discovery, client_id, secret_variable, match, match_claim):
     """Add OpenID Connect provider NAME to a customer."""
+    customer = _customer(slug)
     secret = os.environ.get(secret_variable, "")
     if not secret:
-        raise click.UsageError(f"The environment variable {secret_variable} is unset or empty.")
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(f"No customer with the slug {slug!r}.")
+        raise click.ClickException(
+            f"The environment variable {secret_variable} is empty or not set; "
+            "put the client secret in it."
+        )
     try:
         provider = add_oidc_provider(
             customer,
@@ -143,7 +156,7 @@ def list_command(as_json):
         enabled = "" if row["enabled"] else " (disabled)"
         click.echo(
             f"{row['id']}  {row['customer']}/{row['name']}  {row['kind']}  "
-            f"{row['entity_id'] or row.get('issuer', '')}  match={row['match']}"
+            f"{row.get('entity_id') or row.get('issuer', '')}  match={row['match']}"
             f"  domains={','.join(row['email_domains']) or '-'}{enabled}"
         )
 
@@ -156,24 +169,71 @@ def set_domains_command(name, domains, slug):
     """Set the email DOMAINS (none: clear them) that lead from the login page to provider NAME.
 
     A domain leads to one enabled provider only, across all customers."""
+    provider = _provider(slug, name)
+    _call(set_email_domains, provider, list(domains), actor=CLI_ACTOR)
+    shown = ", ".join(queries.email_domains(provider)) or "none"
+    click.echo(f"{slug}/{provider.name} email domains: {shown}.")
+
+
+@sso_cli.command("enable")
+@click.argument("name")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+def enable_command(name, slug):
+    """Enable provider NAME: its login button and email domains lead to it again.
+
+    Refused when one of its email domains now leads to another enabled provider."""
+    provider = _provider(slug, name)
+    _call(set_provider_enabled, provider, True, actor=CLI_ACTOR)
+    click.echo(f"{slug}/{name} is enabled.")
+
+
+@sso_cli.command("disable")
+@click.argument("name")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+def disable_command(name, slug):
+    """Disable provider NAME: nobody logs in through it; links and settings are kept."""
+    provider = _provider(slug, name)
+    _call(set_provider_enabled, provider, False, actor=CLI_ACTOR)
+    click.echo(f"{slug}/{name} is disabled.")
+
+
+@sso_cli.command("delete")
+@click.argument("name")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+def delete_command(name, slug):
+    """Delete provider NAME. Refused once persons have logged in through it: disable it
+    instead, so their links are kept."""
+    provider = _provider(slug, name)
+    _call(delete_provider, provider, actor=CLI_ACTOR)
+    click.echo(f"{slug}/{name} is deleted.")
+
+
+def _customer(slug: str):
     customer = customer_by_slug(slug)
     if customer is None:
         raise click.ClickException(f"No customer with the slug {slug!r}.")
+    return customer
+
+
+def _provider(slug: str, name: str) -> IdentityProvider:
     provider = db.session.scalar(
         select(IdentityProvider).where(
-            IdentityProvider.customer_id == customer.id, IdentityProvider.name == name
+            IdentityProvider.customer_id == _customer(slug).id, IdentityProvider.name == name
         )
     )
     if provider is None:
         raise click.ClickException(f"{slug} has no identity provider named {name!r}.")
+    return provider
+
+
+def _call(operation, *args, **kwargs) -> None:
+    """Run an operation and commit; a refusal rolls back and exits 1 with its sentence."""
     try:
-        set_email_domains(provider, list(domains), actor=CLI_ACTOR)
+        operation(*args, **kwargs)
         db.session.commit()
     except UserError as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from None
-    shown = ", ".join(queries.email_domains(provider)) or "none"
-    click.echo(f"{slug}/{provider.name} email domains: {shown}.")
 
 
 def _read(path: str | None) -> str:
@@ -190,18 +250,14 @@ def _row(provider: IdentityProvider) -> dict:
         "name": provider.name,
         "kind": provider.kind,
         "enabled": provider.is_enabled,
-        "entity_id": provider.setting("entity_id"),
-        "metadata_url": provider.setting("metadata_url"),
         "match": provider.setting("match"),
-        "match_attribute": provider.setting("match_attribute"),
-        "require_signed_assertion": provider.setting("require_signed_assertion"),
-        "allow_idp_initiated": provider.setting("allow_idp_initiated"),
-        "clock_skew_seconds": provider.setting("clock_skew_seconds"),
         "email_domains": queries.email_domains(provider),
     }
-    if provider.kind == ProviderKind.OIDC:  # SAML rows keep exactly their keys (contract)
+    if provider.kind == ProviderKind.OIDC:
         row.update({key: provider.setting(key) for key in OIDC_KEYS})
-    elif provider.setting("metadata_url"):  # only URL-sourced metadata is refreshed
+        return row
+    row.update({key: provider.setting(key) for key in SAML_KEYS})
+    if provider.setting("metadata_url"):  # only URL-sourced metadata is refreshed
         row.update(metadata.status_of(provider))
     return row
 

@@ -1,4 +1,5 @@
-"""The `flask sso add-saml` and `flask sso list` contract (other tools rely on it)."""
+"""The `flask sso add-saml` and `flask sso list` contract (other tools rely on it), and
+`enable`, `disable`, `delete`."""
 
 import json
 import threading
@@ -7,24 +8,57 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from portal.core.db import db
+from sso.linking import login_person
 from sso.models import IdentityProvider
-from tests.sso.conftest import IDP_ENTITY
+from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
+from tests.sso.conftest import BASE_URL, IDP_ENTITY, PERSONS, UNITS, SamlIdp
+
+OTHER_IDP = "https://idp.other.example.test/metadata"
+
+SAML_ROW = {
+    "id", "customer", "name", "kind", "enabled", "match", "email_domains",
+    "entity_id", "metadata_url", "match_attribute", "require_signed_assertion",
+    "allow_idp_initiated", "clock_skew_seconds",
+}  # fmt: skip
+OIDC_ROW = {
+    "id", "customer", "name", "kind", "enabled", "match", "email_domains",
+    "discovery_url", "issuer", "client_id", "scopes", "match_claim",
+}  # fmt: skip
 
 
 @pytest.fixture
 def flask(app):
     runner = app.test_cli_runner()
 
-    def invoke(*args):
-        return runner.invoke(args=list(args))
+    def invoke(*args, env=None):
+        return runner.invoke(args=list(args), env=env)
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def op(tmp_path_factory):
+    server = OidcProviderServer(
+        tmp_path_factory.mktemp("oidc-cli"),
+        redirect_uri=f"{BASE_URL}/sso/acme/oidc/callback",
+        users={},
+    ).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
 def metadata_file(tmp_path, idp):
     path = tmp_path / "idp.xml"
     path.write_text(idp.metadata)
+    return path
+
+
+@pytest.fixture
+def other_metadata_file(tmp_path, key_pairs):
+    """A second IdP's metadata (another entity id and key)."""
+    path = tmp_path / "other.xml"
+    path.write_text(SamlIdp(key_pairs["attacker"], OTHER_IDP).metadata)
     return path
 
 
@@ -143,3 +177,85 @@ def test_add_saml_refuses_a_duplicate_name_and_bad_metadata(flask, customer, met
     metadata_file.write_text('<!DOCTYPE x [<!ENTITY e "e">]><x>&e;</x>')
     bad = flask("sso", "add-saml", "other", "--metadata-file", str(metadata_file), *args)
     assert bad.exit_code == 1 and "DTD" in bad.output
+
+
+def add_oidc(flask, op, *extra, env=None):
+    return flask(
+        "sso", "add-oidc", "entra", "--customer", "acme", "--discovery", op.discovery_url,
+        "--client-id", CLIENT_ID, "--client-secret-env", "KURSA_TEST_SECRET",
+        "--match", "email", *extra, env=env or {"KURSA_TEST_SECRET": CLIENT_SECRET},
+    )  # fmt: skip
+
+
+def test_list_json_rows_carry_only_the_fields_of_their_kind(flask, customer, metadata_file, op):
+    added = flask(
+        "sso", "add-saml", "corp", "--customer", "acme", "--metadata-file", str(metadata_file),
+        "--match", "email",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert add_oidc(flask, op).exit_code == 0
+
+    rows = {row["kind"]: row for row in json.loads(flask("sso", "list", "--json").output)}
+
+    assert set(rows["saml"]) == SAML_ROW
+    assert set(rows["oidc"]) == OIDC_ROW
+    assert rows["oidc"]["issuer"] == op.issuer and rows["oidc"]["client_id"] == CLIENT_ID
+    assert CLIENT_SECRET not in json.dumps(rows)
+    assert f"acme/entra  oidc  {op.issuer}  match=email" in flask("sso", "list").output
+
+
+def test_add_oidc_without_the_secret_answers_like_add_ldap(flask, customer, op):
+    unset = add_oidc(flask, op, env={"KURSA_TEST_SECRET": ""})
+    ldap = flask(
+        "directory", "source", "add-ldap", "hr", "--customer", "acme", "--profile", "openldap",
+        "--uri", "ldap://127.0.0.1", "--bind-dn", "cn=kursa", "--password-env",
+        "KURSA_TEST_SECRET", "--user-base", "ou=people", env={"KURSA_TEST_SECRET": ""},
+    )  # fmt: skip
+
+    assert unset.exit_code == ldap.exit_code == 1
+    assert unset.output == (
+        "Error: The environment variable KURSA_TEST_SECRET is empty or not set; "
+        "put the client secret in it.\n"
+    )
+    assert "Usage:" not in unset.output
+    assert db.session.query(IdentityProvider).count() == 0
+
+
+def test_enable_disable_and_delete(
+    flask, make_customer, import_csv, metadata_file, other_metadata_file
+):
+    acme = make_customer("acme", "Acme")
+    import_csv(acme, UNITS, PERSONS)
+    for name, path in (("corp", metadata_file), ("used", other_metadata_file)):
+        added = flask(
+            "sso", "add-saml", name, "--customer", "acme", "--metadata-file", str(path),
+            "--match", "username", "--match-attribute", "uid",
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+    assert flask("sso", "set-domains", "used", "--customer", "acme", "acme.test").exit_code == 0
+    used = db.session.query(IdentityProvider).filter_by(name="used").one()
+    login_person(used, "subject-u1", "u1")
+    db.session.commit()
+
+    disabled = flask("sso", "disable", "used", "--customer", "acme")
+    assert (disabled.exit_code, disabled.output) == (0, "acme/used is disabled.\n")
+    rows = {row["name"]: row for row in json.loads(flask("sso", "list", "--json").output)}
+    assert rows["used"]["enabled"] is False and rows["corp"]["enabled"] is True
+
+    refused = flask("sso", "delete", "used", "--customer", "acme")
+    assert refused.exit_code == 1
+    assert "1 person(s) have logged in through used; disable it instead" in refused.output
+    deleted = flask("sso", "delete", "corp", "--customer", "acme")
+    assert (deleted.exit_code, deleted.output) == (0, "acme/corp is deleted.\n")
+
+    enabled = flask("sso", "enable", "used", "--customer", "acme")
+    assert (enabled.exit_code, enabled.output) == (0, "acme/used is enabled.\n")
+    db.session.expire_all()
+    assert [p.name for p in db.session.query(IdentityProvider)] == ["used"]
+    assert db.session.query(IdentityProvider).one().is_enabled is True
+
+    unknown = flask("sso", "disable", "nope", "--customer", "acme")
+    assert (unknown.exit_code, unknown.output) == (
+        1,
+        "Error: acme has no identity provider named 'nope'.\n",
+    )
