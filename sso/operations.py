@@ -82,6 +82,7 @@ def add_saml_provider(
         )
     ):
         raise Conflict(f"{customer.slug} has a provider named {name!r} already.")
+    _check_entity_id_free(customer, entity)
 
     settings = {
         **DEFAULT_SETTINGS,
@@ -103,6 +104,25 @@ def add_saml_provider(
     audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="saml")
     logger.info("SAML provider %s added to customer %s by %s", provider.id, customer.id, actor)
     return provider
+
+
+def _check_entity_id_free(
+    customer: Customer, entity: str, *, ignore: IdentityProvider | None = None
+) -> None:
+    """One IdP is one provider of a customer: a response names its IdP only by entity id,
+    so two providers with the same one would make the IdP-initiated choice a guess."""
+    providers = db.session.scalars(
+        select(IdentityProvider).where(
+            IdentityProvider.customer_id == customer.id,
+            IdentityProvider.kind == ProviderKind.SAML.value,
+        )
+    )
+    for other in providers:
+        if other is not ignore and other.setting("entity_id") == entity:
+            raise Conflict(
+                f"The provider {other.name} already uses this identity provider (entity id "
+                f"{entity}); change {other.name} instead of adding it twice."
+            )
 
 
 def _check_certificate(pem: str) -> None:

@@ -153,6 +153,12 @@ class SamlIdp:
         return str(response)
 
 
+def as_another_idp(metadata: str, name: str) -> str:
+    """The IdP's metadata under another entity id: a second IdP of the same customer (one
+    customer cannot add the same IdP twice)."""
+    return metadata.replace(f'entityID="{IDP_ENTITY}"', f'entityID="https://{name}.test/idp"')
+
+
 @pytest.fixture
 def idp(key_pairs):
     return SamlIdp(key_pairs["idp"])

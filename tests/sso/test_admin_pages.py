@@ -19,6 +19,7 @@ from tests.conftest import _csrf_token
 from tests.courses import helpers
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
 from tests.servers.process import free_port
+from tests.sso.conftest import as_another_idp
 
 acme, unit, person = helpers.acme, helpers.unit, helpers.person
 account_of, login_as = helpers.account_of, helpers.login_as
@@ -139,7 +140,8 @@ def test_add_saml_by_pasting_the_metadata(it_admin, acme, idp):
 
 
 def test_add_saml_by_upload_and_by_url(it_admin, acme, idp, metadata_server):
-    upload = {"metadata_file": (io.BytesIO(idp.metadata.encode()), "idp.xml")}
+    filed_idp = as_another_idp(idp.metadata, "filed").encode()
+    upload = {"metadata_file": (io.BytesIO(filed_idp), "idp.xml")}
     by_file = post(it_admin, f"{PAGE}/saml/new", {"name": "filed", "match": "email", **upload})
     by_url = post(
         it_admin,
@@ -249,7 +251,8 @@ def test_edit_changes_the_options_and_disables(it_admin, corp):
 
 
 def test_edit_refuses_a_domain_of_another_provider_and_saves_nothing(it_admin, corp, idp):
-    other = add_saml_provider(corp.customer, "other", idp.metadata, match="email", actor="test")
+    other_idp = as_another_idp(idp.metadata, "other")
+    other = add_saml_provider(corp.customer, "other", other_idp, match="email", actor="test")
     set_email_domains(other, ["acme.test"], actor="test")
     db.session.commit()
 
@@ -265,7 +268,8 @@ def test_edit_refuses_a_domain_of_another_provider_and_saves_nothing(it_admin, c
 
 
 def test_delete_removes_an_unused_provider_and_refuses_a_linked_one(it_admin, corp, idp, person):
-    used = add_saml_provider(corp.customer, "used", idp.metadata, match="email", actor="test")
+    used_idp = as_another_idp(idp.metadata, "used")
+    used = add_saml_provider(corp.customer, "used", used_idp, match="email", actor="test")
     login_person(used, "subject-finn", person("finn").email)
     db.session.commit()
 

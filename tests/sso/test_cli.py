@@ -259,3 +259,26 @@ def test_enable_disable_and_delete(
         1,
         "Error: acme has no identity provider named 'nope'.\n",
     )
+
+
+def test_the_same_idp_twice_in_one_customer_is_refused_naming_the_other(
+    flask, make_customer, metadata_file
+):
+    make_customer("acme")
+    make_customer("globex")
+    args = ["--metadata-file", str(metadata_file), "--match", "email"]
+    assert flask("sso", "add-saml", "corp", "--customer", "acme", *args).exit_code == 0
+
+    twice = flask("sso", "add-saml", "corp2", "--customer", "acme", *args)
+    elsewhere = flask("sso", "add-saml", "corp", "--customer", "globex", *args)
+
+    assert twice.exit_code == 1
+    assert twice.output == (
+        f"Error: The provider corp already uses this identity provider (entity id {IDP_ENTITY});"
+        " change corp instead of adding it twice.\n"
+    )
+    assert elsewhere.exit_code == 0, elsewhere.output  # another customer may use the same IdP
+    names = {
+        (row["customer"], row["name"]) for row in json.loads(flask("sso", "list", "--json").output)
+    }
+    assert names == {("acme", "corp"), ("globex", "corp")}

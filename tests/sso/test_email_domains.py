@@ -19,6 +19,7 @@ from sso.operations import (
     set_provider_enabled,
 )
 from tests.conftest import settings_for
+from tests.sso.conftest import as_another_idp
 
 TAKEN = "Email domains: shared.test already leads to another identity provider in Kursa"
 
@@ -125,7 +126,8 @@ def test_the_migration_copies_the_claims_of_enabled_providers(engine_app, databa
             provider = add_saml_provider(customer, "corp", idp.metadata, match="email", actor="t")
             set_email_domains(provider, domains, actor="t")
             ids.append(provider.id)
-        idle = add_saml_provider(customer, "old", idp.metadata, match="email", actor="t")
+        old_idp = as_another_idp(idp.metadata, "old")
+        idle = add_saml_provider(customer, "old", old_idp, match="email", actor="t")
         set_provider_enabled(idle, False, actor="t")
         set_email_domains(idle, ["idle.test"], actor="t")
         db.session.commit()

@@ -11,6 +11,7 @@ from portal.core.db import db
 from portal.core.errors import Conflict, UserError
 from sso.operations import add_saml_provider, set_email_domains, set_provider_enabled
 from tests.conftest import ADMIN_PASSWORD, csrf_token
+from tests.sso.conftest import as_another_idp
 
 NO_PROVIDER = "Kursa does not know a company sign-in for that email address"
 
@@ -87,8 +88,9 @@ def test_an_email_without_domain_names_the_field(client, corp):
 
 
 def test_a_customer_address_shows_one_button_per_enabled_provider(client, corp, idp):
-    spare = add_saml_provider(corp.customer, "spare", idp.metadata, match="email", actor="test")
-    off = add_saml_provider(corp.customer, "old", idp.metadata, match="email", actor="test")
+    spare_idp, old_idp = as_another_idp(idp.metadata, "spare"), as_another_idp(idp.metadata, "old")
+    spare = add_saml_provider(corp.customer, "spare", spare_idp, match="email", actor="test")
+    off = add_saml_provider(corp.customer, "old", old_idp, match="email", actor="test")
     set_provider_enabled(off, False, actor="test")
     db.session.commit()
 
