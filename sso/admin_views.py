@@ -43,7 +43,7 @@ class SamlForm(FlaskForm):
     metadata_file = FileField("or Metadata file (upload)")
     metadata_url = StringField("or Metadata URL (fetched now)")
     match = SelectField("Match persons by", choices=SAML_MATCHES, default="email")
-    match_attribute = StringField("Attribute holding it (empty: the NameID)")
+    match_attribute = StringField("Attribute holding it (empty: the usual ones)")
     require_signed_assertion = BooleanField("Require a signed assertion", default=True)
     allow_idp_initiated = BooleanField("Allow IdP-initiated login")
     email_domains = TextAreaField("Email domains", description=DOMAINS_HINT)
@@ -67,7 +67,7 @@ class OidcForm(FlaskForm):
 class EditForm(FlaskForm):
     is_enabled = BooleanField("Enabled")
     match = SelectField("Match persons by", choices=SAML_MATCHES)
-    match_attribute = StringField("Attribute holding it (empty: the NameID)")
+    match_attribute = StringField("Attribute holding it (empty: the usual ones)")
     require_signed_assertion = BooleanField("Require a signed assertion")
     allow_idp_initiated = BooleanField("Allow IdP-initiated login")
     match_claim = StringField("Claim holding it (empty: the standard one)")

@@ -39,6 +39,7 @@ REFUSALS = {
 IDENTITIES = Identity.__table__
 AUDIT_ENTRIES = AuditEntry.__table__
 CONTACT = "Ask {whom}'s HR or IT department to check your entry in the directory."
+MISSING = "It sent none of: {names}."
 
 
 # Where the verified profile of a new person is read: SAML attribute names (friendly, as
@@ -89,11 +90,14 @@ def profile_of(values: dict) -> dict[str, str]:
 class LinkRefused(Exception):
     """The verified person may not log in; `message` is the plain sentence they see."""
 
-    def __init__(self, reason: str, provider: IdentityProvider):
+    def __init__(self, reason: str, provider: IdentityProvider, missing=()):
         whom = provider.customer.name
         super().__init__(reason)
         self.reason = reason
-        self.message = f"{REFUSALS[reason].format(whom=whom)} {CONTACT.format(whom=whom)}"
+        said = REFUSALS[reason].format(whom=whom)
+        if missing:
+            said += f" {MISSING.format(names=', '.join(missing))}"
+        self.message = f"{said} {CONTACT.format(whom=whom)}"
 
 
 def login_person(
@@ -103,12 +107,14 @@ def login_person(
     *,
     link: bool = True,
     profile: dict[str, str] | None = None,
+    looked_in: tuple[str, ...] = (),
 ) -> Account:
     """The Account of the person that `subject` (linked) or `value` (first login) names.
 
     `subject` is the provider's stable id (a persistent NameID); `value` is what the match
     rule compares; `profile` (profile_of) is what a new person is made of, where the customer
-    allows that. Refusals are audited and raise LinkRefused.
+    allows that; `looked_in` names the attributes or claims `value` was sought in, which a
+    refusal for a missing value names. Refusals are audited and raise LinkRefused.
 
     Each lookup reads the person and their account in one statement, and the link and audit
     rows are written without loading objects: a login is on every user's path (issue 4).
@@ -118,7 +124,7 @@ def login_person(
         identity_id, person, account = linked
     else:
         identity_id = None
-        person, account = _match(provider, value, profile)
+        person, account = _match(provider, value, profile, looked_in)
     _check_person(provider, person)
 
     now = utcnow()
@@ -191,11 +197,11 @@ def _record(audits: list[tuple]) -> None:
     db.session.execute(insert(AUDIT_ENTRIES), rows)
 
 
-def _match(provider: IdentityProvider, value: str, profile: dict | None = None):
+def _match(provider: IdentityProvider, value: str, profile: dict | None, looked_in=()):
     """(person, account or None) whom `value` names under the provider's match rule."""
     value = (value or "").strip()
     if not value:
-        _refuse(provider, "no_value")
+        _refuse(provider, "no_value", missing=looked_in)
     if printable(value) != value:  # a NUL or an escape matches nobody (and breaks queries)
         _refuse(provider, "not_found")
     rule = provider.setting("match")
@@ -276,13 +282,15 @@ def _check_person(provider: IdentityProvider, person: Person) -> None:
         _refuse(provider, "inactive", person)
 
 
-def _refuse(provider: IdentityProvider, reason: str, person: Person | None = None):
+def _refuse(provider: IdentityProvider, reason: str, person: Person | None = None, missing=()):
+    """Audit and raise; `missing`: the attribute or claim names that carried no value."""
     target = ("person", person.id) if person is not None else ("identity_provider", provider.id)
-    audit.record(
-        f"sso:{provider.id}", "login.refused", *target, provider=provider.id, reason=reason
-    )
+    details = {"provider": provider.id, "reason": reason}
+    if missing:
+        details["missing"] = list(missing)
+    audit.record(f"sso:{provider.id}", "login.refused", *target, **details)
     logger.warning("SSO login through provider %s refused: %s", provider.id, reason)
-    raise LinkRefused(reason, provider)
+    raise LinkRefused(reason, provider, missing)
 
 
 def _new_account(person: Person, now) -> Account:

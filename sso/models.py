@@ -39,7 +39,7 @@ DEFAULT_SETTINGS = {
     "metadata_signing_cert": "",  # PEM; when set, refreshed metadata must be signed by it
     "entity_id": "",  # the IdP's entity id, read from the metadata
     "match": MatchRule.USERNAME.value,
-    "match_attribute": "",  # SAML attribute holding the value; "" means the NameID
+    "match_attribute": "",  # SAML attribute holding it; "": the rule's usual ones (sso.matching)
     "require_signed_assertion": True,  # False: a signed Response alone is enough
     "allow_idp_initiated": False,
     "clock_skew_seconds": 120,

@@ -348,13 +348,6 @@ def _userinfo(client, endpoint: str, claims: dict, provider: IdentityProvider) -
     return info
 
 
-def match_value(verified: VerifiedLogin) -> str:
-    provider = verified.provider
-    claim = provider.setting("match_claim") or STANDARD_CLAIMS.get(provider.setting("match"), "")
-    value = verified.claims.get(claim, "")
-    return str(value) if isinstance(value, str | int) else ""
-
-
 def record_refusal(exc: OidcRefused, customer: Customer, state: str) -> None:
     """Use up the state, audit and log a refused callback (the reason only, never a token)."""
     provider_id = exc.provider.id if exc.provider is not None else None

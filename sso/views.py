@@ -24,10 +24,10 @@ from portal.accounts.sessions import add_logout_handler, start_session
 from portal.core.db import db
 from portal.core.urls import local_path
 from portal.directory.queries import customer_by_slug
+from sso import matching, oidc, saml, saml_logout
 from sso import metadata as idp_metadata
-from sso import oidc, saml, saml_logout
 from sso.linking import LinkRefused, login_person, profile_of
-from sso.models import IdentityProvider, MatchRule, ProviderKind
+from sso.models import IdentityProvider, ProviderKind
 from sso.ratelimit import allow_login_start
 
 logger = logging.getLogger(__name__)
@@ -89,11 +89,13 @@ def acs(customer: str):
     found = _customer(customer)
     try:
         verified = saml.verify_response(_base_url(), found, request.form.get("SAMLResponse", ""))
+        value, looked_in = matching.saml_match(verified)
         account = login_person(
             verified.provider,
             verified.name_id if verified.is_persistent else "",
-            _match_value(verified),
+            value,
             profile=profile_of(verified.attributes),
+            looked_in=looked_in,
         )
     except saml.SamlRefused as exc:
         db.session.rollback()
@@ -152,11 +154,13 @@ def oidc_callback(customer: str):
     try:
         stored = oidc.take_state(found, request.args.get("state", ""))
         verified = oidc.finish_login(_base_url(), stored, request.args)
+        value, looked_in = matching.oidc_match(verified)
         account = login_person(
             verified.provider,
             verified.subject,
-            oidc.match_value(verified),
+            value,
             profile=profile_of(verified.claims),
+            looked_in=looked_in,
         )
     except oidc.OidcRefused as exc:
         db.session.rollback()
@@ -178,18 +182,6 @@ def oidc_callback(customer: str):
     )
     db.session.commit()
     return redirect(_safe_next(verified.next_url))
-
-
-def _match_value(verified: saml.VerifiedLogin) -> str:
-    provider = verified.provider
-    attribute = provider.setting("match_attribute")
-    if provider.setting("match") == MatchRule.NAMEID or not attribute:
-        return verified.name_id
-    values = verified.attributes.get(attribute)
-    if values is None:
-        folded = {name.casefold(): v for name, v in verified.attributes.items()}
-        values = folded.get(attribute.casefold(), [])
-    return str(values[0]) if values else ""
 
 
 def _customer(slug: str):

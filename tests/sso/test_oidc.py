@@ -170,6 +170,16 @@ def test_login_by_email_claim_from_userinfo(app, client, acme_with_op, op):
     assert account.person_id == person_named("u2").id
 
 
+def test_a_missing_claim_is_named_in_the_refusal(app, client, acme_with_op, op):
+    acme_with_op("employee_number")  # the provider sends no employee_number claim
+
+    answer = callback(client, op.sign_in(start(client), "ida"))
+
+    refusal = assert_refused(answer, client, "no_value")
+    assert refusal.details["missing"] == ["employee_number"]
+    assert "It sent none of: employee_number." in answer.get_data(as_text=True)
+
+
 def test_unknown_key_id_refetches_the_key_set(app, client, acme_with_op, op):
     acme_with_op()
     stale = KeySet([RSAKey.generate_key(2048, parameters={"kid": "retired"})])
