@@ -35,10 +35,12 @@ IT = {"roles": frozenset({Role.IT_ADMIN}), "whole": True}
 SAML_MATCHES = [SelectChoice(r.value, r.value.replace("_", " ")) for r in MatchRule]
 OIDC_MATCHES = [c for c in SAML_MATCHES if c.value != MatchRule.NAMEID]
 DOMAINS_HINT = "One a line, e.g. example.com; a typed work email with it leads here."
+LABEL_HINT = "What your staff see, e.g. Acme account; empty: the name."
 
 
 class SamlForm(FlaskForm):
     name = StringField("Name (part of the login address)", [InputRequired("Name: give one.")])
+    label = StringField("Label on the login button", description=LABEL_HINT)
     metadata_xml = TextAreaField("Metadata XML (paste)")
     metadata_file = FileField("or Metadata file (upload)")
     metadata_url = StringField("or Metadata URL (fetched now)")
@@ -51,6 +53,7 @@ class SamlForm(FlaskForm):
 
 class OidcForm(FlaskForm):
     name = StringField("Name (part of the login address)", [InputRequired("Name: give one.")])
+    label = StringField("Label on the login button", description=LABEL_HINT)
     discovery_url = StringField(
         "Discovery URL", [InputRequired("Discovery URL: give the provider's address.")]
     )
@@ -64,8 +67,12 @@ class OidcForm(FlaskForm):
     email_domains = TextAreaField("Email domains", description=DOMAINS_HINT)
 
 
+FIRST = ("is_enabled", "label", "match")  # the edit form's first fields, in this order
+
+
 class EditForm(FlaskForm):
     is_enabled = BooleanField("Enabled")
+    label = StringField("Label on the login button", description=LABEL_HINT)
     match = SelectField("Match persons by", choices=SAML_MATCHES)
     match_attribute = StringField("Attribute holding it (empty: the usual ones)")
     require_signed_assertion = BooleanField("Require a signed assertion")
@@ -75,8 +82,8 @@ class EditForm(FlaskForm):
     email_domains = TextAreaField("Email domains", description=DOMAINS_HINT)
 
     def fields_for(self, kind: str) -> list:
-        names = [k for k in operations.EDITABLE[ProviderKind(kind)] if k != "match"]
-        return [self[name] for name in ("is_enabled", "match", *names, "email_domains")]
+        names = [k for k in operations.EDITABLE[ProviderKind(kind)] if k not in FIRST]
+        return [self[name] for name in (*FIRST, *names, "email_domains")]
 
 
 class ActionForm(FlaskForm):
@@ -129,6 +136,7 @@ def new_saml(customer: str):
             form.name.data.strip(),
             xml,
             metadata_url=url,
+            label=form.label.data or "",
             match=form.match.data,
             match_attribute=(form.match_attribute.data or "").strip(),
             require_signed_assertion=form.require_signed_assertion.data,
@@ -157,6 +165,7 @@ def new_oidc(customer: str):
             client_id=form.client_id.data.strip(),
             client_secret=form.client_secret.data,
             scopes=" ".join((form.scopes.data or "openid").split()),
+            label=form.label.data or "",
             match=form.match.data,
             match_claim=(form.match_claim.data or "").strip(),
             actor=current_user.actor,

@@ -3,10 +3,10 @@
 `enable`, `disable`, `delete`.
 
 `list --json` rows carry the fields every provider has (id, customer, name, kind, enabled,
-match, email_domains) and those of its own kind only (SAML_KEYS or OIDC_KEYS); a SAML provider
-added from a URL also carries metadata_refreshed_at, metadata_error and metadata_error_at (ISO
-times; "" when none) from the last refresh. Errors are plain sentences with exit code 1, as in
-`flask directory source add-ldap`."""
+label, match, email_domains) and those of its own kind only (SAML_KEYS or OIDC_KEYS); a SAML
+provider added from a URL also carries metadata_refreshed_at, metadata_error and
+metadata_error_at (ISO times; "" when none) from the last refresh. Errors are plain sentences
+with exit code 1, as in `flask directory source add-ldap`."""
 
 import json
 import os
@@ -29,6 +29,7 @@ from sso.operations import (
 )
 
 CLI_ACTOR = "cli"
+LABEL_HELP = "What the login button says (default: NAME)."
 SAML_KEYS = (
     "entity_id",
     "metadata_url",
@@ -66,8 +67,9 @@ def sso_cli():
     type=click.Path(exists=True, dir_okay=False),
     help="PEM certificate that must sign the metadata fetched at each refresh.",
 )
+@click.option("--label", default="", help=LABEL_HELP)
 def add_saml_command(
-    name, slug, metadata_url, metadata_file, match, match_attribute, metadata_signing_cert
+    name, slug, metadata_url, metadata_file, match, match_attribute, metadata_signing_cert, label
 ):
     """Add SAML identity provider NAME to a customer."""
     if bool(metadata_url) == bool(metadata_file):
@@ -87,6 +89,7 @@ def add_saml_command(
             match=match,
             match_attribute=match_attribute,
             metadata_signing_cert=_read(metadata_signing_cert),
+            label=label,
             actor=CLI_ACTOR,
         )
         db.session.commit()
@@ -116,7 +119,8 @@ def add_saml_command(
     help="The person field that identifies the person.",
 )
 @click.option("--match-claim", default="", help="Claim holding it (default: the standard one).")
-def add_oidc_command(name, slug, discovery, client_id, secret_variable, match, match_claim):
+@click.option("--label", default="", help=LABEL_HELP)
+def add_oidc_command(name, slug, discovery, client_id, secret_variable, match, match_claim, label):
     """Add OpenID Connect provider NAME to a customer."""
     customer = _customer(slug)
     secret = os.environ.get(secret_variable, "")
@@ -134,6 +138,7 @@ def add_oidc_command(name, slug, discovery, client_id, secret_variable, match, m
             client_secret=secret,
             match=match,
             match_claim=match_claim,
+            label=label,
             actor=CLI_ACTOR,
         )
         db.session.commit()
@@ -250,6 +255,7 @@ def _row(provider: IdentityProvider) -> dict:
         "name": provider.name,
         "kind": provider.kind,
         "enabled": provider.is_enabled,
+        "label": provider.label,
         "match": provider.setting("match"),
         "email_domains": queries.email_domains(provider),
     }

@@ -30,6 +30,7 @@ class MatchRule(enum.StrEnum):
 
 # Defaults of IdentityProvider.settings; the CLI and pages store every key explicitly.
 DEFAULT_SETTINGS = {
+    "label": "",  # what the login button says; "" means the name
     "metadata_xml": "",  # the IdP's SAML metadata as fetched or uploaded
     "metadata_url": "",  # where it was fetched from ("" when uploaded)
     # A refresh from metadata_url (sso/metadata.py): when it last succeeded, why it last failed.
@@ -72,6 +73,11 @@ class IdentityProvider(TimestampMixin, db.Model):
 
     def setting(self, key: str):
         return self.settings.get(key, DEFAULT_SETTINGS[key])
+
+    @property
+    def label(self) -> str:
+        """What employees see on the login button: the label set, else the name."""
+        return self.setting("label") or self.name
 
     def __repr__(self) -> str:
         return f"<IdentityProvider {self.id} {self.name}>"

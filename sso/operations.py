@@ -33,18 +33,20 @@ MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
+MAX_LABEL = 80
 MAX_METADATA_BYTES = 2 * 1024 * 1024
 MAX_DISCOVERY_BYTES = 256 * 1024
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")
 # What an IT admin may change on a provider after adding it, per kind.
 EDITABLE = {
     ProviderKind.SAML: (
+        "label",
         "match",
         "match_attribute",
         "require_signed_assertion",
         "allow_idp_initiated",
     ),
-    ProviderKind.OIDC: ("match", "match_claim", "scopes"),
+    ProviderKind.OIDC: ("label", "match", "match_claim", "scopes"),
 }
 
 
@@ -61,6 +63,7 @@ def add_saml_provider(
     allow_idp_initiated: bool = False,
     clock_skew_seconds: int = 120,
     metadata_signing_cert: str = "",
+    label: str = "",
 ) -> IdentityProvider:
     """Add a SAML IdP to `customer` from its metadata (one IdP entity, signing key, SSO).
 
@@ -86,6 +89,7 @@ def add_saml_provider(
 
     settings = {
         **DEFAULT_SETTINGS,
+        "label": clean_label(label),
         "metadata_xml": metadata_xml,
         "metadata_url": metadata_url,
         "entity_id": entity,
@@ -179,6 +183,7 @@ def add_oidc_provider(
     actor: str,
     match_claim: str = "",
     scopes: str = "openid email profile",
+    label: str = "",
 ) -> IdentityProvider:
     """Add an OpenID provider to `customer`; its discovery document is fetched and checked."""
     _check_name(customer, name)
@@ -191,6 +196,7 @@ def add_oidc_provider(
     document = _discovery(discovery_url)
     settings = {
         **DEFAULT_SETTINGS,
+        "label": clean_label(label),
         "discovery_url": discovery_url,
         "issuer": document["issuer"],
         "client_id": client_id,
@@ -207,6 +213,16 @@ def add_oidc_provider(
     audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="oidc")
     logger.info("OIDC provider %s added to customer %s by %s", provider.id, customer.id, actor)
     return provider
+
+
+def clean_label(label: str) -> str:
+    """The login button's text, spaces tidied; "" (the name is shown) when none is given."""
+    label = " ".join((label or "").split())
+    if len(label) > MAX_LABEL:
+        raise UserError(f"Label: at most {MAX_LABEL} characters.")
+    if any(not c.isprintable() for c in label):
+        raise UserError("Label: use letters, digits, spaces and punctuation only.")
+    return label
 
 
 def _check_name(customer: Customer, name: str) -> None:
@@ -304,6 +320,8 @@ def update_provider(provider: IdentityProvider, *, actor: str, **changes) -> Non
         raise UserError(f"Match: choose one of {', '.join(sorted(allowed))}.")
     if "scopes" in changes and "openid" not in str(changes["scopes"]).split():
         raise UserError("Scopes: the scopes must include openid.")
+    if "label" in changes:
+        changes["label"] = clean_label(changes["label"])
 
     provider.settings = {**provider.settings, **changes}
     db.session.flush()

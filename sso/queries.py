@@ -73,13 +73,13 @@ def login_address_for_email(email: str, next_url: str = "") -> str | None:
 
 def login_buttons(slug: str, next_url: str = "") -> list[tuple[str, str]]:
     """(label, login address) of each enabled provider of the customer; [] for no customer."""
-    rows = db.session.execute(
-        select(IdentityProvider.name, IdentityProvider.kind)
+    providers = db.session.scalars(
+        select(IdentityProvider)
         .join(Customer, IdentityProvider.customer_id == Customer.id)
         .where(Customer.slug == slug, IdentityProvider.is_enabled.is_(True))
         .order_by(IdentityProvider.name)
     )
-    return [(name, login_address(slug, name, next_url)) for name, _kind in rows]
+    return [(p.label, login_address(slug, p.name, next_url)) for p in providers]
 
 
 def last_logins(customer_id: int) -> dict[int, datetime]:

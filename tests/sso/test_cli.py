@@ -16,12 +16,12 @@ from tests.sso.conftest import BASE_URL, IDP_ENTITY, PERSONS, UNITS, SamlIdp
 OTHER_IDP = "https://idp.other.example.test/metadata"
 
 SAML_ROW = {
-    "id", "customer", "name", "kind", "enabled", "match", "email_domains",
+    "id", "customer", "name", "kind", "enabled", "label", "match", "email_domains",
     "entity_id", "metadata_url", "match_attribute", "require_signed_assertion",
     "allow_idp_initiated", "clock_skew_seconds",
 }  # fmt: skip
 OIDC_ROW = {
-    "id", "customer", "name", "kind", "enabled", "match", "email_domains",
+    "id", "customer", "name", "kind", "enabled", "label", "match", "email_domains",
     "discovery_url", "issuer", "client_id", "scopes", "match_claim",
 }  # fmt: skip
 
@@ -98,6 +98,7 @@ def test_add_saml_from_a_file_then_list_as_json(flask, customer, metadata_file):
             "name": "corp",
             "kind": "saml",
             "enabled": True,
+            "label": "corp",
             "entity_id": IDP_ENTITY,
             "metadata_url": "",
             "match": "email",
@@ -193,9 +194,10 @@ def test_list_json_rows_carry_only_the_fields_of_their_kind(flask, customer, met
         "--match", "email",
     )  # fmt: skip
     assert added.exit_code == 0, added.output
-    assert add_oidc(flask, op).exit_code == 0
+    assert add_oidc(flask, op, "--label", "Acme Entra").exit_code == 0
 
     rows = {row["kind"]: row for row in json.loads(flask("sso", "list", "--json").output)}
+    assert (rows["saml"]["label"], rows["oidc"]["label"]) == ("corp", "Acme Entra")
 
     assert set(rows["saml"]) == SAML_ROW
     assert set(rows["oidc"]) == OIDC_ROW

@@ -101,6 +101,32 @@ def test_a_customer_address_shows_one_button_per_enabled_provider(client, corp, 
         assert "/sso/acme/old/login" not in page
 
 
+def test_a_button_shows_the_label_and_else_the_name(client, corp, idp):
+    spare_idp = as_another_idp(idp.metadata, "spare")
+    add_saml_provider(
+        corp.customer, "spare", spare_idp, match="email", label="  Acme   staff account ",
+        actor="test",
+    )  # fmt: skip
+    db.session.commit()
+
+    page = client.get("/login/acme").get_data(as_text=True)
+
+    assert ">Log in with Acme staff account</a>" in page
+    assert ">Log in with corp</a>" in page
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [("x" * 81, "Label: at most 80 characters."), ("Acme\x00", "Label: use letters")],
+)
+def test_a_label_too_long_or_with_control_characters_is_refused(corp, idp, label, message):
+    with pytest.raises(UserError, match=message):
+        add_saml_provider(
+            corp.customer, "spare", as_another_idp(idp.metadata, "spare"), match="email",
+            label=label, actor="test",
+        )  # fmt: skip
+
+
 def test_an_unknown_customer_looks_like_one_without_providers(client, corp, make_customer):
     make_customer("globex", "Globex")
 
