@@ -2,7 +2,9 @@
 
 A provider decides who may log in as anyone in the whole customer, so only IT admins granted at
 the customer's root (and platform admins) see these pages; everyone else gets a 404. Adding
-goes through sso.operations, the same checks `flask sso add-saml` / `add-oidc` make.
+goes through sso.operations, the same checks `flask sso add-saml` / `add-oidc` make. The edit
+page also replaces the metadata (or fetches it again) and the client secret. A refused value
+is shown under its field (operations name it in FieldRefused) and nothing is saved.
 """
 
 import logging
@@ -26,6 +28,7 @@ from portal.accounts.models import Role
 from portal.core import access
 from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
+from sso import metadata as idp_metadata
 from sso import operations, queries
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 
@@ -34,8 +37,15 @@ bp = Blueprint("sso_admin", __name__, url_prefix="/sso/admin")
 IT = {"roles": frozenset({Role.IT_ADMIN}), "whole": True}
 SAML_MATCHES = [SelectChoice(r.value, r.value.replace("_", " ")) for r in MatchRule]
 OIDC_MATCHES = [c for c in SAML_MATCHES if c.value != MatchRule.NAMEID]
+METADATA_FIELDS = [
+    ("metadata_xml", "Metadata XML"),
+    ("metadata_file", "Metadata file"),
+    ("metadata_url", "Metadata URL"),
+]
 DOMAINS_HINT = "One a line, e.g. example.com; a typed work email with it leads here."
 LABEL_HINT = "What your staff see, e.g. Acme account; empty: the name."
+REPLACE_HINT = "Leave the three metadata fields empty to keep the current metadata."
+SECRET_HINT = "Never shown. Leave it empty to keep the current secret."
 
 
 class SamlForm(FlaskForm):
@@ -80,10 +90,22 @@ class EditForm(FlaskForm):
     match_claim = StringField("Claim holding it (empty: the standard one)")
     scopes = StringField("Scopes")
     email_domains = TextAreaField("Email domains", description=DOMAINS_HINT)
+    refetch_metadata = BooleanField("Fetch the metadata again from its URL now")
+    metadata_xml = TextAreaField("Replace the metadata: paste the XML", description=REPLACE_HINT)
+    metadata_file = FileField("or upload the file")
+    metadata_url = StringField("or give its URL (fetched now and refreshed from then on)")
+    client_secret = PasswordField("New client secret", description=SECRET_HINT)
 
-    def fields_for(self, kind: str) -> list:
-        names = [k for k in operations.EDITABLE[ProviderKind(kind)] if k not in FIRST]
-        return [self[name] for name in (*FIRST, *names, "email_domains")]
+    def fields_for(self, provider: IdentityProvider) -> list:
+        kind = ProviderKind(provider.kind)
+        names = [k for k in operations.EDITABLE[kind] if k not in FIRST]
+        if kind == ProviderKind.OIDC:
+            extra = ["client_secret"]
+        else:
+            extra = ["metadata_xml", "metadata_file", "metadata_url"]
+            if provider.setting("metadata_url"):
+                extra.insert(0, "refetch_metadata")
+        return [self[name] for name in (*FIRST, *names, "email_domains", *extra)]
 
 
 class ActionForm(FlaskForm):
@@ -126,11 +148,9 @@ def new_saml(customer: str):
     form = SamlForm()
     if not form.validate_on_submit():
         return _form_page(found, form, "Add a SAML identity provider")
-    xml, url = _metadata(form)
-    if xml is None:
-        return _form_page(found, form, "Add a SAML identity provider")
 
     try:
+        xml, url = _metadata(form, required=True)
         provider = operations.add_saml_provider(
             found,
             form.name.data.strip(),
@@ -184,6 +204,10 @@ def edit(customer: str, provider_id: int):
     form = EditForm(data=_edit_data(provider))
     if provider.kind == ProviderKind.OIDC:
         form.match.choices = OIDC_MATCHES
+    if provider.setting("metadata_url"):
+        form.refetch_metadata.label.text = (
+            f"Fetch the metadata again from {provider.setting('metadata_url')} now"
+        )
     title = f"Edit {provider.name}"
     if not form.validate_on_submit():
         return _form_page(found, form, title, provider=provider)
@@ -213,35 +237,29 @@ def delete(customer: str, provider_id: int):
     return redirect(url_for("sso_admin.providers", customer=found.slug))
 
 
-def _metadata(form: SamlForm) -> tuple[str | None, str]:
-    """(metadata XML, the URL it came from) from exactly one of paste, upload and URL; the
-    error is put on the field it concerns, named, and XML None returned."""
+def _metadata(form, *, required: bool) -> tuple[str | None, str]:
+    """(metadata XML, the URL it came from) from exactly one of paste, upload and URL, or
+    (None, "") when none is given and none is `required`. Refusals name the field given;
+    `form.metadata_source` remembers it for later refusals about the metadata."""
     pasted = (form.metadata_xml.data or "").strip()
     upload = form.metadata_file.data
     url = (form.metadata_url.data or "").strip()
     given = [bool(pasted), bool(upload and upload.filename), bool(url)]
-    if sum(given) != 1:
-        form.metadata_xml.errors = [
-            "Metadata: paste the XML, upload the file or give the URL (exactly one of them)."
-        ]
+    if not any(given) and not required:
         return None, ""
-    field, label = _metadata_field(form, given)
+    if sum(given) != 1:
+        raise operations.FieldRefused(
+            "metadata_xml",
+            "Metadata: paste the XML, upload the file or give the URL (exactly one of them).",
+        )
+    name, label = METADATA_FIELDS[given.index(True)]
+    form.metadata_source = name
     try:
         xml = _read_metadata(pasted, upload, url)
         operations.idp_entity_id(xml)
     except UserError as exc:
-        field.errors = [f"{label}: {exc}"]
-        return None, ""
+        raise operations.FieldRefused(name, f"{label}: {exc}") from None
     return xml, url
-
-
-def _metadata_field(form: SamlForm, given: list[bool]):
-    fields = [
-        (form.metadata_xml, "Metadata XML"),
-        (form.metadata_file, "Metadata file"),
-        (form.metadata_url, "Metadata URL"),
-    ]
-    return fields[given.index(True)]
 
 
 def _read_metadata(pasted: str, upload, url: str) -> str:
@@ -281,6 +299,10 @@ def _apply_edit(provider: IdentityProvider, form: EditForm) -> None:
         if isinstance(value, str):
             changes[key] = " ".join(value.split()) if key == "scopes" else value.strip()
     operations.update_provider(provider, actor=current_user.actor, **changes)
+    if provider.kind == ProviderKind.SAML:
+        _replace_metadata(provider, form)
+    elif form.client_secret.data:
+        operations.set_client_secret(provider, form.client_secret.data, actor=current_user.actor)
     if not form.is_enabled.data:
         operations.set_provider_enabled(provider, False, actor=current_user.actor)
     operations.set_email_domains(
@@ -288,6 +310,23 @@ def _apply_edit(provider: IdentityProvider, form: EditForm) -> None:
     )
     if form.is_enabled.data:
         operations.set_provider_enabled(provider, True, actor=current_user.actor)
+
+
+def _replace_metadata(provider: IdentityProvider, form: EditForm) -> None:
+    """New metadata from the form, or the same URL fetched again; nothing given: keep it."""
+    if form.refetch_metadata.data and provider.setting("metadata_url"):
+        form.metadata_source = "refetch_metadata"
+        if _metadata(form, required=False)[0] is not None:
+            raise operations.FieldRefused(
+                "refetch_metadata", "Metadata: fetch it again or give new metadata, not both."
+            )
+        result = idp_metadata.refresh_metadata(provider, actor=current_user.actor)
+        if result.error:
+            raise operations.FieldRefused("refetch_metadata", f"Metadata URL: {result.error}")
+        return
+    xml, url = _metadata(form, required=False)
+    if xml is not None:
+        idp_metadata.replace_metadata(provider, xml, metadata_url=url, actor=current_user.actor)
 
 
 def _describe(provider: IdentityProvider) -> dict:
@@ -302,29 +341,59 @@ def _describe(provider: IdentityProvider) -> dict:
     }
 
 
-def _sp_addresses(slug: str) -> dict:
-    """The addresses an IT admin copies into their IdP."""
+def _sp_addresses(slug: str, provider: IdentityProvider | None = None) -> dict:
+    """The addresses an IT admin copies into their IdP: all of them, or a provider's kind's
+    (with its own login address)."""
     base = (current_app.config["KURSA"]["web"]["base_url"] or request.host_url).rstrip("/")
-    return {
+    saml = {
+        "SAML SP entity id": f"{base}/sso/{slug}/saml/metadata",
         "SAML SP metadata": f"{base}/sso/{slug}/saml/metadata",
-        "SAML ACS (Assertion Consumer Service)": f"{base}/sso/{slug}/saml/acs",
-        "OIDC redirect URI": f"{base}/sso/{slug}/oidc/callback",
-        "Login page for your staff": f"{base}/login/{slug}",
+        "SAML ACS (Assertion Consumer Service, POST)": f"{base}/sso/{slug}/saml/acs",
+        "SAML single logout (SLS, Redirect)": f"{base}/sso/{slug}/saml/sls",
     }
+    oidc = {
+        "OIDC redirect URI": f"{base}/sso/{slug}/oidc/callback",
+        "OIDC post-logout redirect URI": f"{base}/sso/{slug}/oidc/logged-out",
+    }
+    if provider is None:
+        return {**saml, **oidc, "Login page for your staff": f"{base}/login/{slug}"}
+    own = saml if provider.kind == ProviderKind.SAML else oidc
+    login = f"{base}{queries.login_address(slug, provider.name)}"
+    return {**own, "Login through this provider (a start page or IdP link)": login}
 
 
-def _form_page(customer, form, title: str, provider: IdentityProvider | None = None):
+def _form_page(
+    customer, form, title: str, provider: IdentityProvider | None = None, form_error: str = ""
+):
     status = 400 if request.method == "POST" else 200
     page = render_template(
-        "sso/admin_form.html", customer=customer, form=form, title=title, provider=provider
+        "sso/admin_form.html",
+        customer=customer,
+        form=form,
+        title=title,
+        provider=provider,
+        form_error=form_error,
+        addresses=_sp_addresses(customer.slug, provider) if provider else {},
     )
     return page, status
 
 
 def _refused(customer, form, exc: UserError, title: str, provider=None):
+    """Show the refusal under the field it concerns (at the top when none); save nothing."""
     db.session.rollback()
-    flash(str(exc), "error")
+    field = _field_of(form, exc)
+    if field is None:
+        return _form_page(customer, form, title, provider, form_error=str(exc))
+    field.errors = [*field.errors, str(exc)]
     return _form_page(customer, form, title, provider)
+
+
+def _field_of(form, exc: UserError):
+    """The form field a refusal concerns; "metadata" is the field the metadata came from."""
+    name = getattr(exc, "field", "")
+    if name == "metadata":
+        name = getattr(form, "metadata_source", "metadata_xml")
+    return form[name] if name and name in form else None
 
 
 def _saved(customer, provider: IdentityProvider, verb: str):

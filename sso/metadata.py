@@ -25,7 +25,7 @@ from portal.core.db import db, utcnow
 from portal.core.errors import UserError
 from sso import saml_signature
 from sso.models import IdentityProvider, ProviderKind
-from sso.operations import fetch_metadata, idp_entity_id
+from sso.operations import FieldRefused, check_entity_id_free, fetch_metadata, idp_entity_id
 
 logger = logging.getLogger(__name__)
 JOB_ID = "sso-metadata-refresh"
@@ -109,6 +109,47 @@ def refresh_metadata(provider: IdentityProvider, *, actor: str) -> Refreshed:
         audit.record(actor, "sso.metadata_refreshed", "identity_provider", provider.id)
         logger.info("metadata of provider %s refreshed (changed) by %s", provider.id, actor)
     return Refreshed(provider, changed=changed)
+
+
+def replace_metadata(
+    provider: IdentityProvider, xml: str, *, actor: str, metadata_url: str = ""
+) -> None:
+    """Take new metadata an IT admin pasted, uploaded or fetched from `metadata_url` (kept
+    for later refreshes; "" stops them). Checked as when the provider was added; it may name
+    another entity id (a move to a new IdP), but not one another provider of the customer
+    has; with a `metadata_signing_cert` it must be signed by it, as every refresh must.
+
+    Refused values raise FieldRefused("metadata", ...); flushes, the caller commits."""
+    try:
+        entity = idp_entity_id(xml)
+        if provider.setting("metadata_signing_cert"):
+            check_metadata_signature(xml, provider.setting("metadata_signing_cert"))
+    except FieldRefused:
+        raise
+    except UserError as exc:
+        raise FieldRefused("metadata", str(exc)) from None
+    check_entity_id_free(provider.customer, entity, ignore=provider)
+
+    previous = provider.setting("entity_id")
+    provider.settings = {
+        **provider.settings,
+        "metadata_xml": xml,
+        "metadata_url": metadata_url,
+        "entity_id": entity,
+        "metadata_refreshed_at": utcnow().isoformat(timespec="seconds") if metadata_url else "",
+        "metadata_error": "",
+        "metadata_error_at": "",
+    }
+    db.session.flush()
+    audit.record(
+        actor,
+        "sso.metadata_replaced",
+        "identity_provider",
+        provider.id,
+        entity_id_changed=entity != previous,
+        from_url=bool(metadata_url),
+    )
+    logger.info("metadata of provider %s replaced by %s", provider.id, actor)
 
 
 def check_metadata_signature(xml: str, cert_pem: str) -> None:

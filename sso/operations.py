@@ -50,6 +50,19 @@ EDITABLE = {
 }
 
 
+class FieldRefused(UserError):
+    """A value refused for one setting; `field` names it (the provider pages' field name, or
+    "metadata" for the metadata however it was given), so a page shows the error there."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class FieldConflict(FieldRefused, Conflict):
+    """A setting that clashes with another provider's (an email domain, an IdP)."""
+
+
 def add_saml_provider(
     customer: Customer,
     name: str,
@@ -68,24 +81,15 @@ def add_saml_provider(
     """Add a SAML IdP to `customer` from its metadata (one IdP entity, signing key, SSO).
 
     `metadata_signing_cert` (PEM): refreshed metadata must then be signed by it."""
-    if not NAME_RE.match(name):
-        raise UserError(
-            "A provider name is 1-50 lower-case letters, digits, - or _ (it is part of the URL)."
-        )
+    _check_name(customer, name)
     if match not in set(MatchRule):
-        raise UserError(f"Match by one of {', '.join(MatchRule)}, not {match!r}.")
+        raise FieldRefused("match", f"Match by one of {', '.join(MatchRule)}, not {match!r}.")
     if not 0 <= clock_skew_seconds <= 600:
         raise UserError("The clock skew must be between 0 and 600 seconds.")
     entity = idp_entity_id(metadata_xml)
     if metadata_signing_cert:
         _check_certificate(metadata_signing_cert)
-    if db.session.scalar(
-        select(IdentityProvider.id).where(
-            IdentityProvider.customer_id == customer.id, IdentityProvider.name == name
-        )
-    ):
-        raise Conflict(f"{customer.slug} has a provider named {name!r} already.")
-    _check_entity_id_free(customer, entity)
+    check_entity_id_free(customer, entity)
 
     settings = {
         **DEFAULT_SETTINGS,
@@ -110,7 +114,7 @@ def add_saml_provider(
     return provider
 
 
-def _check_entity_id_free(
+def check_entity_id_free(
     customer: Customer, entity: str, *, ignore: IdentityProvider | None = None
 ) -> None:
     """One IdP is one provider of a customer: a response names its IdP only by entity id,
@@ -123,9 +127,10 @@ def _check_entity_id_free(
     )
     for other in providers:
         if other is not ignore and other.setting("entity_id") == entity:
-            raise Conflict(
+            raise FieldConflict(
+                "metadata",
                 f"The provider {other.name} already uses this identity provider (entity id "
-                f"{entity}); change {other.name} instead of adding it twice."
+                f"{entity}); change {other.name} instead of adding it twice.",
             )
 
 
@@ -188,12 +193,17 @@ def add_oidc_provider(
     """Add an OpenID provider to `customer`; its discovery document is fetched and checked."""
     _check_name(customer, name)
     if match not in {MatchRule.USERNAME, MatchRule.EMAIL, MatchRule.EMPLOYEE_NUMBER}:
-        raise UserError(f"Match by username, email or employee_number, not {match!r}.")
-    if not client_id or not client_secret:
-        raise UserError("The client id and the client secret must not be empty.")
+        raise FieldRefused("match", f"Match by username, email or employee_number, not {match!r}.")
+    if not client_id:
+        raise FieldRefused("client_id", "Client id: give Kursa's client id.")
+    if not client_secret:
+        raise FieldRefused("client_secret", "Client secret: give it.")
     if "openid" not in scopes.split():
-        raise UserError("The scopes must include openid.")
-    document = _discovery(discovery_url)
+        raise FieldRefused("scopes", "Scopes: the scopes must include openid.")
+    try:
+        document = _discovery(discovery_url)
+    except UserError as exc:
+        raise FieldRefused("discovery_url", str(exc)) from None
     settings = {
         **DEFAULT_SETTINGS,
         "label": clean_label(label),
@@ -219,23 +229,24 @@ def clean_label(label: str) -> str:
     """The login button's text, spaces tidied; "" (the name is shown) when none is given."""
     label = " ".join((label or "").split())
     if len(label) > MAX_LABEL:
-        raise UserError(f"Label: at most {MAX_LABEL} characters.")
+        raise FieldRefused("label", f"Label: at most {MAX_LABEL} characters.")
     if any(not c.isprintable() for c in label):
-        raise UserError("Label: use letters, digits, spaces and punctuation only.")
+        raise FieldRefused("label", "Label: use letters, digits, spaces and punctuation only.")
     return label
 
 
 def _check_name(customer: Customer, name: str) -> None:
     if not NAME_RE.match(name):
-        raise UserError(
-            "A provider name is 1-50 lower-case letters, digits, - or _ (it is part of the URL)."
+        raise FieldRefused(
+            "name",
+            "A provider name is 1-50 lower-case letters, digits, - or _ (it is part of the URL).",
         )
     if db.session.scalar(
         select(IdentityProvider.id).where(
             IdentityProvider.customer_id == customer.id, IdentityProvider.name == name
         )
     ):
-        raise Conflict(f"{customer.slug} has a provider named {name!r} already.")
+        raise FieldConflict("name", f"{customer.slug} has a provider named {name!r} already.")
 
 
 def _discovery(url: str) -> dict:
@@ -274,12 +285,16 @@ def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: 
     """Give the provider the email domains that lead to it from the login page.
 
     A domain must lead to exactly one provider, so one claimed by another enabled provider (of
-    any customer) is refused; the message does not say whose it is.
+    any customer) is refused; the message names that provider when it is the same customer's
+    (another customer's stays unnamed: an IT admin must not learn other customers' setup).
     """
     domains = parse_domains(" ".join(domains))
     bad = [d for d in domains if not DOMAIN_RE.match(d)]
     if bad:
-        raise UserError(f"Email domains: {bad[0]!r} is not a domain name such as example.com.")
+        raise FieldRefused(
+            "email_domains",
+            f"Email domains: {bad[0]!r} is not a domain name such as example.com.",
+        )
     if domains == queries.email_domains(provider):
         return
     if provider.is_enabled:
@@ -309,17 +324,17 @@ def set_provider_enabled(provider: IdentityProvider, enabled: bool, *, actor: st
 
 
 def update_provider(provider: IdentityProvider, *, actor: str, **changes) -> None:
-    """Change the match rule and the options of a provider (see EDITABLE); the metadata or
-    discovery address stay as added (add a new provider to change those)."""
+    """Change the label, match rule and options of a provider (see EDITABLE). The metadata
+    is replaced by sso.metadata.replace_metadata, the client secret by set_client_secret."""
     kind = ProviderKind(provider.kind)
     unknown = set(changes) - set(EDITABLE[kind])
     if unknown:
         raise UserError(f"A {kind} provider has no setting {sorted(unknown)[0]!r} to change.")
     allowed = set(MatchRule) if kind == ProviderKind.SAML else set(MatchRule) - {MatchRule.NAMEID}
     if "match" in changes and changes["match"] not in allowed:
-        raise UserError(f"Match: choose one of {', '.join(sorted(allowed))}.")
+        raise FieldRefused("match", f"Match: choose one of {', '.join(sorted(allowed))}.")
     if "scopes" in changes and "openid" not in str(changes["scopes"]).split():
-        raise UserError("Scopes: the scopes must include openid.")
+        raise FieldRefused("scopes", "Scopes: the scopes must include openid.")
     if "label" in changes:
         changes["label"] = clean_label(changes["label"])
 
@@ -329,6 +344,20 @@ def update_provider(provider: IdentityProvider, *, actor: str, **changes) -> Non
         actor, "sso.provider_changed", "identity_provider", provider.id, keys=sorted(changes)
     )
     logger.info("provider %s changed by %s", provider.id, actor)
+
+
+def set_client_secret(provider: IdentityProvider, secret: str, *, actor: str) -> None:
+    """Replace an OIDC provider's client secret (stored encrypted; logged and audited without
+    it), e.g. when the old one expires at the provider."""
+    if provider.kind != ProviderKind.OIDC:
+        raise UserError("Only an OpenID Connect provider has a client secret.")
+    if not secret.strip():
+        raise FieldRefused("client_secret", "Client secret: give the new secret.")
+
+    provider.settings = {**provider.settings, "client_secret": vault.encrypt(secret)}
+    db.session.flush()
+    audit.record(actor, "sso.client_secret_replaced", "identity_provider", provider.id)
+    logger.info("provider %s client secret replaced by %s", provider.id, actor)
 
 
 def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
@@ -359,7 +388,8 @@ def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
 def _check_domains_free(provider: IdentityProvider, domains: list[str]) -> None:
     taken = queries.domain_owners(set(domains), ignore_id=provider.id)
     if taken:
-        raise _taken(sorted(taken)[0])
+        domain = sorted(taken)[0]
+        raise _taken(domain, owner=db.session.get(IdentityProvider, taken[domain]), of=provider)
 
 
 def _claim_domains(provider: IdentityProvider, domains: list[str]) -> None:
@@ -381,8 +411,14 @@ def _claim_domains(provider: IdentityProvider, domains: list[str]) -> None:
             raise _taken(domain) from exc
 
 
-def _taken(domain: str) -> Conflict:
-    return Conflict(
-        f"Email domains: {domain} already leads to another identity provider in Kursa; "
-        "a domain can lead to one provider only."
+def _taken(domain: str, owner: IdentityProvider | None = None, of=None) -> FieldConflict:
+    """The refusal of a claimed domain; it names the owner only within one customer."""
+    if owner is not None and of is not None and owner.customer_id == of.customer_id:
+        whose = f"the provider {owner.name}"
+    else:
+        whose = "another identity provider in Kursa"
+    return FieldConflict(
+        "email_domains",
+        f"Email domains: {domain} already leads to {whose}; "
+        "a domain can lead to one provider only.",
     )

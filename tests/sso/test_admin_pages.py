@@ -1,6 +1,7 @@
 """The identity provider pages: IT admins at the customer's root (and platform admins) list,
 add (SAML by paste, upload or URL; OIDC by discovery), edit and delete; everyone else gets 404."""
 
+import html
 import io
 import re
 import threading
@@ -12,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from portal.core.audit import AuditEntry
 from portal.core.db import db
+from sso import vault
 from sso.linking import login_person
 from sso.models import IdentityProvider
 from sso.operations import add_saml_provider, set_email_domains
@@ -67,6 +69,13 @@ def post(client, url: str, data: dict, **kwargs):
 
 def text(answer) -> str:
     return answer.get_data(as_text=True)
+
+
+def errors_under(page: str, field: str) -> list[str]:
+    """The error lines shown right after the form field `field` (before the next field)."""
+    after = page.split(f'id="{field}"', 1)[1]
+    segment = re.split(r"<label|<button", after, maxsplit=1)[0]
+    return [html.unescape(e) for e in re.findall(r'<p class="field-error">(.*?)</p>', segment)]
 
 
 def provider_named(name: str) -> IdentityProvider | None:
@@ -263,7 +272,11 @@ def test_edit_refuses_a_domain_of_another_provider_and_saves_nothing(it_admin, c
     )
 
     assert answer.status_code == 400
-    assert "Email domains: acme.test already leads to another identity provider" in text(answer)
+    assert errors_under(text(answer), "email_domains") == [
+        "Email domains: acme.test already leads to the provider other; "
+        "a domain can lead to one provider only."
+    ]
+    assert 'class="flash error"' not in text(answer)
     assert provider_named("corp").settings["match"] == "email"
 
 
@@ -292,3 +305,164 @@ def test_a_post_without_the_csrf_token_is_refused(it_admin, corp):
 
 def _token(client) -> str:
     return _csrf_token(client.get(PAGE).get_data(as_text=True))
+
+
+def test_add_page_errors_show_under_their_fields(it_admin, corp, idp):
+    cases = [
+        ({"name": "Not A Name", "metadata_xml": idp.metadata}, "name", "A provider name is 1-50"),
+        ({"name": "corp", "metadata_xml": idp.metadata}, "name", "acme has a provider named"),
+        (
+            {"name": "again", "metadata_xml": idp.metadata},
+            "metadata_xml",
+            "The provider corp already uses this identity provider (entity id "
+            f"{idp.entity_id}); change corp instead of adding it twice.",
+        ),
+        (
+            {"name": "spare", "metadata_xml": as_another_idp(idp.metadata, "spare"),
+             "label": "x" * 81},
+            "label",
+            "Label: at most 80 characters.",
+        ),
+    ]  # fmt: skip
+
+    for data, field, message in cases:
+        answer = post(it_admin, f"{PAGE}/saml/new", {"match": "email", **data})
+        assert answer.status_code == 400
+        assert [e[: len(message)] for e in errors_under(text(answer), field)] == [message]
+        assert 'class="flash error"' not in text(answer)
+    assert provider_named("again") is None and provider_named("spare") is None
+
+
+def test_edit_replaces_the_metadata_and_keeps_it_when_left_empty(it_admin, corp, idp):
+    moved = as_another_idp(idp.metadata, "moved")
+    kept = post(it_admin, f"{PAGE}/{corp.id}/edit", {"is_enabled": "y", "match": "email"})
+    assert kept.status_code == 302, text(kept)
+    assert provider_named("corp").settings["metadata_xml"] == idp.metadata
+
+    upload = {"metadata_file": (io.BytesIO(moved.encode()), "idp.xml")}
+    answer = post(
+        it_admin, f"{PAGE}/{corp.id}/edit", {"is_enabled": "y", "match": "email", **upload}
+    )
+
+    assert answer.status_code == 302, text(answer)
+    provider = provider_named("corp")
+    assert provider.settings["metadata_xml"] == moved
+    assert provider.settings["entity_id"] == "https://moved.test/idp"
+    assert provider.settings["metadata_url"] == ""
+    entry = db.session.scalar(
+        select(AuditEntry).where(AuditEntry.action == "sso.metadata_replaced")
+    )
+    assert entry.details == {"entity_id_changed": True, "from_url": False}
+
+
+def test_edit_refuses_metadata_of_another_provider_under_its_field(it_admin, corp, idp):
+    other_idp = as_another_idp(idp.metadata, "other")
+    add_saml_provider(corp.customer, "other", other_idp, match="email", actor="test")
+    db.session.commit()
+
+    answer = post(
+        it_admin,
+        f"{PAGE}/{corp.id}/edit",
+        {"is_enabled": "y", "match": "username", "metadata_xml": other_idp},
+    )
+
+    assert answer.status_code == 400
+    assert errors_under(text(answer), "metadata_xml") == [
+        "The provider other already uses this identity provider (entity id "
+        "https://other.test/idp); change other instead of adding it twice."
+    ]
+    provider = provider_named("corp")
+    assert provider.settings["match"] == "email"  # nothing of the edit was saved
+    assert provider.settings["entity_id"] == idp.entity_id
+
+
+def test_edit_fetches_the_metadata_again_from_its_url(it_admin, acme, idp, metadata_server):
+    added = post(
+        it_admin,
+        f"{PAGE}/saml/new",
+        {"name": "fetched", "match": "email", "metadata_url": metadata_server},
+    )
+    assert added.status_code == 302, text(added)
+    provider = provider_named("fetched")
+    provider.settings = {**provider.settings, "metadata_xml": idp.metadata + "\n<!-- old -->"}
+    db.session.commit()
+    edit = f"{PAGE}/{provider.id}/edit"
+    assert f"Fetch the metadata again from {metadata_server} now" in text(it_admin.get(edit))
+
+    answer = post(it_admin, edit, {"is_enabled": "y", "match": "email", "refetch_metadata": "y"})
+
+    assert answer.status_code == 302, text(answer)
+    provider = provider_named("fetched")
+    assert provider.settings["metadata_xml"] == idp.metadata
+    assert provider.settings["metadata_refreshed_at"]
+
+
+def test_a_failed_fetch_again_is_shown_under_its_field_and_saves_nothing(it_admin, corp):
+    gone = f"http://127.0.0.1:{free_port()}/metadata"
+    corp.settings = {**corp.settings, "metadata_url": gone}
+    db.session.commit()
+
+    answer = post(
+        it_admin,
+        f"{PAGE}/{corp.id}/edit",
+        {"is_enabled": "y", "match": "email", "label": "Acme", "refetch_metadata": "y"},
+    )
+
+    assert answer.status_code == 400
+    errors = errors_under(text(answer), "refetch_metadata")
+    assert len(errors) == 1
+    assert errors[0].startswith(f"Metadata URL: The metadata could not be fetched: {gone}")
+    provider = provider_named("corp")
+    assert provider.setting("label") == "" and provider.settings["metadata_error"] == ""
+
+
+def test_edit_replaces_the_client_secret_only_when_one_is_given(it_admin, acme, op):
+    added = post(
+        it_admin,
+        f"{PAGE}/oidc/new",
+        {"name": "entra", "discovery_url": op.discovery_url, "client_id": CLIENT_ID,
+         "client_secret": CLIENT_SECRET, "scopes": "openid", "match": "email"},
+    )  # fmt: skip
+    assert added.status_code == 302, text(added)
+    provider = provider_named("entra")
+    edit = f"{PAGE}/{provider.id}/edit"
+    fields = {"is_enabled": "y", "match": "email", "scopes": "openid", "label": "Acme Entra"}
+
+    kept = post(it_admin, edit, {**fields, "client_secret": ""})
+    assert kept.status_code == 302, text(kept)
+    assert vault.decrypt(provider_named("entra").settings["client_secret"]) == CLIENT_SECRET
+    replaced = post(it_admin, edit, {**fields, "client_secret": "rotated-secret-2"})
+
+    assert replaced.status_code == 302, text(replaced)
+    provider = provider_named("entra")
+    assert vault.decrypt(provider.settings["client_secret"]) == "rotated-secret-2"
+    assert provider.label == "Acme Entra"
+    page = text(it_admin.get(edit))
+    assert "rotated-secret-2" not in page and CLIENT_SECRET not in page
+    actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("sso.%")))
+    assert list(actions).count("sso.client_secret_replaced") == 1
+
+
+def test_each_edit_page_lists_the_addresses_of_its_kind(it_admin, corp, acme, op):
+    oidc_added = post(
+        it_admin,
+        f"{PAGE}/oidc/new",
+        {"name": "entra", "discovery_url": op.discovery_url, "client_id": CLIENT_ID,
+         "client_secret": CLIENT_SECRET, "scopes": "openid", "match": "email"},
+    )  # fmt: skip
+    assert oidc_added.status_code == 302
+    base = "https://kursa.test/sso/acme"
+    saml_page = text(it_admin.get(f"{PAGE}/{corp.id}/edit"))
+    oidc_page = text(it_admin.get(f"{PAGE}/{provider_named('entra').id}/edit"))
+    saml = ["saml/metadata", "saml/acs", "saml/sls", "corp/login"]
+    oidc = ["oidc/callback", "oidc/logged-out", "entra/login"]
+
+    for address in saml:
+        assert f'<code style="overflow-wrap: anywhere;">{base}/{address}</code>' in saml_page
+        assert f"{base}/{address}" not in oidc_page
+    for address in oidc:
+        assert f"{base}/{address}" in oidc_page
+        assert f"{base}/{address}" not in saml_page
+    assert "SAML SP entity id" in saml_page and "OIDC post-logout redirect URI" in oidc_page
+    listed = text(it_admin.get(PAGE))
+    assert all(f"{base}/{a}" in listed for a in ["saml/sls", "oidc/logged-out"])
