@@ -9,7 +9,7 @@ are returned too, so a refusal can say which were missing.
 
 from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
 
-from sso import oidc, saml
+from sso import oidc, saml_acs
 from sso.models import MatchRule
 
 # SAML attribute names per rule: friendly (LDAP) names, as sso.saml_assertion gives known
@@ -44,7 +44,7 @@ def saml_attribute_names(provider) -> tuple[str, ...]:
     return (own,) if own else DEFAULT_ATTRIBUTES.get(provider.setting("match"), ())
 
 
-def saml_match(verified: saml.VerifiedLogin) -> tuple[str, tuple[str, ...]]:
+def saml_match(verified: saml_acs.VerifiedLogin) -> tuple[str, tuple[str, ...]]:
     """(the value to compare, the attributes looked in); ("", names) when none is present.
 
     An email rule without an attribute of its own also takes a NameID whose format says it

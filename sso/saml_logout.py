@@ -44,7 +44,8 @@ from portal.core.db import db, utcnow
 from portal.directory.models import Customer
 from sso import saml_signature
 from sso.models import IdentityProvider, ProviderKind, SamlLogoutRequest
-from sso.saml import entity_id, remember_once, sp_client
+from sso.saml import entity_id, sp_client
+from sso.saml_acs import remember_once
 
 logger = logging.getLogger(__name__)
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"

@@ -24,7 +24,7 @@ from portal.accounts.sessions import add_logout_handler, start_session
 from portal.core.db import db
 from portal.core.urls import local_path
 from portal.directory.queries import customer_by_slug
-from sso import matching, oidc, saml, saml_logout
+from sso import matching, oidc, saml, saml_acs, saml_logout
 from sso import metadata as idp_metadata
 from sso.linking import LinkRefused, login_person, profile_of
 from sso.models import IdentityProvider, ProviderKind
@@ -88,7 +88,8 @@ def metadata(customer: str):
 def acs(customer: str):
     found = _customer(customer)
     try:
-        verified = saml.verify_response(_base_url(), found, request.form.get("SAMLResponse", ""))
+        encoded = request.form.get("SAMLResponse", "")
+        verified = saml_acs.verify_response(_base_url(), found, encoded)
         value, looked_in = matching.saml_match(verified)
         account = login_person(
             verified.provider,
@@ -97,9 +98,9 @@ def acs(customer: str):
             profile=profile_of(verified.attributes),
             looked_in=looked_in,
         )
-    except saml.SamlRefused as exc:
+    except saml_acs.SamlRefused as exc:
         db.session.rollback()
-        saml.record_refusal(exc, found)
+        saml_acs.record_refusal(exc, found)
         db.session.commit()
         return render_template("sso/refused.html", message=REFUSED_RESPONSE), 403
     except LinkRefused as exc:

@@ -356,7 +356,7 @@ def test_refusals_are_logged_at_warning_without_personal_data(
     started = start_login(client)
     xml = idp.respond(client, started.request_id, username="nobody")
     # The migrations' logging.fileConfig disables loggers that existed before they ran.
-    for name in ("sso.saml", "sso.linking", "saml2"):
+    for name in ("sso.saml_acs", "sso.linking", "saml2"):
         monkeypatch.setattr(logging.getLogger(name), "disabled", False)
     caplog.set_level(logging.DEBUG)
 
@@ -364,7 +364,7 @@ def test_refusals_are_logged_at_warning_without_personal_data(
     post_acs(client, idp.respond(client, "unknown-request", username="nobody"))
 
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "refused" in r.message]
-    assert {r.name for r in warnings} == {"sso.saml", "sso.linking"}
+    assert {r.name for r in warnings} == {"sso.saml_acs", "sso.linking"}
     assert "nobody" not in caplog.text and "subject-" not in caplog.text
 
 
