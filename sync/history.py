@@ -1,4 +1,4 @@
-"""Queries over a customer's run history: the trend chart of applied runs, and the runs that
+"""Queries over a customer's run history: the trend chart of its last runs, and the runs that
 need someone's attention (held and not approved, or failed since the last applied run)."""
 
 from dataclasses import dataclass
@@ -12,14 +12,23 @@ from sync.models import RunStatus, SyncIssue, SyncRun
 
 CHART_RUNS = 30
 SERIES = ("created", "moved", "inactivated", "errors")
+# The outcomes the chart shows. Dry runs (previews) change nothing and mostly precede an
+# applied run with the same counts, so they would only double the bars; a run still running
+# has no outcome yet (a stale one is closed as failed by the next run, and then shows).
+CHARTED = (RunStatus.APPLIED, RunStatus.HELD, RunStatus.FAILED)
 
 
 @dataclass(frozen=True)
 class ChartRun:
-    """One applied run as the chart shows it: persons created, moved, inactivated; errors."""
+    """One run as the chart shows it: persons created, moved, inactivated; errors.
+
+    For a held run the counts are what it would change once approved; a failed run changed
+    nothing, so its counts are zero and only its errors show.
+    """
 
     id: int
     started_at: datetime
+    status: str
     created: int
     moved: int
     inactivated: int
@@ -28,13 +37,30 @@ class ChartRun:
     def value(self, series: str) -> int:
         return getattr(self, series)
 
+    @property
+    def is_flagged(self) -> bool:
+        """Held or failed: a run HR must look at, drawn apart from the applied ones."""
+        return self.status != RunStatus.APPLIED
+
 
 def chart_runs(customer_id: int, limit: int = CHART_RUNS) -> list[ChartRun]:
-    """The customer's last `limit` applied runs, oldest first: two queries."""
+    """The customer's last `limit` runs that are not dry runs, oldest first: two queries.
+
+    Applied, held and failed runs all count, scheduled or manual: a held or failed run is the
+    one HR must notice, so leaving it out would hide exactly what the chart is for. A revert is
+    an applied run of its own (it changed the directory back) and shows like one; the run it
+    reverted keeps its bars, as those changes did happen. Errors are the run's issues of
+    severity "error"; a failed run counts at least one, its failure, also when that was only
+    written as the run's error (a skipped or interrupted run stores no issue).
+    """
     runs = list(
         db.session.scalars(
             select(SyncRun)
-            .where(SyncRun.customer_id == customer_id, SyncRun.status == RunStatus.APPLIED)
+            .where(
+                SyncRun.customer_id == customer_id,
+                SyncRun.status.in_(CHARTED),
+                SyncRun.is_dry_run.is_(False),
+            )
             .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
             .limit(limit)
         )
@@ -78,9 +104,12 @@ def _error_counts(run_ids: list[int]) -> dict[int, int]:
 
 def _point(run: SyncRun, errors: int) -> ChartRun:
     persons = (run.counts or {}).get("persons", {})
+    if run.status == RunStatus.FAILED:
+        errors = max(errors, 1)
     return ChartRun(
         run.id,
         run.started_at,
+        run.status,
         persons.get("created", 0),
         persons.get("moved", 0),
         persons.get("inactivated", 0),

@@ -1,8 +1,16 @@
-"""The sync history: the chart of the last applied runs on the runs page."""
+"""The sync history: the chart of the last runs (applied, held, failed) on the runs page."""
 
 import re
 import xml.etree.ElementTree as ET
 
+from sqlalchemy import select
+
+from portal.core.db import db
+from portal.core.time import format_local
+from sync.history import SERIES
+from sync.models import SyncIssue
+from sync.runs import revert_run
+from sync.schedule import record_skipped_run
 from tests.sync.test_pages_sync import PERSONS, UNITS
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -12,42 +20,110 @@ def chart_groups(html: str) -> list[dict]:
     svg = re.search(r"<svg .*?</svg>", html, re.S).group(0)
     root = ET.fromstring(svg)
     return [
-        {**group.attrib, "heights": [float(r.get("height")) for r in group.iter(f"{SVG}rect")]}
+        {
+            **group.attrib,
+            "title": group.find(f"{SVG}title").text,
+            "heights": [
+                float(r.get("height")) for r in group.iter(f"{SVG}rect") if r.get("class") in SERIES
+            ],
+            "flags": [f.tag.removeprefix(SVG) for f in group.iter() if f.get("class") == "flag"],
+        }
         for group in root.iter(f"{SVG}g")
-        if group.get("class") == "run"
+        if "run" in group.get("class", "").split()
     ]
 
 
-def test_chart_holds_one_group_per_applied_run_with_its_counts(customer, import_csv, admin_client):
+def column(groups: list[dict], key: str) -> list:
+    return [g[key] for g in groups]
+
+
+def test_chart_shows_applied_held_and_failed_runs_with_their_counts(
+    customer, import_csv, guard_limits, admin_client
+):
+    customer.timezone = "Europe/Copenhagen"
+    db.session.commit()
     first = import_csv(customer, UNITS, PERSONS)
     moved = [*PERSONS[:1], ["u1002", "Bo", "Dahl", "bo@acme.test", "E-502", "20"], *PERSONS[2:3]]
     bad = ["0101901234", "Eva", "Gram", "", "", "10"]  # a CPR number as username: an error
     second = import_csv(customer, UNITS, [*moved, bad])
     import_csv(customer, UNITS, PERSONS, dry_run=True)  # a preview is not in the chart
-    import_csv(customer, [], [])  # a failed run neither
+    guard_limits(count=1000, share=0.10)
+    held = import_csv(customer, UNITS, PERSONS[:1])  # 2 of 3 active persons would leave
+    failed = import_csv(customer, [], [])  # empty files: the run fails, nothing changes
+    assert [first.status, second.status, held.status, failed.status] == [
+        "applied",
+        "applied",
+        "held",
+        "failed",
+    ]
+    fatal = db.session.scalars(select(SyncIssue.message).where(SyncIssue.run_id == failed.id))
+    assert fatal.all() == ["The file has a header but no data rows."]
 
     groups = chart_groups(admin_client.get("/sync/runs").get_data(as_text=True))
 
-    assert [int(g["data-run"]) for g in groups] == [first.id, second.id]
-    assert [g["data-created"] for g in groups] == ["4", "0"]
-    assert [g["data-moved"] for g in groups] == ["0", "1"]
-    assert [g["data-inactivated"] for g in groups] == ["0", "1"]
-    assert [g["data-errors"] for g in groups] == ["0", "1"]
+    assert [int(g) for g in column(groups, "data-run")] == [first.id, second.id, held.id, failed.id]
+    assert column(groups, "data-status") == ["applied", "applied", "held", "failed"]
+    assert column(groups, "data-created") == ["4", "0", "0", "0"]
+    assert column(groups, "data-moved") == ["0", "1", "0", "0"]
+    assert column(groups, "data-inactivated") == ["0", "1", "2", "0"]
+    assert column(groups, "data-errors") == ["0", "1", "0", "1"]
     assert groups[0]["heights"][0] == 120.0  # the largest value fills the height
     assert groups[1]["heights"][1:] == [30.0, 30.0, 30.0]
+    assert groups[2]["heights"] == [0.0, 0.0, 60.0, 0.0]
+    assert groups[3]["heights"] == [0.0, 0.0, 0.0, 30.0]
+    assert column(groups, "flags") == [[], [], ["circle"], ["path"]]
+
+    for group, run, words in [
+        (groups[0], first, "applied"),
+        (groups[2], held, "held, not applied"),
+        (groups[3], failed, "failed, nothing changed"),
+    ]:
+        local = format_local(run.started_at, "Europe/Copenhagen")
+        assert group["title"].startswith(f"Run #{run.id}, {local}, {words}:"), group["title"]
+        assert local.endswith(("CET", "CEST"))
+    assert groups[2]["title"].endswith("0 created, 0 moved, 2 inactivated, 0 errors")
+
+
+def test_a_failed_run_without_issues_counts_one_error(customer, import_csv, admin_client):
+    import_csv(customer, UNITS, PERSONS)
+    skipped = record_skipped_run(
+        customer, kind="ldap", name="hq", reason="another run held the lock", actor="scheduler"
+    )
+
+    groups = chart_groups(admin_client.get("/sync/runs").get_data(as_text=True))
+
+    assert int(groups[-1]["data-run"]) == skipped.id
+    assert groups[-1]["data-status"] == "failed" and groups[-1]["data-errors"] == "1"
+
+
+def test_a_revert_shows_as_a_run_of_its_own(customer, import_csv, admin_client):
+    first = import_csv(customer, UNITS, PERSONS)
+    revert = revert_run(first.id, actor="test")
+
+    groups = chart_groups(admin_client.get("/sync/runs").get_data(as_text=True))
+
+    assert [int(g) for g in column(groups, "data-run")] == [first.id, revert.id]
+    assert column(groups, "data-status") == ["applied", "applied"]
 
 
 def test_chart_shows_the_last_thirty_runs_with_a_legend(customer, import_csv, admin_client):
-    runs = [import_csv(customer, UNITS, PERSONS[: 1 + n % 2]) for n in range(32)]
+    runs = []
+    for n in range(32):
+        runs.append(import_csv(customer, UNITS, PERSONS[: 1 + n % 2]))
+        if n % 8 == 0:
+            import_csv(customer, UNITS, PERSONS, dry_run=True)  # takes no place in the chart
+    runs.append(import_csv(customer, [], []))
 
     html = admin_client.get("/sync/runs").get_data(as_text=True)
     groups = chart_groups(html)
 
     assert len(groups) == 30
-    assert int(groups[0]["data-run"]) == runs[2].id and int(groups[-1]["data-run"]) == runs[-1].id
+    assert int(groups[0]["data-run"]) == runs[3].id and int(groups[-1]["data-run"]) == runs[-1].id
+    assert groups[-1]["data-status"] == "failed"
     legend = re.search(r'<ul class="legend">.*?</ul>', html, re.S).group(0)
     for name in ("persons created", "persons moved", "persons inactivated", "errors"):
         assert name in legend
+    assert "held, not applied" in legend and "failed, nothing changed" in legend
 
 
 def test_chart_follows_the_chosen_customer(make_customer, import_csv, admin_client):
@@ -57,5 +133,5 @@ def test_chart_follows_the_chosen_customer(make_customer, import_csv, admin_clie
 
     html = admin_client.get("/sync/runs?customer=globex").get_data(as_text=True)
 
-    assert "Globex" in html and "No applied runs yet." in html
+    assert "Globex" in html and "No runs of this customer yet." in html
     assert admin_client.get("/sync/runs?customer=nope").status_code == 404
