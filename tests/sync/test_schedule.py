@@ -17,9 +17,18 @@ from portal.directory.operations import create_customer
 from sync import cron, drop, schedule
 from sync.locks import run_lock
 from sync.models import SyncRun, SyncSource, scheduler_jobs
+from sync.sources.ldap.operations import add_ldap_source
 from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes, settings_for
 from tests.courses.helpers import acme, make_activity, person, unit  # noqa: F401
 from tests.courses.test_outbox import outbox, signed_up, smtp_server  # noqa: F401
+from tests.servers.slapd import (  # noqa: F401 - fixtures
+    ORG_BASE,
+    SAMPLE_USERS,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    sample_ldif_fixture,
+    shared_slapd_fixture,
+)
 
 COPENHAGEN = "Europe/Copenhagen"
 
@@ -184,24 +193,7 @@ def test_scheduler_process_catches_up_a_missed_drop_and_stops_on_sigterm(databas
         customer.created_at = utcnow() - timedelta(days=2)  # so last night's 02:00 was missed
         db.session.commit()
 
-    env = {
-        **os.environ,
-        "FLASK_APP": "app:create_app",
-        "KURSA_DATABASE_URL": url,
-        "KURSA_WEB_SECRET_KEY": "test-secret-key",
-        "KURSA_DROP_ROOT": str(root),
-        "KURSA_DROP_SETTLE_SECONDS": "0.2",
-        "KURSA_SCHEDULE_REFRESH_SECONDS": "1",
-    }
-    env.pop("KURSA_CONFIG", None)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("flask")), "scheduler", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_scheduler(url, KURSA_DROP_ROOT=str(root), KURSA_DROP_SETTLE_SECONDS="0.2")
     try:
         run = wait_for_run(app, timeout=30)
         assert (run.status, run.started_by) == ("applied", "scheduler")
@@ -221,15 +213,90 @@ def test_scheduler_process_catches_up_a_missed_drop_and_stops_on_sigterm(databas
             db.session.commit()
         assert wait_for_job(app, "drop:nord", timeout=10)
 
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-        assert "scheduler stopped" in process.stdout.read()
+        assert "scheduler stopped" in stop_scheduler(process)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         with app.app_context():
             db.engine.dispose()
+
+
+def start_scheduler(url: str, **env) -> subprocess.Popen:
+    """`flask scheduler run` as its own process on the database at `url`."""
+    env = {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "KURSA_DATABASE_URL": url,
+        "KURSA_WEB_SECRET_KEY": "test-secret-key",
+        "KURSA_SCHEDULE_REFRESH_SECONDS": "1",
+        **env,
+    }
+    env.pop("KURSA_CONFIG", None)
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("flask")), "scheduler", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop_scheduler(process: subprocess.Popen) -> str:
+    """SIGTERM, as systemd stops it; what the process printed."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    return process.stdout.read()
+
+
+def test_scheduler_process_runs_a_missed_ldap_source_once(database_url, shared_slapd):
+    """Down for three nights: at start the source runs once, not once per missed 02:00."""
+    url = database_url("sqlite", "scheduler_ldap")
+    app = create_app(settings_for(url), environ={})
+    with app.app_context():
+        customer = create_customer("acme", "Acme", actor="test")
+        settings = {
+            "uri": shared_slapd.uri,
+            "bind_dn": SERVICE_DN,
+            "user_bases": [ORG_BASE],
+            "org_from": "ou",
+            "org_base": ORG_BASE,
+        }
+        source = add_ldap_source(
+            customer, "hq", profile="openldap", settings=settings, password=SERVICE_PASSWORD,
+            actor="test",
+        )  # fmt: skip
+        source.created_at = utcnow() - timedelta(days=3, hours=1)
+        db.session.commit()
+        # The job as a scheduler stopped three days ago left it in the store: due since then.
+        scheduler = schedule.make_scheduler(app)
+        scheduler.start(paused=True)
+        schedule.refresh_jobs(scheduler)
+        stale = utcnow() - timedelta(days=3)
+        scheduler.modify_job("source:hq", jobstore="default", next_run_time=stale)
+        scheduler.shutdown(wait=False)
+
+    process = start_scheduler(url)
+    try:
+        run = wait_for_run(app, timeout=60)
+        time.sleep(5)  # several refreshes and queue polls: time for a second run to start
+        output = stop_scheduler(process)
+        with app.app_context():
+            runs = db.session.execute(select(SyncRun.source_name, SyncRun.status)).all()
+            [stored] = db.session.execute(select(scheduler_jobs)).all()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with app.app_context():
+            db.engine.dispose()
+
+    assert (run.status, run.started_by) == ("applied", "scheduler"), output
+    assert run.counts["persons"]["created"] == SAMPLE_USERS
+    assert runs == [("hq", "applied")], output
+    assert "catches up missed runs: source:hq" in output
+    assert stored.id == "source:hq" and stored.next_run_time > time.time()  # tonight's, not now
 
 
 def wait_for_job(app, job_id: str, timeout: float) -> bool:
