@@ -7,7 +7,8 @@ and lands in its own inbox, which is the whole of what it can see: pyftpdlib map
 An upload is written as `.<name>.part` and renamed to `<name>` only when the transfer ended
 cleanly (over TLS: the client closed the data connection with a TLS close_notify); a
 dropped connection deletes the part. The daily import never reads a temporary name,
-so it only ever sees whole files. Appending to a file and STOU are refused.
+so it only ever sees whole files. Appending to a file and STOU are refused. With TLS required
+(the default), PROT C is refused too: every listing and upload goes over TLS.
 """
 
 import logging
@@ -158,6 +159,15 @@ class DropHandler(TLS_FTPHandler):
         part = os.path.join(folder, f".{name}.part")
         self._uploads[part] = file
         return super().ftp_STOR(part, mode)
+
+    def ftp_PROT(self, line):
+        # pyftpdlib demands PROT P only at PASV/PORT and accepts PROT C at any time, so PASV
+        # under P followed by PROT C handed out a clear data channel (uploads and listings
+        # in plain text). With TLS required, clear is refused outright.
+        if self.tls_data_required and line.strip().upper() == "C":
+            self.respond("534 A clear data channel is not allowed; use PROT P.")
+            return
+        super().ftp_PROT(line)
 
     def ftp_STOU(self, line):
         self.respond("550 STOU is not allowed; upload with a file name.")

@@ -4,6 +4,7 @@ import datetime
 import ftplib
 import ipaddress
 import os
+import socket
 import ssl
 import threading
 import time
@@ -159,6 +160,68 @@ def test_plain_ftp_without_tls_is_refused(ftps):
     with pytest.raises(ftplib.error_perm, match="550 SSL/TLS required"):
         ftp.login("acme", PASSWORD)
     ftp.close()
+
+
+def test_without_prot_p_nothing_is_listed_or_uploaded(ftps, customer):
+    context = ssl.create_default_context(cafile=ftps.cert_file)
+    with ftplib.FTP_TLS(context=context, timeout=10) as ftp:
+        ftp.connect("127.0.0.1", ftps.port)
+        ftp.login("acme", PASSWORD)  # TLS on the control channel, none asked for the data
+        with pytest.raises(ftplib.error_perm, match="550 SSL/TLS required on the data"):
+            upload(ftp, "persons_20261203.csv", PERSONS)
+        with pytest.raises(ftplib.error_perm, match="550 SSL/TLS required on the data"):
+            ftp.nlst()
+        ftp.voidcmd("PBSZ 0")
+        with pytest.raises(ftplib.error_perm, match="534"):
+            ftp.prot_c()
+        with pytest.raises(ftplib.error_perm, match="550 SSL/TLS required on the data"):
+            ftp.nlst()
+
+    assert list(drop.inbox_of(customer.slug).iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["STOR clear.csv", "NLST"])
+def test_prot_c_after_pasv_gives_no_clear_data_channel(ftps, customer, command):
+    """PASV under PROT P, then PROT C before connecting: the data channel must stay TLS."""
+    inbox = drop.inbox_of(customer.slug)
+    (inbox / "org_20261203.csv").write_bytes(b"secret")
+    with client(ftps) as ftp:
+        _host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+        with pytest.raises(ftplib.error_perm, match="534"):
+            ftp.sendcmd("PROT C")
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as data:
+            ftp.putcmd(command)
+            if command.startswith("STOR"):
+                data.sendall(PERSONS)  # plain bytes where the server waits for TLS
+                data.shutdown(socket.SHUT_WR)
+            received = receive_all(data)
+        replies = replies_until_quiet(ftp)
+
+    assert b"org_20261203" not in received, received
+    assert not any(r.startswith("226") for r in replies), replies
+    assert sorted(p.name for p in inbox.iterdir()) == ["org_20261203.csv"]
+
+
+def receive_all(sock: socket.socket) -> bytes:
+    """What the server sent on a data connection in clear, until it closed or went quiet."""
+    chunks = []
+    try:
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    except OSError:  # a timeout, or a reset when the server gives up on the TLS handshake
+        pass
+    return b"".join(chunks)
+
+
+def replies_until_quiet(ftp: ftplib.FTP_TLS) -> list[str]:
+    ftp.sock.settimeout(1)
+    replies = []
+    try:
+        while len(replies) < 3:
+            replies.append(ftp.getline())
+    except OSError:
+        pass
+    return replies
 
 
 def test_broken_off_upload_is_discarded_and_never_imported(ftps, customer):
