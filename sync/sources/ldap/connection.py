@@ -232,7 +232,8 @@ def translate(
             f"({detail}). Check the address, the port, the firewall and that the server runs."
         )
     elif isinstance(exc, ldap.TIMEOUT):
-        text = f"The directory server at {uri} did not answer within {seconds} seconds."
+        unit = "second" if seconds == 1 else "seconds"
+        text = f"The directory server at {uri} did not answer within {seconds} {unit}."
     elif isinstance(exc, ldap.NO_SUCH_OBJECT):
         text = (
             f"The base DN {base!r} does not exist on the directory server at {uri} (or the "
