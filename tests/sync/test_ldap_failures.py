@@ -18,6 +18,7 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.directory.models import OrgUnit, Person
 from sync.models import SyncSource
+from sync.sources.ldap import reader
 from sync.sources.ldap.operations import add_ldap_source, sync_source
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     ORG_BASE,
@@ -213,4 +214,35 @@ def test_a_base_held_by_another_server_fails_the_run_and_changes_nothing(app, cu
     assert run.status == "failed"
     assert "returned only part of the result and referred Kursa to another server" in run.error
     assert repr(inside) in run.error and run.error.endswith("Nothing was changed.")
+    assert directory() == before
+
+
+# -- a server that ignores the paging control ------------------------------------------------------
+
+
+class WithoutPagingControl:
+    """A real connection whose answers lose their controls, as from a server that ignores the
+    paged-results control (slapd itself honours it or refuses the search)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+    def result3(self, *args, **kwargs):
+        kind, entries, msgid, _ = self.conn.result3(*args, **kwargs)
+        return kind, entries, msgid, []
+
+
+def test_an_answer_without_the_paging_control_fails_the_run(app, customer, slapd, monkeypatch):
+    source, before = synced_once(customer, slapd)
+    real_connect = reader.connect
+    monkeypatch.setattr(reader, "connect", lambda *a: WithoutPagingControl(real_connect(*a)))
+
+    run = sync(source, full=True)
+
+    assert run.status == "failed"
+    assert "answered without the paging control (RFC 2696)" in run.error
+    assert run.error.endswith("Nothing was changed.")
     assert directory() == before
