@@ -34,6 +34,7 @@ LDAP_SETTING_KEYS = {
     "uri", "bind_dn", "user_bases", "org_from", "org_base", "unit_number_attribute",
     "page_size", "network_timeout", "timeout", "ca_file", "starttls", "verify_certificates",
     "attributes", "user_filter", "ou_filter", "inactive_filter", "ca_pem",
+    "member_of",
 }  # fmt: skip
 # An address with one @ and no spaces or brackets; "Name <address>" around it is allowed.
 ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")

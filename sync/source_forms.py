@@ -66,6 +66,9 @@ class SourceForm(FlaskForm):
     org_base = StringField("Org base DN (for an OU tree)")
     unit_number_attribute = StringField("Org attribute (the OU attribute giving a unit's number)")
     inactive_filter = StringField("Inactive filter (OpenLDAP)")
+    member_of = TextAreaField(
+        "Only members of these groups (group DNs, one a line; empty: everyone)"
+    )
     schedule = StringField("Full run schedule (cron)", default=operations.DEFAULT_SCHEDULE)
     delta_schedule = StringField("Incremental run schedule (cron; empty: none), e.g. */15 * * * *")
 
@@ -87,6 +90,7 @@ class SourceForm(FlaskForm):
         self.starttls.data = bool(merged["starttls"])
         self.skip_certificate_checks.data = not merged["verify_certificates"]
         self.user_bases.data = "\n".join(merged["user_bases"])
+        self.member_of.data = "\n".join(merged["member_of"])
         self.org_from.data = merged["org_from"]
         for field in MAPPED:
             getattr(self, f"attr_{field}").data = merged["attributes"][field]
@@ -96,7 +100,8 @@ class SourceForm(FlaskForm):
         profile = self.profile.data
         defaults = profiles.effective(profile, {})
         wanted = {
-            "user_bases": [b.strip() for b in self.user_bases.data.splitlines() if b.strip()],
+            "user_bases": _lines(self.user_bases.data),
+            "member_of": _lines(self.member_of.data),
             "org_from": self.org_from.data,
             "starttls": bool(self.starttls.data),
             "verify_certificates": not self.skip_certificate_checks.data,
@@ -143,6 +148,10 @@ class SourceForm(FlaskForm):
             return False
         field.errors = [*field.errors, str(error)]
         return True
+
+
+def _lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 for _field, _label in MAPPED.items():

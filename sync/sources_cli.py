@@ -54,9 +54,16 @@ def source_cli():
     help="Cron of incremental runs in between, e.g. '*/15 * * * *' (default: none).",
 )
 @click.option("--inactive-filter", help="OpenLDAP: persons also matching this are inactive.")
+@click.option(
+    "--member-of",
+    "member_of",
+    multiple=True,
+    metavar="DN",
+    help="Sync only members of this group (repeatable; any of them). Default: everyone.",
+)
 def add_ldap_command(
     name, slug, profile, uri, bind_dn, password_env, user_bases, user_filter, org_from, org_base,
-    schedule, delta_schedule, inactive_filter,
+    schedule, delta_schedule, inactive_filter, member_of,
 ):  # fmt: skip
     """Add LDAP source NAME for a customer (test it with 'flask directory source test')."""
     customer = _customer(slug)
@@ -74,6 +81,8 @@ def add_ldap_command(
         settings["org_base"] = org_base
     if inactive_filter:
         settings["inactive_filter"] = inactive_filter
+    if member_of:
+        settings["member_of"] = list(member_of)
     _call(
         operations.add_ldap_source,
         customer,

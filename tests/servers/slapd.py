@@ -59,8 +59,10 @@ class SlapdUnavailable(RuntimeError):
 
 
 class SlapdServer:
-    def __init__(self, ldif: str = "", *, tls: bool = False):
+    def __init__(self, ldif: str = "", *, tls: bool = False, limits: str = ""):
         self.ldif = ldif
+        # olcLimits of the database, e.g. f'dn.exact="{SERVICE_DN}" size.prtotal=700'
+        self.limits = limits
         # StartTLS on self.uri and ldaps:// on self.ldaps_uri, with a certificate of a
         # throw-away CA (self.ca_file) for 127.0.0.1 and localhost
         self.tls = tls
@@ -96,7 +98,7 @@ class SlapdServer:
             (self.folder / "slapd.d").mkdir()
             (self.folder / "db").mkdir()
             tls_settings = _make_certificates(self.folder) if self.tls else ""
-            self._slapadd("0", _config(self.folder, tls_settings))
+            self._slapadd("0", _config(self.folder, tls_settings, self.limits))
             self._slapadd("1", _base_entries() + "\n" + self.ldif)
             for attempt in range(1, START_ATTEMPTS + 1):
                 self.port = free_port()
@@ -240,8 +242,9 @@ def _make_certificates(folder: Path) -> str:
     )
 
 
-def _config(folder: Path, tls_settings: str = "") -> str:
+def _config(folder: Path, tls_settings: str = "", limits: str = "") -> str:
     schemas = "\n".join((SCHEMA / f"{name}.ldif").read_text() for name in SCHEMA_NAMES)
+    limits_line = f"olcLimits: {limits}\n" if limits else ""
     return f"""dn: cn=config
 objectClass: olcGlobal
 cn: config
@@ -286,7 +289,7 @@ olcDbIndex: entryUUID,entryCSN eq
 olcDbIndex: modifyTimestamp eq
 olcDbIndex: uid,ou eq
 olcSizeLimit: size.soft={SIZE_LIMIT} size.hard={SIZE_LIMIT} size.prtotal=unlimited
-olcAccess: {{0}}to attrs=userPassword by anonymous auth by * none
+{limits_line}olcAccess: {{0}}to attrs=userPassword by anonymous auth by * none
 olcAccess: {{1}}to * by * read
 olcLastMod: TRUE
 """

@@ -204,3 +204,22 @@ def test_the_example_config_declares_a_source_that_loads():
     example = config.DEFAULTS_PATH.with_name("example.toml")
     loaded = load_config(environ={"KURSA_CONFIG": str(example)})
     assert loaded["ldap_sources"]["acme-ad"]["profile"] == "ad"
+
+
+def test_a_declared_source_takes_member_of_groups(app, customer, declare, flask):
+    groups = ["cn=Kursus,ou=Grupper,dc=example,dc=dk"]
+    declare(hq=table(member_of=groups))
+
+    applied = flask("directory", "source", "apply-config")
+
+    assert applied.exit_code == 0, applied.output
+    assert stored("hq").settings["member_of"] == groups
+
+
+def test_a_declared_group_that_is_not_a_dn_is_named(app, customer, declare, flask):
+    declare(hq=table(member_of=["Kursus"]))
+
+    applied = flask("directory", "source", "apply-config")
+
+    assert applied.exit_code == 1
+    assert "ldap_sources.hq.member_of: The group 'Kursus' is not a DN" in applied.output

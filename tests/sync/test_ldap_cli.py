@@ -179,3 +179,16 @@ def test_source_names_are_plain(add_source):
 
     assert result.exit_code == 1
     assert "A source name is 1 to 60 letters" in result.output
+
+
+def test_add_ldap_takes_member_of_groups_and_list_shows_them(flask, add_source):
+    groups = [f"cn=Kursus,{ORG_BASE}", f"cn=Ledere,{ORG_BASE}"]
+
+    added = add_source("hq", "--member-of", groups[0], "--member-of", groups[1])
+    listed = flask("directory", "source", "list", "--json")
+    refused = add_source("hq2", "--member-of", "Kursus")
+
+    assert added.exit_code == 0, added.output
+    assert json.loads(listed.stdout)[0]["member_of"] == groups
+    assert refused.exit_code == 1
+    assert "The group 'Kursus' is not a DN" in refused.output

@@ -13,14 +13,19 @@ import ldap
 import ldap.dn
 import pytest
 from ldap.modlist import addModlist
+from sqlalchemy import select
 
 from portal.core.db import db
+from portal.directory.models import Person
+from sync.models import SyncSource
+from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, read_whole_attribute
 from sync.sources.ldap.groups import group_members
-from sync.sources.ldap.operations import add_ldap_source
+from sync.sources.ldap.operations import add_ldap_source, sync_source
 from tests.servers.samba_ad import ADMIN, ADMIN_PASSWORD, BASE, samba_ad_fixture  # noqa: F401
 
 MEMBERS = 1_600
+OTHERS = 3  # users in no group
 
 
 class ScriptedConnection:
@@ -71,20 +76,18 @@ def test_a_broken_range_sequence_fails_instead_of_returning_part(next_answer):
 
 @pytest.fixture(scope="session")
 def big_group(samba_ad):
-    """An OU with 1,600 users and one group holding them all."""
+    """An OU with 1,600 users in OU Medlemmer, one group holding them all, and OU Andre with
+    a few users who are in no group."""
     conn = samba_ad.admin()
     ou = ldap.dn.dn2str([[("ou", f"Kursa grupper {uuid.uuid4().hex[:8]}", 1)]]) + "," + BASE
-    conn.add_s(ou, [("objectClass", [b"organizationalUnit"])])
+    inside, outside = f"OU=Medlemmer,{ou}", f"OU=Andre på Ærø,{ou}"
+    for dn in (ou, inside, outside):
+        conn.add_s(dn, [("objectClass", [b"organizationalUnit"])])
     tag = uuid.uuid4().hex[:6]
-    members = [f"CN=m{tag}{n:04d},{ou}" for n in range(MEMBERS)]
+    members = [f"CN=m{tag}{n:04d},{inside}" for n in range(MEMBERS)]
+    others = [f"CN=x{tag}{n:04d},{outside}" for n in range(OTHERS)]
     # Sent all at once and collected after: no round trip per entry.
-    pending = [
-        conn.add_ext(
-            dn,
-            addModlist({"objectClass": [b"user"], "sAMAccountName": [dn[3:14].encode()]}),
-        )
-        for dn in members
-    ]
+    pending = [conn.add_ext(dn, addModlist(_user(dn[3:14]))) for dn in members + others]
     for msgid in pending:
         conn.result3(msgid)
     group = f"CN=Alle {tag} på Ærø,{ou}"
@@ -100,6 +103,15 @@ def big_group(samba_ad):
     )
     conn.unbind_s()
     return ou, group, members
+
+
+def _user(username: str) -> dict:
+    return {
+        "objectClass": [b"user"],
+        "sAMAccountName": [username.encode()],
+        "givenName": ["Søren".encode()],
+        "sn": ["Ærbø".encode()],
+    }
 
 
 class ADRangeLimit:
@@ -159,3 +171,52 @@ def test_group_members_of_a_stored_ad_source(app, customer, samba_ad, big_group)
 
     assert len(found) == MEMBERS
     assert {dn.lower() for dn in found} == {dn.lower() for dn in members}
+
+
+# -- the "member of" restriction of a source, through the sync ----------------------------------
+
+
+@pytest.fixture
+def ad_range_limit(monkeypatch):
+    """Every group read of the sync goes through ADRangeLimit; what it asked is kept."""
+    requested: list[str] = []
+
+    def ranged(conn, dn, attribute, **options):
+        limited = ADRangeLimit(conn)
+        try:
+            return read_whole_attribute(limited, dn, attribute, **options)
+        finally:
+            requested.extend(limited.requested)
+
+    monkeypatch.setattr(groups, "read_whole_attribute", ranged)
+    return requested
+
+
+def test_a_source_restricted_to_a_1600_member_group_syncs_exactly_its_members(
+    app, customer, samba_ad, big_group, ad_range_limit
+):
+    ou, group, members = big_group
+    source = add_ldap_source(
+        customer,
+        f"ad-member-of-{uuid.uuid4().hex[:6]}",
+        profile="ad",
+        settings={
+            "uri": samba_ad.uri,
+            "bind_dn": ADMIN,
+            "user_bases": [ou],
+            "org_from": "ou",
+            "org_base": ou,
+            "member_of": [group.upper()],  # compared in normal form, not as spelled
+        },
+        password=ADMIN_PASSWORD,
+        actor="test",
+    )
+    db.session.commit()
+
+    run = sync_source(db.session.get(SyncSource, source.id), actor="test", full=True)
+
+    assert run.status == "applied", run.error
+    assert ad_range_limit == ["member;range=0-1499", "member;range=1500-*"]
+    assert run.counts["persons"]["created"] == MEMBERS
+    synced = {p.username for p in db.session.scalars(select(Person))}
+    assert synced == {dn[3:14] for dn in members}

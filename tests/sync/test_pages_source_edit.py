@@ -310,3 +310,31 @@ def test_edit_and_delete_are_404_outside_the_customers_it_admins(make_source, lo
         hr.post(f"/sync/sources/{source.id}/delete", data={"csrf_token": token}).status_code == 404
     )
     assert db.session.get(SyncSource, source.id) is not None
+
+
+def test_member_of_groups_are_one_a_line_and_shown_again(make_source, it_admin):
+    source = make_source()
+    groups = f"cn=Kursus,ou=Grupper,{ORG_BASE}\r\n\r\n cn=Ledere,ou=Grupper,{ORG_BASE}\r\n"
+
+    response = edit(it_admin, source, member_of=groups)
+
+    assert response.status_code == 302, text_of(response)
+    db.session.expire_all()
+    assert db.session.get(SyncSource, source.id).settings["member_of"] == [
+        f"cn=Kursus,ou=Grupper,{ORG_BASE}",
+        f"cn=Ledere,ou=Grupper,{ORG_BASE}",
+    ]
+    shown = form_of(text_of(it_admin.get(f"/sync/sources/{source.id}/edit")))["member_of"]
+    assert shown.splitlines() == [
+        f"cn=Kursus,ou=Grupper,{ORG_BASE}",
+        f"cn=Ledere,ou=Grupper,{ORG_BASE}",
+    ]
+
+
+def test_a_group_that_is_not_a_dn_is_named_under_the_groups(make_source, it_admin):
+    source = make_source()
+
+    response = edit(it_admin, source, member_of="Kursusdeltagere")
+
+    assert response.status_code == 200
+    assert "The group &#39;Kursusdeltagere&#39; is not a DN" in text_of(response)

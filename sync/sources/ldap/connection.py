@@ -21,6 +21,10 @@ class DirectoryError(Exception):
     """The directory could not be read completely; the message is for the IT admin."""
 
 
+class MissingEntry(DirectoryError):
+    """The base DN (or the entry) asked for does not exist, or the bind account cannot see it."""
+
+
 def connect(settings: dict, password: str):
     """A bound connection, or DirectoryError."""
     uri = settings["uri"]
@@ -228,7 +232,8 @@ def translate(
             f"({detail}). Check the address, the port, the firewall and that the server runs."
         )
     elif isinstance(exc, ldap.TIMEOUT):
-        text = f"The directory server at {uri} did not answer within {seconds} seconds."
+        unit = "second" if seconds == 1 else "seconds"
+        text = f"The directory server at {uri} did not answer within {seconds} {unit}."
     elif isinstance(exc, ldap.NO_SUCH_OBJECT):
         text = (
             f"The base DN {base!r} does not exist on the directory server at {uri} (or the "
@@ -259,4 +264,5 @@ def translate(
         text = "The user filter is not a valid LDAP filter."
     else:
         text = f"The directory server at {uri} answered with an error: {detail}."
-    return DirectoryError(text + " Nothing was changed.")
+    kind = MissingEntry if isinstance(exc, ldap.NO_SUCH_OBJECT) else DirectoryError
+    return kind(text + " Nothing was changed.")

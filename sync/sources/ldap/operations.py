@@ -168,7 +168,7 @@ def check_settings(profile: str, settings: dict) -> None:
     if unknown:
         raise SettingError(sorted(unknown)[0], f"Unknown LDAP setting {sorted(unknown)[0]!r}.")
     merged = profiles.effective(profile, settings)
-    for check in (_check_connection, _check_numbers, _check_bases, _check_filters):
+    for check in (_check_connection, _check_numbers, _check_bases, _check_groups, _check_filters):
         check(merged)
     _check_attributes(profile, settings.get("attributes", {}))
 
@@ -236,6 +236,17 @@ def _check_bases(s: dict) -> None:
         )
 
 
+def _check_groups(s: dict) -> None:
+    groups = s["member_of"]
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise SettingError("member_of", "The groups are a list of group DNs.")
+    for group in groups:
+        if not ldap.dn.is_dn(group) or "=" not in group:
+            raise SettingError(
+                "member_of", f"The group {group!r} is not a DN (e.g. cn=kursa,ou=groups,dc=x)."
+            )
+
+
 def _check_filters(s: dict) -> None:
     for key in ("user_filter", "inactive_filter"):
         value = s.get(key) or ""
@@ -301,6 +312,7 @@ def describe(source: SyncSource) -> dict:
         "org_from": settings["org_from"],
         "org_base": settings["org_base"] or None,
         "inactive_filter": settings.get("inactive_filter") or None,
+        "member_of": settings["member_of"],
         "schedule": source.schedule,
         "delta_schedule": source.delta_schedule,
         "enabled": source.is_enabled,

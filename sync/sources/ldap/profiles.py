@@ -62,6 +62,8 @@ COMMON = {
     "starttls": False,
     "verify_certificates": True,
     "attributes": {},
+    # Group DNs: only their (direct) members are read as persons; empty: no restriction.
+    "member_of": [],
 }
 SETTING_KEYS = set(COMMON) | {"user_filter", "ou_filter", "inactive_filter"}
 

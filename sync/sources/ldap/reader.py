@@ -21,6 +21,7 @@ import ldap.filter
 
 from sync.gcpause import gc_paused
 from sync.records import Issue, PersonRecord, SourceData, UnitRecord
+from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
 
 logger = logging.getLogger(__name__)
@@ -298,8 +299,12 @@ class _Reader:
         search_filter = self._changed_since(self.settings["user_filter"])
         persons: list[PersonRecord] = []
         seen: set[str] = set()
+        members = groups.member_keys(self.conn, self.settings)  # None: no group restriction
         for base in self.settings["user_bases"]:
-            self._add_persons(self._search(base, search_filter, wanted), persons, seen, inactive)
+            entries = self._search(base, search_filter, wanted)
+            if members is not None:  # full and incremental runs alike: members only
+                entries = groups.members_only(entries, members)
+            self._add_persons(entries, persons, seen, inactive)
         outside = sum(1 for p in persons if not p.unit_ref)
         if outside and self.settings["org_from"] == "ou":
             self.issues.append(
