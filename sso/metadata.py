@@ -46,12 +46,16 @@ class Refreshed:
 
 
 def init_app(app: Flask) -> None:
-    """Register the refresh as an interval job; sync's scheduler runs what is registered."""
+    """Register the refresh as an interval job; sync's scheduler runs what is registered.
+
+    It also runs when the scheduler starts, or a scheduler restarted more often than the
+    interval would never refresh."""
     hours = app.config["KURSA"]["sso"]["metadata_refresh_hours"]
     if hours <= 0:
         raise config.ConfigError("sso.metadata_refresh_hours must be positive")
     jobs = app.extensions.setdefault("kursa_interval_jobs", [])
-    jobs.append((JOB_ID, hours * 3600, refresh_all_and_commit))
+    # (id, seconds, work, instances, run_at_start), as sync.schedule.IntervalJob reads it
+    jobs.append((JOB_ID, hours * 3600, refresh_all_and_commit, 1, True))
 
 
 def refresh_all_and_commit() -> list[Refreshed]:

@@ -124,13 +124,16 @@ class IntervalJob:
     # How many may run at once: a long run asked for on a page must not hold up a connection
     # test queued behind it, so the queue gets all workers but one (kept for the schedules).
     instances: int = 1
+    # Also run once when the scheduler starts: a job of a long interval (hours) would
+    # otherwise never run under a scheduler restarted more often than that (daily deploys).
+    run_at_start: bool = False
 
 
 def interval_jobs() -> list[IntervalJob]:
     """The interval jobs the settings call for: the queue of runs the source pages asked for,
     the outbox sender when mail is configured, and what other packages registered as (id,
-    seconds, work) in app.extensions["kursa_interval_jobs"] (sso's metadata refresh), so sync
-    imports none of them."""
+    seconds, work[, instances, run_at_start]) in app.extensions["kursa_interval_jobs"] (sso's
+    metadata refresh), so sync imports none of them."""
     settings = current_app.config["KURSA"]
     every, workers = settings["schedule"]["poll_seconds"], settings["schedule"]["workers"]
     jobs = [IntervalJob(REQUESTS_JOB, every, process_queue, max(1, workers - 1))]
@@ -172,6 +175,7 @@ def add_interval_jobs(scheduler: BackgroundScheduler) -> list[str]:
     """Add the interval jobs to the scheduler's memory store; their ids."""
     jobs = interval_jobs()
     for job in jobs:
+        first = {"next_run_time": datetime.now(UTC)} if job.run_at_start else {}
         scheduler.add_job(
             _run_in_context,
             "interval",
@@ -181,6 +185,7 @@ def add_interval_jobs(scheduler: BackgroundScheduler) -> list[str]:
             args=[job.work],
             max_instances=job.instances,
             replace_existing=True,
+            **first,
         )
     return [job.id for job in jobs]
 

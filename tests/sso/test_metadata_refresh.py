@@ -2,9 +2,15 @@
 downtime, failures that keep the old metadata, signed metadata, the scheduler's job."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from saml2.metadata import entity_descriptor, sign_entity_descriptor
@@ -15,8 +21,10 @@ from sqlalchemy import select
 import config
 from app import create_app
 from portal.core.db import db
+from portal.directory.operations import create_customer
 from sso.metadata import JOB_ID
 from sso.models import IdentityProvider
+from sso.operations import add_saml_provider
 from tests.conftest import settings_for
 from tests.sso.conftest import PERSONS, UNITS, SamlIdp, post_acs, start_login
 
@@ -224,7 +232,7 @@ def test_the_scheduler_runs_the_refresh_every_configured_hours(
     from sync.schedule import interval_jobs
 
     job = next(job for job in interval_jobs() if job.id == JOB_ID)
-    assert job.seconds == 24 * 3600
+    assert job.seconds == 24 * 3600 and job.run_at_start
 
     served.body = next_idp.metadata
     job.work()
@@ -236,3 +244,68 @@ def test_the_scheduler_runs_the_refresh_every_configured_hours(
 def test_a_wrong_refresh_interval_fails_at_start():
     with pytest.raises(config.ConfigError, match="sso.metadata_refresh_hours must be positive"):
         create_app(settings_for("sqlite://", sso={"metadata_refresh_hours": 0}), environ={})
+
+
+def test_a_started_scheduler_process_refreshes_the_metadata(
+    engine_app, database_url, served, idp, next_idp, key_pairs, tmp_path
+):
+    """End to end: `flask scheduler run` as its own process (on each engine) takes the IdP's
+    new metadata without waiting a whole interval after its start: a scheduler restarted more
+    often than `metadata_refresh_hours` (a daily deploy) must still refresh."""
+    url = database_url(engine_app.config["KURSA_ENGINE"], "metadata_scheduler")
+    settings = settings_for(url, sso={"allow_private_addresses": True})
+    app = create_app(settings, environ={})
+    served.body = idp.metadata
+    with app.app_context():
+        customer = create_customer("acme", "Acme", actor="test")
+        add_saml_provider(
+            customer, "corp", idp.metadata, match="nameid", actor="test", metadata_url=served.url
+        )
+        db.session.commit()
+    served.body = next_idp.metadata  # the IdP rolled its key since the provider was added
+
+    key_file, cert_file = key_pairs["sp"]
+    env = {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "KURSA_DATABASE_URL": url,
+        "KURSA_WEB_SECRET_KEY": "test-secret-key",
+        "KURSA_SSO_ALLOW_PRIVATE_ADDRESSES": "true",
+        "KURSA_SSO_KEY_FILE": key_file,
+        "KURSA_SSO_CERT_FILE": cert_file,
+    }
+    env.pop("KURSA_CONFIG", None)
+    log = tmp_path / "scheduler.log"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("flask")), "scheduler", "run"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for_metadata(app, next_idp.metadata, timeout=20), log.read_text()
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert "scheduler stopped" in log.read_text()
+        with app.app_context():
+            provider = db.session.scalar(select(IdentityProvider))
+            assert provider.setting("metadata_refreshed_at")
+            assert provider.setting("metadata_error") == ""
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def wait_for_metadata(app, xml: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if db.session.scalar(select(IdentityProvider)).setting("metadata_xml") == xml:
+                return True
+        time.sleep(0.3)
+    return False
