@@ -1,0 +1,77 @@
+"""Faults an attack run found in LDAP sources, each held by the outcome it should have."""
+
+import ldap
+import pytest
+
+from sync.sources.ldap import reach
+from sync.sources.ldap.operations import SettingError, check_settings
+
+
+def settings(uri="ldap://127.0.0.1:389", **extra) -> dict:
+    return {
+        "uri": uri,
+        "bind_dn": "cn=kursa,dc=example,dc=test",
+        "user_bases": ["ou=people,dc=example,dc=test"],
+        "org_from": "ou",
+        "org_base": "ou=org,dc=example,dc=test",
+        **extra,
+    }
+
+
+def refusal(**extra) -> SettingError:
+    with pytest.raises(SettingError) as caught:
+        check_settings("openldap", settings(**extra))
+    return caught.value
+
+
+@pytest.fixture
+def allowed(app, monkeypatch):
+    def allow(*entries: str) -> None:
+        monkeypatch.setitem(app.config["KURSA"]["sync"], "allowed_ldap_hosts", list(entries))
+
+    return allow
+
+
+# -- F1: every URI libldap would try is checked ---------------------------------------------
+
+
+def test_libldap_reads_a_comma_as_a_second_uri():
+    conn = ldap.initialize("ldap://127.0.0.1:1,ldap://127.0.0.2:2")
+
+    assert conn.get_option(ldap.OPT_URI) == "ldap://127.0.0.1:1 ldap://127.0.0.2:2"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "ldap://127.0.0.1:389,ldap://127.0.0.2:1234",
+        "ldap://127.0.0.1:389, ldap://127.0.0.2:1234",
+        "ldap://127.0.0.1:389,,ldap://127.0.0.2",
+        "ldap://127.0.0.1:389\nldap://127.0.0.2",
+        "ldap://127.0.0.1:389,ldapi://%2Frun%2Fslapd%2Fldapi",
+        "ldap://127.0.0.1%00.evil.test",  # libldap unescapes %XX: the host would end at NUL
+        "ldap://127.0.0.2@127.0.0.1",  # urlsplit and libldap disagree on the host
+    ],
+)
+def test_a_uri_list_with_a_host_not_allowed_is_refused(allowed, uri):
+    allowed("127.0.0.1/32")
+
+    error = refusal(uri=uri)
+
+    assert error.field == "uri"
+    with pytest.raises(reach.ReachError):
+        reach.check_hosts(uri, resolve=True)  # also the check before every connection
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "ldap://127.0.0.1:389,ldap://127.0.0.1:1389",
+        "ldap://127.0.0.1:389 ldap://127.0.0.1:1389",
+        "ldaps://dc1.example.test,ldaps://dc2.example.test:636",
+    ],
+)
+def test_a_uri_list_of_allowed_hosts_passes(allowed, uri):
+    allowed("127.0.0.1/32", ".example.test")
+
+    check_settings("openldap", settings(uri=uri))
