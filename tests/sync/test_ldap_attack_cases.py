@@ -5,6 +5,9 @@ import pytest
 
 from sync.sources.ldap import reach
 from sync.sources.ldap.operations import SettingError, check_settings
+from tests.conftest import csrf_token
+
+CA_OUTSIDE = reach.CA_OUTSIDE
 
 
 def settings(uri="ldap://127.0.0.1:389", **extra) -> dict:
@@ -75,3 +78,37 @@ def test_a_uri_list_of_allowed_hosts_passes(allowed, uri):
     allowed("127.0.0.1/32", ".example.test")
 
     check_settings("openldap", settings(uri=uri))
+
+
+# -- F9: a CA file name no file can have gets the plain CA sentence --------------------------
+
+
+@pytest.mark.parametrize("name", ["x\x00y", "a" * 5000, "a/" * 3000 + "ca.pem"])
+def test_a_ca_file_name_no_file_can_have_is_refused_plainly(app, name):
+    error = refusal(ca_file=name)
+
+    assert (error.field, str(error)) == ("ca_file", CA_OUTSIDE)
+
+
+@pytest.mark.parametrize("name", ["x\x00y", "a" * 5000])
+def test_the_source_page_shows_the_ca_sentence_for_such_a_name(customer, admin_client, name):
+    url = f"/sync/sources/new?customer={customer.slug}"
+    form = {
+        "csrf_token": csrf_token(admin_client, url),
+        "name": "s1",
+        "profile": "openldap",
+        "mapping_profile": "openldap",
+        "uri": "ldap://127.0.0.1:1",
+        "bind_dn": "cn=x,dc=y",
+        "password": "pw",
+        "user_bases": "ou=a,dc=y",
+        "org_from": "ou",
+        "org_base": "ou=a,dc=y",
+        "ca_file": name,
+        "schedule": "0 2 * * *",
+    }
+
+    response = admin_client.post(url, data=form)
+
+    assert response.status_code == 200
+    assert "folder of CA certificates" in response.get_data(as_text=True)

@@ -53,10 +53,14 @@ def resolve_ca_file(name: str) -> str:
     A path outside the folder is refused with the same message whether it exists or not.
     """
     folder = ca_dir()
-    path = (folder / name).resolve()  # an absolute `name` replaces the folder
+    try:
+        path = (folder / name).resolve()  # an absolute `name` replaces the folder
+        is_file = folder in path.parents and path.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long: no file is named so
+        raise ReachError("ca_file", CA_OUTSIDE) from None
     if folder not in path.parents:
         raise ReachError("ca_file", CA_OUTSIDE)
-    if not path.is_file():
+    if not is_file:
         raise ReachError("ca_file", f"There is no CA file {path.name!r} in the CA folder.")
     return str(path)
 
