@@ -3,9 +3,11 @@
 import ldap
 import pytest
 
-from sync.sources.ldap import reach
+import config
+from app import create_app
+from sync.sources.ldap import profiles, reach
 from sync.sources.ldap.operations import SettingError, check_settings
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, settings_for
 
 CA_OUTSIDE = reach.CA_OUTSIDE
 
@@ -112,3 +114,66 @@ def test_the_source_page_shows_the_ca_sentence_for_such_a_name(customer, admin_c
 
     assert response.status_code == 200
     assert "folder of CA certificates" in response.get_data(as_text=True)
+
+
+# -- F10: the values of a declared source have the right types, checked at start -------------
+
+
+def declared(**changes) -> dict:
+    table = {"customer": "acme", "profile": "openldap", "password_env": "PW", **settings()}
+    return {"hq": {**table, **changes}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"uri": 5}, "ldap_sources.hq.uri must be text, not 5"),
+        ({"attributes": "mail"}, "ldap_sources.hq.attributes must be a table of attribute names"),
+        ({"attributes": {"email": 5}}, "ldap_sources.hq.attributes must be a table of attribute"),
+        ({"user_bases": "ou=a,dc=y"}, "ldap_sources.hq.user_bases must be a list of texts"),
+        ({"user_bases": ["ou=a,dc=y", 3]}, "ldap_sources.hq.user_bases must be a list of texts"),
+        ({"verify_certificates": 0}, "ldap_sources.hq.verify_certificates must be true or false"),
+        ({"starttls": "yes"}, "ldap_sources.hq.starttls must be true or false"),
+        ({"page_size": 2.5}, "ldap_sources.hq.page_size must be a whole number, not 2.5"),
+        ({"timeout": "60"}, "ldap_sources.hq.timeout must be a number"),
+    ],
+)
+def test_a_declared_value_of_the_wrong_type_fails_at_start(change, message):
+    with pytest.raises(config.ConfigError, match=message):
+        config.load_config(environ={}, overrides={"ldap_sources": declared(**change)})
+
+
+def test_the_portal_does_not_start_with_such_a_value():
+    wrong = settings_for("sqlite://", ldap_sources=declared(verify_certificates=0))
+
+    with pytest.raises(config.ConfigError, match="verify_certificates must be true or false"):
+        create_app(wrong, environ={})
+
+
+def test_declared_values_of_the_right_types_load():
+    right = declared(page_size=200, timeout=2.5, verify_certificates=False, attributes={})
+
+    loaded = config.load_config(environ={}, overrides={"ldap_sources": right})
+
+    assert loaded["ldap_sources"]["hq"]["page_size"] == 200
+
+
+def test_every_ldap_setting_has_a_type():
+    assert set(config.LDAP_SETTING_TYPES) == config.LDAP_SETTING_KEYS == profiles.SETTING_KEYS
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"uri": 5}, "uri"),
+        ({"attributes": "mail"}, "attributes"),
+        ({"user_bases": "ou=a,dc=y"}, "user_bases"),
+        ({"verify_certificates": 0}, "verify_certificates"),
+        ({"page_size": 2.5}, "page_size"),
+    ],
+)
+def test_check_settings_refuses_a_value_of_the_wrong_type(app, change, field):
+    error = refusal(**change)
+
+    assert error.field == field
+    assert str(error).startswith(f"The setting {field} must be ")

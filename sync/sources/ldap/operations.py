@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ldap.dn
 from sqlalchemy import delete, func, select
 
-from config import cron_is_valid
+from config import cron_is_valid, ldap_setting_type_error
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
@@ -167,6 +167,10 @@ def check_settings(profile: str, settings: dict) -> None:
     unknown = set(settings) - profiles.SETTING_KEYS
     if unknown:
         raise SettingError(sorted(unknown)[0], f"Unknown LDAP setting {sorted(unknown)[0]!r}.")
+    for key, value in settings.items():
+        wanted = ldap_setting_type_error(key, value)
+        if wanted:
+            raise SettingError(key, f"The setting {key} must be {wanted}, not {value!r:.80}.")
     merged = profiles.effective(profile, settings)
     for check in (_check_connection, _check_numbers, _check_bases, _check_filters):
         check(merged)
