@@ -279,6 +279,8 @@ def _validate_schedule(settings: dict) -> None:
     cron = settings["drop"]["schedule"]
     if not cron_is_valid(cron):
         raise ConfigError(f"drop.schedule {cron!r} is not a cron expression such as '0 2 * * *'")
+    if not cron_ever_fires(cron):
+        raise ConfigError(f"drop.schedule {cron!r} never runs (no date such as 31 February)")
 
 
 def _validate_base_url(url: str) -> None:
@@ -322,3 +324,10 @@ def cron_is_valid(cron: str) -> bool:
     from sync.cron import is_valid
 
     return is_valid(cron)
+
+
+def cron_ever_fires(cron: str) -> bool:
+    """Whether a valid cron expression ever fires ("0 2 31 2 *" does not)."""
+    from sync.cron import ever_fires
+
+    return ever_fires(cron)

@@ -6,7 +6,7 @@ import pytest
 import config
 from app import create_app
 from sync.sources.ldap import profiles, reach
-from sync.sources.ldap.operations import SettingError, check_settings
+from sync.sources.ldap.operations import SettingError, check_schedule, check_settings
 from tests.conftest import csrf_token, settings_for
 
 CA_OUTSIDE = reach.CA_OUTSIDE
@@ -177,3 +177,25 @@ def test_check_settings_refuses_a_value_of_the_wrong_type(app, change, field):
 
     assert error.field == field
     assert str(error).startswith(f"The setting {field} must be ")
+
+
+# -- F13b: a schedule that can never fire is refused --------------------------------------
+
+
+@pytest.mark.parametrize("cron", ["0 2 31 2 *", "0 2 30 2 *", "0 2 31 4,6,9,11 *"])
+def test_a_schedule_no_date_matches_is_refused(cron):
+    for field in ("schedule", "delta_schedule"):
+        with pytest.raises(SettingError, match="never runs") as caught:
+            check_schedule(field, cron)
+
+        assert caught.value.field == field
+
+
+@pytest.mark.parametrize("cron", ["0 2 29 2 *", "0 2 30 2 1", "0 2 31 * *", "*/15 * * * *"])
+def test_a_schedule_that_comes_round_is_taken(cron):
+    check_schedule("schedule", cron)
+
+
+def test_a_drop_schedule_that_never_runs_fails_at_start():
+    with pytest.raises(config.ConfigError, match="drop.schedule '0 2 31 2 \\*' never runs"):
+        config.load_config(environ={}, overrides={"drop": {"schedule": "0 2 31 2 *"}})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ldap.dn
 from sqlalchemy import delete, func, select
 
-from config import cron_is_valid, ldap_setting_type_error
+from config import cron_ever_fires, cron_is_valid, ldap_setting_type_error
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
@@ -276,6 +276,12 @@ def check_schedule(field: str, schedule: str) -> None:
     if not cron_is_valid(schedule):
         raise SettingError(
             field, "The schedule is a cron expression of five fields, e.g. '0 2 * * *'."
+        )
+    if not cron_ever_fires(schedule):
+        raise SettingError(
+            field,
+            f"The schedule {schedule!r} never runs: no date has that day in that month "
+            "(such as 31 February). Check the day and month fields.",
         )
 
 
