@@ -2,12 +2,31 @@
 
 import ldap
 import pytest
+from sqlalchemy import select
 
 import config
 from app import create_app
+from portal.core.db import db
+from portal.directory.models import Person
+from sync.models import RunStatus, SyncSource
 from sync.sources.ldap import profiles, reach
-from sync.sources.ldap.operations import SettingError, check_schedule, check_settings
+from sync.sources.ldap.operations import (
+    SettingError,
+    add_ldap_source,
+    check_schedule,
+    check_settings,
+    sync_source,
+)
+from sync.sources.ldap.reader import read_directory
 from tests.conftest import csrf_token, settings_for
+from tests.servers.slapd import (  # noqa: F401 - fixtures
+    ORG_BASE,
+    SAMPLE_USERS,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    sample_ldif_fixture,
+    shared_slapd_fixture,
+)
 
 CA_OUTSIDE = reach.CA_OUTSIDE
 
@@ -199,3 +218,50 @@ def test_a_schedule_that_comes_round_is_taken(cron):
 def test_a_drop_schedule_that_never_runs_fails_at_start():
     with pytest.raises(config.ConfigError, match="drop.schedule '0 2 31 2 \\*' never runs"):
         config.load_config(environ={}, overrides={"drop": {"schedule": "0 2 31 2 *"}})
+
+
+# -- F11: mapped attribute names are case-insensitive; one that never comes back is named ------
+
+
+def read_sample(server, **attributes):
+    values = {"uri": server.uri, "bind_dn": SERVICE_DN, "user_bases": [ORG_BASE]}
+    values |= {"org_from": "ou", "org_base": ORG_BASE, "attributes": attributes}
+    settings = profiles.effective("openldap", values)
+    return read_directory(settings, SERVICE_PASSWORD, source_name="case").data
+
+
+def test_mapped_names_are_read_whatever_their_case(shared_slapd):
+    data = read_sample(shared_slapd, username="UID", email="MAIL", first_name="GIVENNAME")
+
+    assert len(data.persons) == SAMPLE_USERS
+    assert all(p.username and p.email and p.first_name for p in data.persons)
+    assert not [i for i in data.issues if i.severity == "error"]
+
+
+def test_a_mapped_alias_is_read_as_its_attribute(shared_slapd):
+    data = read_sample(shared_slapd, username="userid", email="0.9.2342.19200300.100.1.3")
+
+    assert all(p.username and p.email for p in data.persons)
+
+
+def test_a_mapped_attribute_no_entry_has_is_named_once(shared_slapd):
+    data = read_sample(shared_slapd, employee_number="roomNumber")
+
+    named = [i for i in data.issues if "'roomNumber'" in i.message]
+    assert len(named) == 1
+    assert named[0].column == "employee_number" and named[0].severity == "notice"
+
+
+def test_a_run_with_an_upper_case_username_attribute_keeps_everyone(app, customer, shared_slapd):
+    values = {"uri": shared_slapd.uri, "bind_dn": SERVICE_DN, "user_bases": [ORG_BASE]}
+    values |= {"org_from": "ou", "org_base": ORG_BASE, "attributes": {"username": "UID"}}
+    source = add_ldap_source(
+        customer, "case", profile="openldap", settings=values, password=SERVICE_PASSWORD, actor="t"
+    )
+    db.session.commit()
+
+    run = sync_source(db.session.get(SyncSource, source.id), actor="test", full=True)
+
+    assert run.status == RunStatus.APPLIED
+    named = db.session.scalars(select(Person.username).where(Person.username.like("e0%")))
+    assert len(list(named)) == SAMPLE_USERS

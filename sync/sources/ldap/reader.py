@@ -22,6 +22,7 @@ import ldap.filter
 from sync.gcpause import gc_paused
 from sync.records import Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
+from sync.sources.ldap.spelling import as_server_spells, never_returned
 
 logger = logging.getLogger(__name__)
 UAC_DISABLED = 0x2
@@ -59,6 +60,7 @@ def read_directory(
     except DirectoryError as exc:
         return Reading(_fatal(source_name, str(exc)), dict(state or {}))
     try:
+        settings = as_server_spells(conn, settings)  # "UID" is read as the server's "uid"
         with gc_paused():
             return _Reader(conn, settings, source_name, state or {}, full, on_page).read()
     except DirectoryError as exc:
@@ -300,6 +302,8 @@ class _Reader:
         seen: set[str] = set()
         for base in self.settings["user_bases"]:
             self._add_persons(self._search(base, search_filter, wanted), persons, seen, inactive)
+        if not self.incremental:
+            self.issues += never_returned(persons, self.attrs)
         outside = sum(1 for p in persons if not p.unit_ref)
         if outside and self.settings["org_from"] == "ou":
             self.issues.append(
