@@ -24,8 +24,12 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     SAMPLE_USERS,
     SERVICE_DN,
     SERVICE_PASSWORD,
+    SUFFIX,
+    SlapdServer,
+    sample_entries,
     sample_ldif_fixture,
     shared_slapd_fixture,
+    to_ldif,
 )
 
 CA_OUTSIDE = reach.CA_OUTSIDE
@@ -265,3 +269,40 @@ def test_a_run_with_an_upper_case_username_attribute_keeps_everyone(app, custome
     assert run.status == RunStatus.APPLIED
     named = db.session.scalars(select(Person.username).where(Person.username.like("e0%")))
     assert len(list(named)) == SAMPLE_USERS
+
+
+# -- F13a: two entries with one entryUUID are named, not dropped silently --------------------
+
+TWICE = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.fixture(scope="module")
+def twin_slapd():
+    entries = sample_entries()
+    persons = [values for dn, values in entries if b"inetOrgPerson" in values["objectClass"]]
+    for values in persons[:2]:
+        values["entryUUID"] = [TWICE.encode()]
+    server = SlapdServer(to_ldif(entries)).start()
+    yield server
+    server.stop()
+
+
+def test_an_anchor_used_twice_names_both_entries(twin_slapd):
+    data = read_sample(twin_slapd)
+
+    twice = [i for i in data.issues if i.value == TWICE]
+    assert len(twice) == 1 and twice[0].severity == "error"
+    assert "e00001" in twice[0].message and "e00002" in twice[0].message
+    assert "the later one was skipped" in twice[0].message
+    assert len(data.persons) == SAMPLE_USERS - 1
+
+
+def test_overlapping_user_bases_are_no_repeated_anchor(shared_slapd):
+    values = {"uri": shared_slapd.uri, "bind_dn": SERVICE_DN, "user_bases": [ORG_BASE, SUFFIX]}
+    values |= {"org_from": "ou", "org_base": ORG_BASE}
+    settings = profiles.effective("openldap", values)
+
+    data = read_directory(settings, SERVICE_PASSWORD, source_name="overlap").data
+
+    assert len(data.persons) == SAMPLE_USERS
+    assert not [i for i in data.issues if i.column == "anchor"]

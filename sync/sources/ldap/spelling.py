@@ -1,4 +1,4 @@
-"""Mapped attribute names as the directory spells them, and mapped attributes that never came.
+"""Mapped attribute names as the directory spells them; what the read says once about them.
 
 LDAP attribute names are case-insensitive and may have aliases (userid for uid), but
 python-ldap hands back each entry's attributes under the name the server sends, which is the
@@ -110,3 +110,24 @@ def never_returned(persons: list[PersonRecord], attributes: dict) -> list[Issue]
                 )
             )
     return issues
+
+
+def repeated_anchors(persons: list[PersonRecord], repeated: list, attribute: str) -> list[Issue]:
+    """One error per entry skipped because an earlier entry had its anchor.
+
+    The same DN again (user bases that overlap) is no error. Runs only when an anchor came
+    twice, so the reading loop pays nothing for it otherwise.
+    """
+    first = {p.anchor: p.file for p in persons}
+    return [
+        Issue(
+            f"The entries {first[anchor]!r} and {dn!r} have the same {attribute} {anchor!r}, "
+            "which Kursa keys persons on; the later one was skipped. Give each entry its "
+            "own value.",
+            file=dn[:300],
+            column="anchor",
+            value=anchor,
+        )
+        for anchor, dn in repeated
+        if first.get(anchor) != dn[:300]
+    ]
