@@ -36,6 +36,18 @@ LDAP_SETTING_KEYS = {
     "attributes", "user_filter", "ou_filter", "inactive_filter", "ca_pem",
     "member_of",
 }  # fmt: skip
+# What each of them holds, checked at start: a table is TOML the admin typed, and a wrong type
+# (uri = 5, verify_certificates = 0, user_bases = "ou=a,dc=x") would fail later or, worse,
+# be read as something else. Key -> what the value must be, in words for the message.
+TEXT, FLAG, WHOLE, NUMBER = "text", "true or false", "a whole number", "a number"
+TEXTS, NAMES = "a list of texts", 'a table of attribute names (field = "name")'
+LDAP_SETTING_TYPES = {
+    "uri": TEXT, "bind_dn": TEXT, "user_bases": TEXTS, "org_from": TEXT, "org_base": TEXT,
+    "unit_number_attribute": TEXT, "page_size": WHOLE, "network_timeout": NUMBER,
+    "timeout": NUMBER, "ca_file": TEXT, "starttls": FLAG, "verify_certificates": FLAG,
+    "attributes": NAMES, "user_filter": TEXT, "ou_filter": TEXT, "inactive_filter": TEXT,
+    "ca_pem": TEXT, "member_of": TEXTS,
+}  # fmt: skip
 # An address with one @ and no spaces or brackets; "Name <address>" around it is allowed.
 ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
 NAMED_ADDRESS = re.compile(r"[^<>@]*<([^<>]*)>")
@@ -156,8 +168,9 @@ def _merge_customers(target: dict, customers: dict, origin: str) -> None:
 
 
 def _merge_ldap_sources(target: dict, sources: dict, origin: str) -> None:
-    """Check the shape of each declared source; the sync checks the values when it applies
-    them (with the same rules as the page), naming ldap_sources.<name>.<key>."""
+    """Check the shape of each declared source and the type of each value; the sync checks
+    the values when it applies them (with the same rules as the page), naming
+    ldap_sources.<name>.<key>."""
     if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
         raise ConfigError(f"{origin}: [ldap_sources] must be a table of source names")
     for name, values in sources.items():
@@ -171,7 +184,27 @@ def _merge_ldap_sources(target: dict, sources: dict, origin: str) -> None:
                 raise ConfigError(f"{where}: {key} is required")
             if key in values and not isinstance(values[key], kind):
                 raise ConfigError(f"{where}.{key} must be {kind.__name__}, not {values[key]!r}")
+        for key, value in values.items():
+            wanted = ldap_setting_type_error(key, value)
+            if wanted:
+                raise ConfigError(f"{where}.{key} must be {wanted}, not {value!r:.80}")
         target[name] = values
+
+
+def ldap_setting_type_error(key: str, value) -> str:
+    """'' when `value` has the type LDAP setting `key` takes, else what it must be."""
+    wanted = LDAP_SETTING_TYPES.get(key)
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    fits = {
+        None: True,
+        TEXT: isinstance(value, str),
+        FLAG: isinstance(value, bool),
+        WHOLE: is_number and isinstance(value, int),
+        NUMBER: is_number,
+        TEXTS: isinstance(value, list) and all(isinstance(v, str) for v in value),
+        NAMES: isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
+    }[wanted]
+    return "" if fits else wanted
 
 
 def _validate(settings: dict) -> None:
@@ -247,6 +280,8 @@ def _validate_schedule(settings: dict) -> None:
     cron = settings["drop"]["schedule"]
     if not cron_is_valid(cron):
         raise ConfigError(f"drop.schedule {cron!r} is not a cron expression such as '0 2 * * *'")
+    if not cron_ever_fires(cron):
+        raise ConfigError(f"drop.schedule {cron!r} never runs (no date such as 31 February)")
 
 
 def _validate_base_url(url: str) -> None:
@@ -290,3 +325,10 @@ def cron_is_valid(cron: str) -> bool:
     from sync.cron import is_valid
 
     return is_valid(cron)
+
+
+def cron_ever_fires(cron: str) -> bool:
+    """Whether a valid cron expression ever fires ("0 2 31 2 *" does not)."""
+    from sync.cron import ever_fires
+
+    return ever_fires(cron)

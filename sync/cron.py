@@ -11,13 +11,16 @@ both. Such an expression becomes two triggers, one per day field, and fires at t
 their next times. As in cron, a field starting with "*" ("*/2" too) counts as unrestricted.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# A schedule that does not fire within this many years never will ("0 2 31 2 *"); 29 February
+# comes round within five.
+HORIZON_YEARS = 5
 
 
 class LocalCronTrigger(CronTrigger):
@@ -55,13 +58,24 @@ class EitherDayTrigger(BaseTrigger):
         return " or ".join(str(t) for t in self.triggers)
 
 
-def trigger(cron: str, zone: str) -> LocalCronTrigger | EitherDayTrigger:
-    """The trigger of a five-field cron expression in time zone `zone`; ValueError if bad."""
+def trigger(
+    cron: str, zone: str, *, year: str | None = None
+) -> LocalCronTrigger | EitherDayTrigger:
+    """The trigger of a five-field cron expression in time zone `zone`; ValueError if bad.
+
+    `year` (APScheduler's year field) limits the years it fires in; None: every year.
+    """
     fields = cron.split()
     if len(fields) != 5:
         raise ValueError("a cron expression has five fields")
     minute, hour, day, month, weekday = fields
-    common = {"minute": minute, "hour": hour, "month": month, "timezone": ZoneInfo(zone)}
+    common = {
+        "minute": minute,
+        "hour": hour,
+        "month": month,
+        "year": year,
+        "timezone": ZoneInfo(zone),
+    }
     weekdays = weekday_names(weekday)
     if day.startswith("*") or weekday.startswith("*"):
         return LocalCronTrigger(day=day, day_of_week=weekdays, **common)
@@ -77,6 +91,17 @@ def is_valid(cron: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def ever_fires(cron: str) -> bool:
+    """Whether a valid expression fires within HORIZON_YEARS ("0 2 31 2 *" never does).
+
+    The trigger is limited to those years, so an impossible date is found in a few steps
+    instead of APScheduler's search up to the year 9999.
+    """
+    now = datetime.now(UTC)
+    years = f"{now.year}-{now.year + HORIZON_YEARS}"
+    return trigger(cron, "UTC", year=years).get_next_fire_time(None, now) is not None
 
 
 def weekday_names(field: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ldap.dn
 from sqlalchemy import delete, func, select
 
-from config import cron_is_valid
+from config import cron_ever_fires, cron_is_valid, ldap_setting_type_error
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
@@ -167,6 +167,10 @@ def check_settings(profile: str, settings: dict) -> None:
     unknown = set(settings) - profiles.SETTING_KEYS
     if unknown:
         raise SettingError(sorted(unknown)[0], f"Unknown LDAP setting {sorted(unknown)[0]!r}.")
+    for key, value in settings.items():
+        wanted = ldap_setting_type_error(key, value)
+        if wanted:
+            raise SettingError(key, f"The setting {key} must be {wanted}, not {value!r:.80}.")
     merged = profiles.effective(profile, settings)
     for check in (_check_connection, _check_numbers, _check_bases, _check_groups, _check_filters):
         check(merged)
@@ -283,6 +287,12 @@ def check_schedule(field: str, schedule: str) -> None:
     if not cron_is_valid(schedule):
         raise SettingError(
             field, "The schedule is a cron expression of five fields, e.g. '0 2 * * *'."
+        )
+    if not cron_ever_fires(schedule):
+        raise SettingError(
+            field,
+            f"The schedule {schedule!r} never runs: no date has that day in that month "
+            "(such as 31 February). Check the day and month fields.",
         )
 
 

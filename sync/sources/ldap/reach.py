@@ -13,7 +13,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
 from flask import current_app
@@ -22,6 +22,11 @@ from portal.core.errors import UserError
 
 MAX_PEM_CHARS = 65536
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", re.IGNORECASE)
+# libldap takes a list of URIs separated by commas or spaces (ldap_url_parselist, ", "); tabs
+# and newlines are split on too, so no piece can hide a second URI.
+URI_SEPARATORS = re.compile(r"[\s,]+")
+# What a host may hold once unescaped (libldap unescapes %XX): a name, IPv4 or IPv6.
+HOST_CHARS = re.compile(r"^[a-z0-9.:-]+$")
 CA_OUTSIDE = (
     "The CA file must be a file in this Kursa's folder of CA certificates, given by its name "
     "there (the platform operator puts files into it). Or paste the CA certificate instead."
@@ -48,10 +53,14 @@ def resolve_ca_file(name: str) -> str:
     A path outside the folder is refused with the same message whether it exists or not.
     """
     folder = ca_dir()
-    path = (folder / name).resolve()  # an absolute `name` replaces the folder
+    try:
+        path = (folder / name).resolve()  # an absolute `name` replaces the folder
+        is_file = folder in path.parents and path.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long: no file is named so
+        raise ReachError("ca_file", CA_OUTSIDE) from None
     if folder not in path.parents:
         raise ReachError("ca_file", CA_OUTSIDE)
-    if not path.is_file():
+    if not is_file:
         raise ReachError("ca_file", f"There is no CA file {path.name!r} in the CA folder.")
     return str(path)
 
@@ -83,27 +92,35 @@ def ca_pem_file(pem: str) -> str:
 
 
 def check_hosts(uri: str, *, resolve: bool) -> None:
-    """Every host of `uri` (python-ldap takes several, space-separated) must be allowed.
+    """Every host libldap would try for `uri` must be allowed.
 
-    Names match an entry exactly or by a suffix entry (".example.test"); addresses, and
-    names resolved when `resolve` is true, must lie in a CIDR entry. Empty list: any host.
+    libldap reads `uri` as a list separated by commas or spaces and connects to each in turn,
+    unescaping %XX in the host; each piece is checked as libldap will see it. Names match an
+    entry exactly or by a suffix entry (".example.test"); addresses, and names resolved when
+    `resolve` is true, must lie in a CIDR entry. Empty list: any host.
     """
     allowed = current_app.config["KURSA"]["sync"]["allowed_ldap_hosts"]
     if not allowed:
         return
-    for one in uri.split():
-        parts = urlsplit(one)
-        if parts.scheme == "ldapi":
-            raise ReachError(
-                "uri", "ldapi:// reaches a socket on the Kursa server; use ldap:// or ldaps://."
-            )
-        host = (parts.hostname or "").lower()
-        if not host or not _allowed(host, allowed, resolve):
-            raise ReachError(
-                "uri",
-                f"The server {host or one!r} is not among the directory servers this Kursa "
-                "may reach ([sync] allowed_ldap_hosts); ask the platform operator.",
-            )
+    for one in URI_SEPARATORS.split(uri):
+        if one:
+            _check_one_host(one, allowed, resolve)
+
+
+def _check_one_host(one: str, allowed: list[str], resolve: bool) -> None:
+    parts = urlsplit(one)
+    if parts.scheme == "ldapi":
+        raise ReachError(
+            "uri", "ldapi:// reaches a socket on the Kursa server; use ldap:// or ldaps://."
+        )
+    # urlsplit drops user@ where libldap keeps it in the host: refuse it rather than guess.
+    host = "" if "@" in parts.netloc else unquote(parts.hostname or "").lower()
+    if not HOST_CHARS.match(host) or not _allowed(host, allowed, resolve):
+        raise ReachError(
+            "uri",
+            f"The server {host or one!r} is not among the directory servers this Kursa "
+            "may reach ([sync] allowed_ldap_hosts); ask the platform operator.",
+        )
 
 
 def _allowed(host: str, allowed: list[str], resolve: bool) -> bool:

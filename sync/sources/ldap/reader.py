@@ -23,6 +23,7 @@ from sync.gcpause import gc_paused
 from sync.records import Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
+from sync.sources.ldap.spelling import as_server_spells, never_returned, repeated_anchors
 
 logger = logging.getLogger(__name__)
 UAC_DISABLED = 0x2
@@ -60,6 +61,7 @@ def read_directory(
     except DirectoryError as exc:
         return Reading(_fatal(source_name, str(exc)), dict(state or {}))
     try:
+        settings = as_server_spells(conn, settings)  # "UID" is read as the server's "uid"
         with gc_paused():
             return _Reader(conn, settings, source_name, state or {}, full, on_page).read()
     except DirectoryError as exc:
@@ -116,6 +118,7 @@ class _Reader:
         self.last_change_fixed = False  # AD: the state is highestCommittedUSN, not the max seen
         self.incremental = not full and self._can_resume()
         self.issues: list[Issue] = []
+        self.repeated: list[tuple[str, str]] = []  # (anchor, DN) of entries whose anchor was seen
         self.unit_names: dict[str, str] = {}  # attribute mode: person anchor -> unit name
         self.unit_of_parent: dict[str, str] = {}  # parent DN as spelled -> enclosing unit key
         self.ou_of_dn: dict[tuple, str] = {}  # OU mode: an OU's dn_key -> its unit key
@@ -305,6 +308,10 @@ class _Reader:
             if members is not None:  # full and incremental runs alike: members only
                 entries = groups.members_only(entries, members)
             self._add_persons(entries, persons, seen, inactive)
+        if not self.incremental:
+            self.issues += never_returned(persons, self.attrs)
+        if self.repeated:
+            self.issues += repeated_anchors(persons, self.repeated, self.attrs["anchor"])
         outside = sum(1 for p in persons if not p.unit_ref)
         if outside and self.settings["org_from"] == "ou":
             self.issues.append(
@@ -342,7 +349,9 @@ class _Reader:
         if self.is_ad or not self.org_from_ou or self.anchor_is_guid:
             for dn, values in entries:
                 anchor = self._anchor(values)
-                if anchor not in seen:  # else: overlapping user bases
+                if anchor in seen:  # overlapping user bases, or an anchor used twice
+                    self.repeated.append((anchor, dn))
+                else:
                     seen.add(anchor)
                     self._track(values)
                     persons.append(self._person(dn, anchor, values, inactive))
@@ -362,8 +371,9 @@ class _Reader:
             if not raw:
                 self._anchor(values)  # raises the error that names the attribute
             anchor = raw[0].decode()
-            if anchor in seen:
-                continue  # overlapping user bases
+            if anchor in seen:  # overlapping user bases, or an anchor used twice
+                self.repeated.append((anchor, dn))
+                continue
             add_seen(anchor)
             csn = values.get(CSN, _ABSENT)[0]
             if csn > top_csn:
