@@ -284,6 +284,8 @@ def take_state(customer: Customer, state: str) -> OidcRequest:
     if found is None:
         raise OidcRefused("unknown_state")
     stored, provider = found
+    if not provider.is_enabled:  # disabled while the login was at the provider
+        raise OidcRefused("provider_disabled", provider)
     if stored.is_used:
         raise OidcRefused("state_used", provider, stored.next_url)
     if stored.expires_at <= utcnow():
