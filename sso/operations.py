@@ -15,8 +15,8 @@ from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, UserError
 from portal.directory.models import Customer
-from sso import oidc, queries, vault
-from sso.fetch import check_address, fetch, size_text
+from sso import discovery, queries, vault
+from sso.fetch import fetch, size_text
 from sso.models import (
     DEFAULT_SETTINGS,
     EmailDomain,
@@ -36,7 +36,6 @@ REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 MAX_LABEL = 80
 MAX_METADATA_BYTES = 2 * 1024 * 1024
-MAX_DISCOVERY_BYTES = 256 * 1024
 # The encoding an XML declaration names (read from bytes; only ASCII can come before it).
 XML_ENCODING_RE = re.compile(rb"""^<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][\w.-]*)["']""")
 DECLARED_ENCODING_RE = re.compile(r"""^(<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
@@ -302,26 +301,12 @@ def _check_name(customer: Customer, name: str) -> None:
 
 
 def _discovery(url: str) -> dict:
-    body = fetch(url, what="The discovery document", max_bytes=MAX_DISCOVERY_BYTES)
+    body = fetch(url, what="The discovery document", max_bytes=discovery.MAX_BYTES)
     try:
         document = json.loads(body)
     except ValueError:
         raise UserError(f"The discovery document at {url} is not JSON.") from None
-    if not isinstance(document, dict):
-        raise UserError(f"The discovery document at {url} is not a JSON object.")
-    missing = [key for key in oidc.REQUIRED_ENDPOINTS if not document.get(key)]
-    if missing:
-        raise UserError(f"The discovery document at {url} lacks {', '.join(missing)}.")
-    # The server fetches these at each login: they get the same rules as the document.
-    for key in ("token_endpoint", "jwks_uri", "userinfo_endpoint"):
-        if document.get(key):
-            check_address(str(document[key]), what=f"The provider's {key}")
-    methods = document.get("code_challenge_methods_supported")
-    if methods is not None and "S256" not in methods:
-        raise UserError("The provider does not support PKCE with S256.")
-    if "code" not in document.get("response_types_supported", ["code"]):
-        raise UserError("The provider does not support the authorization code flow.")
-    return document
+    return discovery.check_document(document, url)
 
 
 def parse_domains(text: str) -> list[str]:

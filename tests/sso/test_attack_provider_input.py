@@ -3,12 +3,18 @@ a provider disabled during a login, metadata files in other encodings, without a
 or too large, loose OIDC discovery documents, and internationalised email domains."""
 
 import io
+import json
+import re
+import threading
 
 import pytest
 from sqlalchemy import select
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from portal.core.audit import AuditEntry
 from portal.core.db import db
+from sso import oidc
 from sso.models import IdentityProvider, OidcRequest
 from sso.operations import set_provider_enabled
 from tests.courses import helpers
@@ -140,3 +146,153 @@ def test_the_pages_refuse_a_latin1_upload_and_oversized_metadata(it_admin, acme,
         assert answer.status_code == 400, field
         assert any(message in error for error in errors_under(answer.get_data(True), field))
     assert db.session.scalar(select(IdentityProvider)) is None
+
+
+class DiscoveryServer:
+    """A provider's discovery document on loopback; `document` is served as JSON (or bytes)."""
+
+    def __init__(self):
+        self.document: dict | list | bytes = {}
+        self._server = make_server("127.0.0.1", 0, self._answer, threaded=True)
+        self.issuer = f"http://127.0.0.1:{self._server.server_port}"
+        self.url = f"{self.issuer}/.well-known/openid-configuration"
+        self.sound = {
+            "issuer": self.issuer,
+            "authorization_endpoint": f"{self.issuer}/authorize",
+            "token_endpoint": f"{self.issuer}/token",
+            "jwks_uri": f"{self.issuer}/jwks",
+            "userinfo_endpoint": f"{self.issuer}/userinfo",
+            "end_session_endpoint": f"{self.issuer}/logout",
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+
+    @Request.application
+    def _answer(self, request):
+        body = self.document
+        body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return Response(body, mimetype="application/json")
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def discovery_server():
+    with DiscoveryServer() as server:
+        yield server
+
+
+@pytest.fixture
+def add_oidc(app, make_customer, flask, discovery_server):
+    make_customer("acme", "Acme")
+
+    def add(name: str = "corp"):
+        return flask(
+            "sso", "add-oidc", name, "--customer", "acme", "--discovery", discovery_server.url,
+            "--client-id", "kursa", "--client-secret-env", "KURSA_TEST_OIDC_SECRET",
+            "--match", "email",
+        )  # fmt: skip
+
+    return add
+
+
+def flawed(sound: dict, key: str, value) -> dict:
+    return {**sound, key: value}
+
+
+FLAWS = {  # a change to a sound document -> what the refusal says
+    "another issuer": ("issuer", "https://other.test", "names the issuer 'https://other.test'"),
+    "issuer as a list": ("issuer", ["https://a.test"], "names the issuer ['https://a.test']"),
+    "issuer as a number": ("issuer", 5, "names the issuer 5"),
+    "javascript: authorization": (
+        "authorization_endpoint",
+        "javascript:alert(1)",
+        "authorization_endpoint must be an https:// address, not 'javascript:alert(1)'",
+    ),
+    "file: authorization": (
+        "authorization_endpoint",
+        "file:///etc/passwd",
+        "authorization_endpoint must be an https:// address",
+    ),
+    "javascript: end_session": (
+        "end_session_endpoint",
+        "javascript:alert(1)",
+        "end_session_endpoint must be an https:// address",
+    ),
+    "file: token": ("token_endpoint", "file:///etc/passwd", "token_endpoint address must"),
+    "file: userinfo": ("userinfo_endpoint", "file:///x", "userinfo_endpoint address must"),
+    "ftp: jwks": ("jwks_uri", "ftp://127.0.0.1/jwks", "jwks_uri address must start with"),
+    "endpoint as a list": ("token_endpoint", ["https://a.test"], "token_endpoint is not a web"),
+    "response types as a string": (
+        "response_types_supported",
+        "code id_token",
+        "response_types_supported must be a list of strings",
+    ),
+    "PKCE methods as a string": (
+        "code_challenge_methods_supported",
+        "S256 plain",
+        "code_challenge_methods_supported must be a list of strings",
+    ),
+}
+
+
+@pytest.mark.parametrize("flaw", FLAWS)
+def test_a_flawed_discovery_document_is_refused_when_adding(add_oidc, discovery_server, flaw):
+    key, value, sentence = FLAWS[flaw]
+    discovery_server.document = flawed(discovery_server.sound, key, value)
+
+    assert_cli_refused(add_oidc(), sentence)
+
+
+@pytest.mark.parametrize("flaw", FLAWS)
+def test_a_discovery_document_flawed_later_is_refused_when_fetched_again(
+    add_oidc, discovery_server, flaw
+):
+    discovery_server.document = discovery_server.sound
+    assert add_oidc().exit_code == 0
+    key, value, sentence = FLAWS[flaw]
+    discovery_server.document = flawed(discovery_server.sound, key, value)
+    oidc.forget_caches()  # as after the hour a document is cached
+
+    with pytest.raises(ValueError, match=re.escape(sentence)):
+        oidc.fetch_discovery(discovery_server.url)
+
+
+def test_a_login_is_not_sent_to_a_javascript_address(app, client, add_oidc, discovery_server):
+    discovery_server.document = discovery_server.sound
+    assert add_oidc().exit_code == 0
+    discovery_server.document = flawed(
+        discovery_server.sound, "authorization_endpoint", "javascript:alert(1)"
+    )
+    oidc.forget_caches()
+
+    answer = client.get("/sso/acme/corp/login")
+
+    assert answer.status_code == 503 and "Location" not in answer.headers
+    assert db.session.scalar(select(OidcRequest)) is None
+
+
+@pytest.mark.parametrize("issuer_end", ["", "/"])
+def test_an_issuer_with_or_without_its_trailing_slash_is_accepted(
+    add_oidc, discovery_server, issuer_end
+):
+    discovery_server.document = {**discovery_server.sound, "issuer": discovery_server.issuer}
+    discovery_server.document["issuer"] += issuer_end
+
+    assert add_oidc().exit_code == 0
+    stored = db.session.scalar(select(IdentityProvider)).settings
+    assert stored["issuer"] == discovery_server.issuer + issuer_end
+
+
+def test_an_oversized_discovery_document_names_the_limit_in_kb(add_oidc, discovery_server):
+    discovery_server.document = {**discovery_server.sound, "padding": "x" * 300_000}
+
+    assert_cli_refused(add_oidc(), "is larger than 256 KB; is that the right address?")
