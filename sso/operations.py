@@ -310,11 +310,13 @@ def _discovery(url: str) -> dict:
 
 
 def parse_domains(text: str) -> list[str]:
-    """Domains typed one a line or separated by commas or spaces, lower-cased, in order."""
+    """Domains typed one a line or separated by commas or spaces, in order, each in the form
+    queries.ascii_domain gives (lower case, IDNA A-labels); one that is no IDNA name is kept
+    lower-cased as typed, for set_email_domains to refuse."""
     seen: dict[str, None] = {}
     for part in re.split(r"[\s,;]+", text or ""):
         if part := part.strip().lower().removeprefix("@"):
-            seen[part] = None
+            seen[queries.ascii_domain(part) or part] = None
     return list(seen)
 
 

@@ -17,6 +17,7 @@ from portal.core.db import db
 from sso import oidc
 from sso.models import IdentityProvider, OidcRequest
 from sso.operations import set_provider_enabled
+from tests.conftest import csrf_token
 from tests.courses import helpers
 from tests.sso import test_oidc
 from tests.sso.conftest import IDP_ENTITY, logged_in_account_id
@@ -296,3 +297,48 @@ def test_an_oversized_discovery_document_names_the_limit_in_kb(add_oidc, discove
     discovery_server.document = {**discovery_server.sound, "padding": "x" * 300_000}
 
     assert_cli_refused(add_oidc(), "is larger than 256 KB; is that the right address?")
+
+
+IDN = "æblegrød.dk"
+IDN_ASCII = "xn--blegrd-oua3m.dk"
+
+
+@pytest.fixture
+def corp_provider(app, acme_with_idp, flask):
+    _customer, provider = acme_with_idp()
+    return provider
+
+
+def typed_email_leads_to(client, email: str) -> str | None:
+    answer = client.post(
+        "/login", data={"email": email, "csrf_token": csrf_token(client, "/login")}
+    )
+    return answer.headers.get("Location")
+
+
+@pytest.mark.parametrize("stored_as", [IDN, IDN_ASCII, "ÆBLEGRØD.DK"])
+@pytest.mark.parametrize("typed", [f"ida@{IDN}", f"ida@{IDN_ASCII}", "Ida@ÆbleGrød.dk"])
+def test_an_internationalised_domain_is_stored_in_one_form_and_matches_either(
+    client, corp_provider, flask, stored_as, typed
+):
+    result = flask("sso", "set-domains", "corp", "--customer", "acme", stored_as)
+
+    assert result.exit_code == 0, result.output
+    assert db.session.get(IdentityProvider, corp_provider.id).settings["email_domains"] == [
+        IDN_ASCII
+    ]
+    assert typed_email_leads_to(client, typed) == "/sso/acme/corp/login"
+
+
+def test_a_look_alike_domain_leads_nowhere(client, corp_provider, flask):
+    assert flask("sso", "set-domains", "corp", "--customer", "acme", "example.test").exit_code == 0
+
+    assert typed_email_leads_to(client, "ida@ex\u0430mple.test") is None  # Cyrillic a
+    assert typed_email_leads_to(client, "ida@example.test") == "/sso/acme/corp/login"
+
+
+@pytest.mark.parametrize("bad", ["*.example.test", "exa_mple.test", "acme..test", "a" * 64 + ".dk"])
+def test_a_domain_that_is_no_idna_name_is_still_refused(corp_provider, flask, bad):
+    result = flask("sso", "set-domains", "corp", "--customer", "acme", bad)
+
+    assert result.exit_code == 1 and "is not a domain name such as example.com" in result.output
