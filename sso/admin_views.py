@@ -266,14 +266,9 @@ def _read_metadata(pasted: str, upload, url: str) -> str:
     if url:
         return operations.fetch_metadata(url)
     if pasted:
-        return pasted
-    raw = upload.read(operations.MAX_METADATA_BYTES + 1)
-    if len(raw) > operations.MAX_METADATA_BYTES:
-        raise UserError("The file is larger than 2 MB; is it the IdP's metadata?")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError("The file is not UTF-8 text; upload the IdP's XML metadata.") from None
+        return operations.metadata_text(pasted, what="The pasted metadata")
+    raw = upload.read(operations.MAX_METADATA_BYTES + 1)  # a larger file is refused unread
+    return operations.metadata_text(raw, what="The file")
 
 
 def _set_domains(provider: IdentityProvider, text: str) -> None:

@@ -20,10 +20,12 @@ from portal.directory.queries import customer_by_slug
 from sso import metadata, queries
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 from sso.operations import (
+    MAX_METADATA_BYTES,
     add_oidc_provider,
     add_saml_provider,
     delete_provider,
     fetch_metadata,
+    metadata_text,
     set_email_domains,
     set_provider_enabled,
 )
@@ -79,8 +81,9 @@ def add_saml_command(
         if metadata_url:
             xml = fetch_metadata(metadata_url)
         else:
-            with open(metadata_file, encoding="utf-8") as fh:
-                xml = fh.read()
+            with open(metadata_file, "rb") as fh:
+                raw = fh.read(MAX_METADATA_BYTES + 1)  # a larger file is refused unread
+            xml = metadata_text(raw, what=f"The metadata file {metadata_file}")
         provider = add_saml_provider(
             customer,
             name,
@@ -244,8 +247,12 @@ def _call(operation, *args, **kwargs) -> None:
 def _read(path: str | None) -> str:
     if not path:
         return ""
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
+    with open(path, "rb") as fh:
+        raw = fh.read(64 * 1024)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path} is not a PEM certificate (text).") from None
 
 
 def _row(provider: IdentityProvider) -> dict:

@@ -50,6 +50,13 @@ def fetch(url: str, *, what: str, max_bytes: int) -> bytes:
     raise UserError(f"{what} address redirects more than {MAX_REDIRECTS} times.")
 
 
+def size_text(size: int) -> str:
+    """A byte limit as people write it: "2 MB", "256 KB", "1536 KB" (no 0 MB, no 1.5 MB)."""
+    if size >= 2**20 and size % 2**20 == 0:
+        return f"{size // 2**20} MB"
+    return f"{max(size // 2**10, 1)} KB"
+
+
 def check_address(url: str, *, what: str) -> None:
     """Refuse what the portal must not fetch for a customer (see the module's docstring)."""
     allow_private = current_app.config["KURSA"]["sso"]["allow_private_addresses"]
@@ -97,7 +104,7 @@ def _read(response, url: str, *, what: str, max_bytes: int, started: float) -> b
             body += chunk
             if len(body) > max_bytes:
                 raise UserError(
-                    f"{what} at {url} is larger than {max_bytes // 2**20} MB; "
+                    f"{what} at {url} is larger than {size_text(max_bytes)}; "
                     "is that the right address?"
                 )
             if time.monotonic() - started > DEADLINE_SECONDS:

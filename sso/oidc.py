@@ -6,6 +6,7 @@ key sets are cached per process; an ID token signed with an unknown key id refet
 set once (key rotation). Tokens, codes and secrets are never logged.
 """
 
+import json
 import logging
 import secrets
 import threading
@@ -28,7 +29,10 @@ from sqlalchemy import select, update
 from portal.accounts.models import LoginSession
 from portal.core import audit
 from portal.core.db import db, utcnow
+from portal.core.errors import UserError
 from portal.directory.models import Customer
+from sso import discovery
+from sso.fetch import fetch
 from sso.models import IdentityProvider, MatchRule, OidcRequest
 from sso.vault import decrypt
 
@@ -42,7 +46,6 @@ STANDARD_CLAIMS = {
     MatchRule.EMAIL: "email",
     MatchRule.EMPLOYEE_NUMBER: "employee_number",
 }
-REQUIRED_ENDPOINTS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
 
 _lock = threading.Lock()
 _discovery: dict[str, tuple[float, dict]] = {}
@@ -79,17 +82,16 @@ class VerifiedLogin:
 
 
 def fetch_discovery(url: str, *, fresh: bool = False) -> dict:
-    """The provider's discovery document, cached for an hour (requests/ValueError on failure)."""
+    """The provider's discovery document, cached for an hour (ValueError on failure)."""
     now = time.monotonic()
     cached = _discovery.get(url)
     if cached and not fresh and now - cached[0] < DISCOVERY_TTL:
         return cached[1]
-    response = requests.get(url, timeout=HTTP_TIMEOUT)
-    response.raise_for_status()
-    document = response.json()
-    missing = [key for key in REQUIRED_ENDPOINTS if not document.get(key)]
-    if missing:
-        raise ValueError(f"the discovery document lacks {', '.join(missing)}")
+    try:  # fetched and checked as when the provider was added: it may have changed since
+        body = fetch(url, what="The discovery document", max_bytes=discovery.MAX_BYTES)
+        document = discovery.check_document(json.loads(body), url)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
     with _lock:
         _discovery[url] = (now, document)
     return document
@@ -284,6 +286,8 @@ def take_state(customer: Customer, state: str) -> OidcRequest:
     if found is None:
         raise OidcRefused("unknown_state")
     stored, provider = found
+    if not provider.is_enabled:  # disabled while the login was at the provider
+        raise OidcRefused("provider_disabled", provider)
     if stored.is_used:
         raise OidcRefused("state_used", provider, stored.next_url)
     if stored.expires_at <= utcnow():

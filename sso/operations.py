@@ -1,5 +1,6 @@
 """Adding identity providers. Operations flush, audit and log; the caller commits."""
 
+import codecs
 import json
 import logging
 import re
@@ -14,8 +15,8 @@ from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, UserError
 from portal.directory.models import Customer
-from sso import oidc, queries, vault
-from sso.fetch import check_address, fetch
+from sso import discovery, queries, vault
+from sso.fetch import fetch, size_text
 from sso.models import (
     DEFAULT_SETTINGS,
     EmailDomain,
@@ -35,7 +36,14 @@ REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 MAX_LABEL = 80
 MAX_METADATA_BYTES = 2 * 1024 * 1024
-MAX_DISCOVERY_BYTES = 256 * 1024
+# The encoding an XML declaration names (read from bytes; only ASCII can come before it).
+XML_ENCODING_RE = re.compile(rb"""^<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][\w.-]*)["']""")
+DECLARED_ENCODING_RE = re.compile(r"""^(<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")
 # What an IT admin may change on a provider after adding it, per kind.
 EDITABLE = {
@@ -141,8 +149,47 @@ def _check_certificate(pem: str) -> None:
         raise UserError("metadata signing certificate: not a PEM certificate.") from None
 
 
+def metadata_text(data: bytes | str, *, what: str = "The metadata") -> str:
+    """The text of metadata however it came (a file's or a download's bytes, pasted text),
+    within the one size limit (MAX_METADATA_BYTES).
+
+    Bytes are decoded as the XML rules tell a parser: by their byte order mark, else by the
+    encoding their XML declaration names, else as UTF-8; what does not decode is refused in a
+    plain sentence. The text is kept and parsed as UTF-8 from then on, so a declaration naming
+    another encoding loses that pseudo-attribute (it would no longer be true)."""
+    check_metadata_size(data, what=what)
+    if isinstance(data, bytes):
+        data = _decode_xml(data, what)
+    match = DECLARED_ENCODING_RE.match(data)
+    if match and not re.search(r"""["']utf-?8["']""", match.group(0), re.IGNORECASE):
+        data = match.group(1) + data[match.end() :]
+    return data
+
+
+def check_metadata_size(data: bytes | str, *, what: str = "The metadata") -> None:
+    size = len(data) if isinstance(data, bytes) else len(data.encode(errors="replace"))
+    if size > MAX_METADATA_BYTES:
+        raise UserError(
+            f"{what} is larger than {size_text(MAX_METADATA_BYTES)}; is it the IdP's metadata?"
+        )
+
+
+def _decode_xml(raw: bytes, what: str) -> str:
+    bom = next((codec for mark, codec in BOMS if raw.startswith(mark)), None)
+    declared = XML_ENCODING_RE.match(raw)
+    encoding = bom or (declared.group(1).decode() if declared else "utf-8")
+    try:
+        return raw.decode(encoding)
+    except (LookupError, UnicodeDecodeError):
+        named = f"in {declared.group(1).decode()}, as it declares" if declared else "UTF-8"
+        raise UserError(
+            f"{what} is not {named}, so Kursa cannot read it; save it as UTF-8 XML."
+        ) from None
+
+
 def idp_entity_id(metadata_xml: str) -> str:
     """The entity id of the one IdP the metadata describes; UserError when it is unusable."""
+    check_metadata_size(metadata_xml)  # whichever way the text came
     try:
         root = safe_fromstring(metadata_xml.encode(), forbid_dtd=True)
     except DefusedXmlException:
@@ -165,16 +212,20 @@ def idp_entity_id(metadata_xml: str) -> str:
         sso.get("Binding") == REDIRECT for sso in descriptor.findall(f"{MD}SingleSignOnService")
     ):
         raise UserError("The identity provider offers no SingleSignOnService with HTTP-Redirect.")
-    return idps[0].get("entityID", "")
+    entity = idps[0].get("entityID") or ""
+    if not entity.strip():
+        raise UserError(
+            "The metadata gives the identity provider no entityID; Kursa needs it to know "
+            "whose answers are whose."
+        )
+    return entity
 
 
 def fetch_metadata(url: str) -> str:
     """Download IdP metadata under sso.fetch's rules (https, public addresses, limits)."""
-    body = fetch("".join(url.split()), what="The metadata", max_bytes=MAX_METADATA_BYTES)
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"The metadata at {url} is not UTF-8 text.") from None
+    url = "".join(url.split())
+    body = fetch(url, what="The metadata", max_bytes=MAX_METADATA_BYTES)
+    return metadata_text(body, what=f"The metadata at {url}")
 
 
 def add_oidc_provider(
@@ -250,34 +301,22 @@ def _check_name(customer: Customer, name: str) -> None:
 
 
 def _discovery(url: str) -> dict:
-    body = fetch(url, what="The discovery document", max_bytes=MAX_DISCOVERY_BYTES)
+    body = fetch(url, what="The discovery document", max_bytes=discovery.MAX_BYTES)
     try:
         document = json.loads(body)
     except ValueError:
         raise UserError(f"The discovery document at {url} is not JSON.") from None
-    if not isinstance(document, dict):
-        raise UserError(f"The discovery document at {url} is not a JSON object.")
-    missing = [key for key in oidc.REQUIRED_ENDPOINTS if not document.get(key)]
-    if missing:
-        raise UserError(f"The discovery document at {url} lacks {', '.join(missing)}.")
-    # The server fetches these at each login: they get the same rules as the document.
-    for key in ("token_endpoint", "jwks_uri", "userinfo_endpoint"):
-        if document.get(key):
-            check_address(str(document[key]), what=f"The provider's {key}")
-    methods = document.get("code_challenge_methods_supported")
-    if methods is not None and "S256" not in methods:
-        raise UserError("The provider does not support PKCE with S256.")
-    if "code" not in document.get("response_types_supported", ["code"]):
-        raise UserError("The provider does not support the authorization code flow.")
-    return document
+    return discovery.check_document(document, url)
 
 
 def parse_domains(text: str) -> list[str]:
-    """Domains typed one a line or separated by commas or spaces, lower-cased, in order."""
+    """Domains typed one a line or separated by commas or spaces, in order, each in the form
+    queries.ascii_domain gives (lower case, IDNA A-labels); one that is no IDNA name is kept
+    lower-cased as typed, for set_email_domains to refuse."""
     seen: dict[str, None] = {}
     for part in re.split(r"[\s,;]+", text or ""):
         if part := part.strip().lower().removeprefix("@"):
-            seen[part] = None
+            seen[queries.ascii_domain(part) or part] = None
     return list(seen)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+import idna
 from cryptography import x509
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from sqlalchemy import func, select
@@ -21,6 +22,16 @@ from sso.models import Identity, IdentityProvider
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 EMAIL_DOMAINS = "email_domains"  # settings key: the lower-case domains that lead to a provider
+
+
+def ascii_domain(domain: str) -> str | None:
+    """A domain in the one form Kursa stores and compares: lower-case, internationalised labels
+    as IDNA A-labels (UTS 46 mapping, so æblegrød.dk and XN--BLEGRD-OUA3M.DK are both
+    xn--blegrd-oua3m.dk); None when it is no IDNA domain name."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
 
 
 def email_domains(provider: IdentityProvider) -> list[str]:
@@ -57,7 +68,8 @@ def login_address(slug: str, provider_name: str, next_url: str = "") -> str:
 
 def login_address_for_email(email: str, next_url: str = "") -> str | None:
     """The login address of the enabled provider whose domain is the email's, or None."""
-    domain = email.strip().rpartition("@")[2].lower()
+    typed = email.strip().rpartition("@")[2]
+    domain = ascii_domain(typed) if typed else None  # stored domains are in that form
     if not domain:
         return None
     owner = domain_owners({domain}).get(domain)
