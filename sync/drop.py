@@ -40,8 +40,12 @@ SUFFIXES = {".csv", ".xlsx"}
 TEMPORARY_SUFFIXES = {".part", ".tmp", ".temp", ".filepart", ".partial", ".crdownload"}
 ORG_WORDS = ("org", "afdeling", "enhed")
 PERSON_WORDS = ("person", "medarbejder", "employee")
-STAMP = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?:[T_ -]?(\d{2})(\d{2})(\d{2})?)?(?!\d)")
-ARCHIVE_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ASCII digits only: \d would take Arabic-Indic and other digits, and such a stamp sorts as newest.
+STAMP = re.compile(
+    r"(?<![0-9])([0-9]{4})-?([0-9]{2})-?([0-9]{2})"
+    r"(?:[T_ -]?([0-9]{2})([0-9]{2})([0-9]{2})?)?(?![0-9])"
+)
+ARCHIVE_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 @dataclass(frozen=True)
@@ -100,16 +104,28 @@ def role_of(name: str) -> str | None:
 
 
 def stamp_of(name: str) -> str | None:
-    """The date stamp as sortable 'YYYYMMDDHHMMSS', or None."""
+    """The date stamp as sortable 'YYYYMMDDHHMMSS', or None (none, or not a real date and
+    time: see stamp_problem)."""
+    found = STAMP.search(Path(name).stem)
+    if found is None or stamp_problem(name) is not None:
+        return None
+    year, month, day, hour, minute, second = found.groups()
+    return f"{year}{month}{day}{hour or '00'}{minute or '00'}{second or '00'}"
+
+
+def stamp_problem(name: str) -> str | None:
+    """Why the name's date stamp cannot be read, in words for the customer; None if it can."""
     found = STAMP.search(Path(name).stem)
     if found is None:
-        return None
+        return "it carries no date stamp YYYYMMDD or YYYY-MM-DD"
     year, month, day, hour, minute, second = found.groups()
     try:
         date(int(year), int(month), int(day))
     except ValueError:
-        return None
-    return f"{year}{month}{day}{hour or '00'}{minute or '00'}{second or '00'}"
+        return f"{year}-{month}-{day} is not a date"
+    if hour is not None and (int(hour) > 23 or int(minute) > 59 or int(second or 0) > 59):
+        return f"{hour}{minute}{second or ''} is not a time of day (HHMM or HHMMSS)"
+    return None
 
 
 def is_temporary(name: str) -> bool:
@@ -222,12 +238,19 @@ def archive(slug: str, files: tuple[Path, ...], today: date | None = None) -> in
     """Move files into today's archive folder; a name taken there gets a numbered suffix."""
     folder = archive_of(slug) / (today or date.today()).isoformat()
     folder.mkdir(parents=True, exist_ok=True)
+    moved = 0
     for path in files:
         target, n = folder / path.name, 1
         while target.exists():
             target, n = folder / f"{path.stem}.{n}{path.suffix}", n + 1
-        shutil.move(path, target)
-    return len(files)
+        try:
+            shutil.move(path, target)
+        except FileNotFoundError:
+            # Deleted (e.g. over FTPS) after it was read: the run stands, nothing to archive.
+            logger.warning("file drop %s: %s was gone when archived; skipped", slug, path.name)
+            continue
+        moved += 1
+    return moved
 
 
 def purge_archive(slug: str, keep_days: int, today: date | None = None) -> int:
@@ -238,11 +261,20 @@ def purge_archive(slug: str, keep_days: int, today: date | None = None) -> int:
     oldest_kept = (today or date.today()) - timedelta(days=keep_days)
     deleted = 0
     for day in folder.iterdir():
-        if (
-            day.is_dir()
-            and ARCHIVE_DAY.match(day.name)
-            and date.fromisoformat(day.name) < oldest_kept
-        ):
+        archived_on = archive_day_of(day)
+        if archived_on is None:
+            logger.warning("file drop %s: archive/%s is not an archive day; left", slug, day.name)
+        elif archived_on < oldest_kept:
             deleted += sum(1 for p in day.rglob("*") if p.is_file())
             shutil.rmtree(day)
     return deleted
+
+
+def archive_day_of(folder: Path) -> date | None:
+    """The day of an archive folder `YYYY-MM-DD`, or None for anything else."""
+    if not folder.is_dir() or not ARCHIVE_DAY.match(folder.name):
+        return None
+    try:
+        return date.fromisoformat(folder.name)
+    except ValueError:
+        return None

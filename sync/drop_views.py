@@ -133,7 +133,7 @@ def archive_days(slug: str, shown: int = ARCHIVE_DAYS_SHOWN) -> list[tuple[str, 
     if not folder.is_dir():
         return []
     days = sorted(
-        (d for d in folder.iterdir() if d.is_dir() and drop.ARCHIVE_DAY.match(d.name)),
+        (d for d in folder.iterdir() if drop.archive_day_of(d) is not None),
         key=lambda d: d.name,
         reverse=True,
     )[:shown]
