@@ -21,7 +21,9 @@ time of both files are the same twice, `[drop] settle_seconds` apart.
 """
 
 import logging
+import os
 import re
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -46,6 +48,10 @@ STAMP = re.compile(
     r"(?:[T_ -]?([0-9]{2})([0-9]{2})([0-9]{2})?)?(?![0-9])"
 )
 ARCHIVE_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# One name may have 255 bytes on Linux file systems; an upload is first written as
+# `.<name>.<8 hex>.part`, so the name itself may have 15 bytes fewer.
+PART_TOKEN_HEX = 8
+MAX_NAME_BYTES = 255 - len("...part") - PART_TOKEN_HEX  # 240
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,23 @@ def stamp_problem(name: str) -> str | None:
     if hour is not None and (int(hour) > 23 or int(minute) > 59 or int(second or 0) > 59):
         return f"{hour}{minute}{second or ''} is not a time of day (HHMM or HHMMSS)"
     return None
+
+
+def part_name(name: str) -> str:
+    """The temporary name one upload of `name` is written under: unique to the upload (two
+    uploads of one name never share it), hidden, and never read by the import."""
+    return f".{name}.{secrets.token_hex(PART_TOKEN_HEX // 2)}.part"
+
+
+def name_too_long(name: str) -> str | None:
+    """A sentence for a name that, wrapped as a part name, is too long for the file system."""
+    size = len(os.fsencode(name))
+    if size <= MAX_NAME_BYTES:
+        return None
+    return (
+        f"the name is too long ({size} bytes); shorten it to at most {MAX_NAME_BYTES} bytes "
+        "(a plain letter or digit is one byte, æ, ø and å are two, most other signs more)."
+    )
 
 
 def is_temporary(name: str) -> bool:

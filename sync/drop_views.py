@@ -1,7 +1,7 @@
 """The file drop over HTTPS: `/sync/drop/<slug>` shows a customer's inbox and takes uploads.
 
 An upload lands in the same inbox as an FTPS one and is written the same way: to
-`.<name>.part` in the inbox, fsynced, then put in place under its final name in one step, so
+`.<name>.<token>.part` in the inbox, fsynced, then put in place under its final name in one step, so
 the daily import (which never reads a temporary name) only ever sees whole files. A name that
 is already in the inbox is refused, never overwritten. Who may: HR and IT admins granted at
 the customer's root, and platform admins; everyone else gets a 404.
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("drop", __name__, url_prefix="/sync/drop")
 WHOLE = {"roles": access.SYNC_ROLES, "whole": True}
 ARCHIVE_DAYS_SHOWN = 7
-MAX_NAME = 150
+MAX_NAME_SHOWN = 60  # characters of a refused name echoed back
 CHUNK = 1024 * 1024
 
 
@@ -63,8 +63,8 @@ def check_name(raw: str | None) -> str:
     name = clean_name(raw)
     if Path(name.lower()).suffix not in drop.SUFFIXES:
         raise UserError(f"{raw or 'The file'}: only .csv and .xlsx files can be dropped.")
-    if len(name) > MAX_NAME:
-        raise UserError(f"{raw}: the name is longer than {MAX_NAME} characters.")
+    if too_long := drop.name_too_long(name):
+        raise UserError(f"{name[:MAX_NAME_SHOWN]}…: {too_long}")
     if drop.is_temporary(name) or drop.role_of(name) is None or drop.stamp_of(name) is None:
         raise UserError(
             f"{raw}: the name must say organisation or persons and carry a date, "
@@ -77,7 +77,7 @@ def write_into(inbox: Path, name: str, stream) -> Path:
     """Write `stream` to `inbox/name` whole or not at all; an existing name is refused."""
     inbox.mkdir(parents=True, exist_ok=True)
     target = inbox / name
-    part = inbox / f".{name}.part"
+    part = inbox / drop.part_name(name)
     if target.resolve().parent != inbox.resolve():  # clean_name keeps it in; make sure
         raise UserError(f"{name}: that name cannot be used.")
     try:

@@ -1,13 +1,23 @@
 """The file drop against the faults an attack run found (F2, F4-F8, F13): FTPS with a real
 server and ftplib client, HTTPS with the Flask test client, the import on real folders."""
 
+import ftplib
 import logging
+import os
+import time
 from datetime import date
 
 import pytest
 
 from sync import drop
 from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes
+from tests.courses import helpers
+from tests.sync import test_drop_server as served
+from tests.sync import test_drop_upload as web
+
+acme, unit, person = helpers.acme, helpers.unit, helpers.person
+account_of, login_as = helpers.account_of, helpers.login_as
+ftps, client, upload = served.ftps, served.client, served.upload
 
 ORG = csv_bytes([ORG_HEADER, ["10", "Sales", "", ""]])
 PERSONS = csv_bytes([PERSON_HEADER, ["u1001", "Ann", "Berg", "ann@example.dk", "1", "10"]])
@@ -21,6 +31,144 @@ def inbox(app, customer, tmp_path, monkeypatch):
     folder = drop.inbox_of(customer.slug)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def hr(login_as):
+    return login_as("dina", "hr", None)
+
+
+def start_upload(server, name: str, first: bytes):
+    """An FTPS upload under way: the data connection is open and has had `first`."""
+    ftp = client(server)
+    ftp.voidcmd("TYPE I")
+    data = ftp.transfercmd(f"STOR {name}")
+    data.sendall(first)
+    return ftp, data
+
+
+def finish_upload(ftp, data, rest: bytes) -> str:
+    """End the upload cleanly (TLS close) and return the server's reply to it."""
+    data.sendall(rest)
+    data.unwrap()
+    data.close()
+    return ftp.voidresp()
+
+
+def wait_for(condition, seconds=5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def parts(folder) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.endswith(".part")]
+
+
+# F4: every upload has its own part file; the first whole upload of a name wins and a second
+# hears 450, never 226; nobody sees or touches another's part; an inbox file is never replaced.
+
+
+def test_two_uploads_of_one_name_never_mix_and_the_loser_hears_450(ftps, customer):
+    inbox = drop.inbox_of(customer.slug)
+    a_ftp, a = start_upload(ftps, "persons_20261203.csv", b"A" * 1000)
+    b_ftp, b = start_upload(ftps, "persons_20261203.csv", b"B" * 10)
+    assert wait_for(lambda: len(parts(inbox)) == 2)  # one part each
+
+    assert finish_upload(a_ftp, a, b"A" * 1000).startswith("226")
+    with pytest.raises(ftplib.error_temp, match="450 persons_20261203.csv arrived in the inbox"):
+        finish_upload(b_ftp, b, b"B" * 10)
+
+    assert (inbox / "persons_20261203.csv").read_bytes() == b"A" * 2000
+    assert wait_for(lambda: sorted(os.listdir(inbox)) == ["persons_20261203.csv"])
+    for ftp in (a_ftp, b_ftp):
+        ftp.quit()
+
+
+def test_an_upload_in_progress_is_hidden_from_and_refused_to_other_sessions(ftps, customer):
+    inbox = drop.inbox_of(customer.slug)
+    a_ftp, a = start_upload(ftps, "persons_20261203.csv", b"A" * 1000)
+    assert wait_for(lambda: len(parts(inbox)) == 1)
+    [part] = parts(inbox)
+
+    with client(ftps) as other:
+        upload(other, "org_20261203.csv", ORG)  # (an empty listing over TLS trips ftplib)
+        assert other.nlst() == ["org_20261203.csv"]
+        lines = []
+        other.retrlines("LIST", lines.append)
+        assert len(lines) == 1 and lines[0].endswith(" org_20261203.csv")
+        for command in (f"RNFR {part}", f"DELE {part}", f"SIZE {part}", f"MDTM {part}"):
+            with pytest.raises(ftplib.error_perm, match="550 No such file"):
+                other.sendcmd(command)
+        with pytest.raises(ftplib.error_perm, match="550"):  # no file is ever read back
+            other.retrbinary(f"RETR {part}", lambda block: None)
+        for name in (part, ".persons_20261204.csv", "persons_20261204.csv.tmp"):
+            with pytest.raises(ftplib.error_perm, match="553 Names that start with"):
+                upload(other, name, b"x")
+        other.sendcmd("RNFR org_20261203.csv")
+        with pytest.raises(ftplib.error_perm, match="553 Names that start with"):
+            other.sendcmd(f"RNTO {part}")
+
+    assert finish_upload(a_ftp, a, b"A" * 1000).startswith("226")
+    a_ftp.quit()
+    assert (inbox / "persons_20261203.csv").read_bytes() == b"A" * 2000
+    assert sorted(os.listdir(inbox)) == ["org_20261203.csv", "persons_20261203.csv"]
+
+
+def test_a_file_in_the_inbox_is_never_replaced_over_ftps(ftps, customer):
+    inbox = drop.inbox_of(customer.slug)
+    with client(ftps) as ftp:
+        upload(ftp, "persons_20261203.csv", PERSONS)
+        upload(ftp, "org_20261203.csv", ORG)
+        with pytest.raises(ftplib.error_perm, match="553 persons_20261203.csv is in the inbox"):
+            upload(ftp, "persons_20261203.csv", b"second")
+        ftp.sendcmd("RNFR org_20261203.csv")
+        with pytest.raises(ftplib.error_perm, match="553 persons_20261203.csv is in the inbox"):
+            ftp.sendcmd("RNTO persons_20261203.csv")
+        ftp.delete("persons_20261203.csv")  # deleting first is the way to upload again
+        upload(ftp, "persons_20261203.csv", b"second")
+
+    assert (inbox / "persons_20261203.csv").read_bytes() == b"second"
+    assert (inbox / "org_20261203.csv").read_bytes() == ORG
+
+
+# F5: the name limit is counted in bytes of UTF-8, with room for the part wrapping.
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "æ" * 120 + "_organisation_20261203.csv",  # 146 letters, 266 bytes
+        "組織" * 60 + "_org_20261203.csv",  # 137 signs, 377 bytes
+    ],
+)
+def test_a_name_too_long_in_bytes_is_refused_in_words(acme, inbox, hr, name):
+    response = web.upload(hr, (name, ORG))
+
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "the name is too long" in page and "at most 240 bytes" in page
+    assert os.listdir(inbox) == []
+
+
+def test_a_name_of_the_longest_length_is_taken_and_one_byte_more_is_not(acme, inbox, hr):
+    tail = "_org_20261203.csv"
+    longest = "x" * (drop.MAX_NAME_BYTES - len(tail)) + tail
+    assert len(os.fsencode(drop.part_name(longest))) == 255
+
+    assert web.upload(hr, (longest, ORG)).status_code == 302
+    assert "too long" in web.upload(hr, ("y" + longest, ORG)).get_data(as_text=True)
+    assert os.listdir(inbox) == [longest]
+
+
+def test_a_name_too_long_in_bytes_is_refused_over_ftps(ftps, customer):
+    name = "æ" * 120 + "_organisation_20261203.csv"
+    with client(ftps) as ftp:
+        with pytest.raises(ftplib.error_perm, match="553 The name is too long"):
+            upload(ftp, name, ORG)
+
+    assert os.listdir(drop.inbox_of(customer.slug)) == []
 
 
 # F6: only ASCII digits make a stamp, and the date and time must be real.
