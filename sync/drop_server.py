@@ -168,9 +168,32 @@ class DropHandler(TLS_FTPHandler):
     max_login_attempts = 3
     banner = "Kursa file drop."
 
+    login_seconds = 30
+
     def __init__(self, conn, server, ioloop=None):
         super().__init__(conn, server, ioloop)
         self._uploads: dict[str, str] = {}
+        self._login_deadline = None
+
+    def handle(self):
+        # A connection that never logs in would hold its place for the whole idle timeout
+        # (300 s; any command restarts it): a fixed deadline frees it.
+        super().handle()
+        if not self._closed and not self._closing:
+            self._login_deadline = self.ioloop.call_later(
+                self.login_seconds, self._login_too_slow, _errback=self.handle_error
+            )
+
+    def _login_too_slow(self):
+        if not self.authenticated and not self._closed:
+            logger.info("file drop: %s did not log in in time; closed", self.remote_ip)
+            self.respond(f"421 Log in within {self.login_seconds} seconds; connection closed.")
+            self.close_when_done()
+
+    def close(self):
+        if self._login_deadline is not None and not self._login_deadline.cancelled:
+            self._login_deadline.cancel()
+        super().close()
 
     def process_command(self, cmd, *args, **kwargs):
         if cmd in NAMING_COMMANDS and args and drop.is_temporary(os.path.basename(args[0])):
@@ -243,6 +266,8 @@ class DropHandler(TLS_FTPHandler):
         logger.warning("file drop %s: an upload broke off or was refused; discarded", self.username)
 
     def on_login(self, username):
+        if self._login_deadline is not None and not self._login_deadline.cancelled:
+            self._login_deadline.cancel()
         logger.info("file drop login of %s from %s", username, self.remote_ip)
 
     def on_login_failed(self, username, password):
@@ -266,11 +291,17 @@ def make_server(app: Flask, *, host: str | None = None, port: int | None = None)
             "tls_data_required": settings["tls_required"],
             "passive_ports": _ports(settings["passive_ports"]),
             "masquerade_address": settings["masquerade_address"] or None,
+            "login_seconds": settings["login_seconds"],
         },
     )
     handler.get_ssl_context()  # a missing or wrong certificate fails now, not at first login
     address = (host or settings["ftps_host"], settings["ftps_port"] if port is None else port)
-    return FTPServer(address, handler)
+    server = FTPServer(address, handler)
+    # pyftpdlib's defaults (512 in all, any number from one address) let one address with a
+    # few hundred idle connections lock every customer out.
+    server.max_cons = settings["max_connections"]
+    server.max_cons_per_ip = settings["max_connections_per_address"]
+    return server
 
 
 def _ports(text: str) -> list[int] | None:

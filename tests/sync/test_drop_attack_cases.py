@@ -4,6 +4,8 @@ server and ftplib client, HTTPS with the Flask test client, the import on real f
 import ftplib
 import logging
 import os
+import socket
+import ssl
 import time
 from datetime import date
 
@@ -131,6 +133,52 @@ def test_a_file_in_the_inbox_is_never_replaced_over_ftps(ftps, customer):
 
     assert (inbox / "persons_20261203.csv").read_bytes() == b"second"
     assert (inbox / "org_20261203.csv").read_bytes() == ORG
+
+
+# F2: one address cannot take every connection, and a connection must log in soon.
+
+
+def test_the_eleventh_connection_from_one_address_is_refused_and_others_still_log_in(
+    ftps, make_customer
+):
+    from portal.core.db import db
+    from sync.drop_server import set_drop_password
+
+    assert (ftps.max_cons, ftps.max_cons_per_ip) == (100, 10)  # [drop] defaults
+    globex = make_customer("globex")
+    set_drop_password(globex, served.PASSWORD, actor="test")
+    db.session.commit()
+    held = [socket.create_connection(("127.0.0.1", ftps.port), timeout=5) for _ in range(10)]
+    try:
+        for sock in held:
+            assert sock.recv(100).startswith(b"220")
+        with socket.create_connection(("127.0.0.1", ftps.port), timeout=5) as eleventh:
+            assert eleventh.recv(100).startswith(b"421 Too many connections from the same IP")
+
+        context = ssl.create_default_context(cafile=ftps.cert_file)
+        other = ftplib.FTP_TLS(context=context, timeout=10)
+        other.connect("127.0.0.1", ftps.port, source_address=("127.0.0.2", 0))
+        other.login("globex", served.PASSWORD)
+        other.prot_p()
+        upload(other, "persons_20261203.csv", PERSONS)
+        other.quit()
+    finally:
+        for sock in held:
+            sock.close()
+    assert (drop.inbox_of("globex") / "persons_20261203.csv").read_bytes() == PERSONS
+
+
+def test_a_connection_that_does_not_log_in_is_closed_and_a_session_is_not(ftps):
+    ftps.handler.login_seconds = 0.5
+    with client(ftps) as session:
+        with socket.create_connection(("127.0.0.1", ftps.port), timeout=5) as idle:
+            assert idle.recv(100).startswith(b"220")
+            time.sleep(0.2)
+            idle.sendall(b"NOOP\r\n")  # a command does not buy more time
+            assert idle.recv(100).startswith(b"200")
+            assert idle.recv(100).startswith(b"421 Log in within 0.5 seconds")
+            assert idle.recv(100) == b""
+        session.voidcmd("NOOP")  # logged in before: not cut
 
 
 # F5: the name limit is counted in bytes of UTF-8, with room for the part wrapping.
