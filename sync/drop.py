@@ -26,7 +26,7 @@ import re
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -40,8 +40,10 @@ from sync.runs import FileInput, import_files
 logger = logging.getLogger(__name__)
 SUFFIXES = {".csv", ".xlsx"}
 TEMPORARY_SUFFIXES = {".part", ".tmp", ".temp", ".filepart", ".partial", ".crdownload"}
-ORG_WORDS = ("org", "afdeling", "enhed")
-PERSON_WORDS = ("person", "medarbejder", "employee")
+# A role is said by a whole word of the name (split at signs, digits and camelCase), not by
+# letters inside another word: "Norge", "Georg" and "storgade" say nothing.
+ROLE_WORDS = {"org": ("org", "afdeling", "enhed"), "persons": ("person", "medarbejder", "employee")}
+ROLE_NAMES = {"org": "organisation", "persons": "persons"}
 # ASCII digits only: \d would take Arabic-Indic and other digits, and such a stamp sorts as newest.
 STAMP = re.compile(
     r"(?<![0-9])([0-9]{4})-?([0-9]{2})-?([0-9]{2})"
@@ -73,6 +75,7 @@ class DropResult:
     message: str
     archived: int = 0
     deleted: int = 0
+    waiting: list[str] = field(default_factory=list)  # "name: why it waits or is not read"
 
 
 def drop_root() -> Path:
@@ -98,15 +101,88 @@ def customers_with_inbox() -> list[str]:
 
 def role_of(name: str) -> str | None:
     """'org', 'persons' or None (ambiguous, temporary or not a data file)."""
-    lower = name.lower()
-    if is_temporary(name) or Path(lower).suffix not in SUFFIXES:
+    if is_temporary(name) or Path(name.lower()).suffix not in SUFFIXES:
         return None
-    stem = Path(lower).stem
-    is_org = any(word in stem for word in ORG_WORDS)
-    is_persons = any(word in stem for word in PERSON_WORDS)
-    if is_org == is_persons:
+    found = role_words(name)
+    if bool(found["org"]) == bool(found["persons"]):
         return None
-    return "org" if is_org else "persons"
+    return "org" if found["org"] else "persons"
+
+
+def role_words(name: str) -> dict[str, list[str]]:
+    """The words of the name that say each role (a word that starts with a role word)."""
+    stem = re.sub(r"([a-zæøå])([A-ZÆØÅ])", r"\1 \2", Path(name).stem)
+    words = re.findall(r"[^\W\d_]+", stem.lower())
+    return {role: [w for w in words if w.startswith(starts)] for role, starts in ROLE_WORDS.items()}
+
+
+def name_problem(name: str) -> str | None:
+    """Why the import would never read a file of this name, in words; None if it would."""
+    if Path(name.lower()).suffix not in SUFFIXES:
+        return "only .csv and .xlsx files are read"
+    if is_temporary(name):
+        return "a temporary name (upload in progress) is never read"
+    found = role_words(name)
+    if found["org"] and found["persons"]:
+        return (
+            f"the name says both organisation ({', '.join(found['org'])}) and persons "
+            f"({', '.join(found['persons'])}); it must say one of them"
+        )
+    if not found["org"] and not found["persons"]:
+        return (
+            "the name says neither organisation (organisation, org, afdeling, enhed) nor "
+            "persons (persons, personer, medarbejdere, employees) as a word of its own"
+        )
+    return stamp_problem(name)
+
+
+def waiting_notes(inbox: Path) -> dict[str, str]:
+    """Why each file of the inbox that is not part of a complete pair waits or is not read."""
+    files = [p.name for p in inbox.iterdir() if p.is_file()] if inbox.is_dir() else []
+    notes, by_stamp = {}, {}
+    for name in files:
+        if is_temporary(name):
+            continue
+        if problem := name_problem(name):
+            notes[name] = f"not read: {problem}."
+        else:
+            by_stamp.setdefault(stamp_of(name), []).append(name)
+    for stamp, names in by_stamp.items():
+        roles = [role_of(n) for n in names]
+        if sorted(roles) == ["org", "persons"]:
+            continue
+        for name, role in zip(names, roles, strict=True):
+            if roles.count(role) > 1:
+                notes[name] = (
+                    f"waits: {roles.count(role)} {ROLE_NAMES[role]} files carry the stamp "
+                    f"{shown_stamp(stamp)}; take away all but one."
+                )
+            else:
+                notes[name] = _lone_note(role, stamp, by_stamp)
+    return notes
+
+
+def _lone_note(role: str, stamp: str, by_stamp: dict[str, list[str]]) -> str:
+    partner = "persons" if role == "org" else "org"
+    note = f"waits for a {ROLE_NAMES[partner]} file with the stamp {shown_stamp(stamp)}"
+    near = [
+        n for s, names in by_stamp.items() if s != stamp and s[:8] == stamp[:8]
+        for n in names if role_of(n) == partner
+    ]  # fmt: skip
+    if near:
+        return (
+            f"{note}; {near[0]} has the same day but the stamp {shown_stamp(stamp_of(near[0]))}:"
+            " a pair needs the same stamp, time included."
+        )
+    return f"{note}."
+
+
+def shown_stamp(stamp: str) -> str:
+    """'20261203020000' as '2026-12-03 02:00' (the time only when there is one)."""
+    day = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}"
+    if stamp[8:] == "000000":
+        return day
+    return f"{day} {stamp[8:10]}:{stamp[10:12]}" + (f":{stamp[12:]}" if stamp[12:] != "00" else "")
 
 
 def stamp_of(name: str) -> str | None:
@@ -229,7 +305,8 @@ def _import_locked(customer: Customer, *, actor: str, dry_run: bool) -> DropResu
     pairs = complete_pairs(inbox)
     if not pairs:
         deleted = 0 if dry_run else purge_archive(slug, settings["keep_days"])
-        return DropResult(None, f"No complete pair of files in the inbox of {slug}.", 0, deleted)
+        message = f"No complete pair of files in the inbox of {slug}."
+        return DropResult(None, message, 0, deleted, _waiting(slug, inbox))
 
     newest = pairs[0]
     if not is_settled(newest.files, settings["settle_seconds"]):
@@ -254,7 +331,16 @@ def _import_locked(customer: Customer, *, actor: str, dry_run: bool) -> DropResu
         archived,
         deleted,
     )
-    return DropResult(run, f"Imported the pair {newest.stamp} of {slug}.", archived, deleted)
+    message = f"Imported the pair {newest.stamp} of {slug}."
+    return DropResult(run, message, archived, deleted, _waiting(slug, inbox))
+
+
+def _waiting(slug: str, inbox: Path) -> list[str]:
+    """The inbox's files that wait or are never read, each with why; logged, not silent."""
+    lines = [f"{name}: {note}" for name, note in sorted(waiting_notes(inbox).items())]
+    for line in lines:
+        logger.info("file drop %s: %s", slug, line)
+    return lines
 
 
 def archive(slug: str, files: tuple[Path, ...], today: date | None = None) -> int:

@@ -45,6 +45,7 @@ class Waiting:
     modified: datetime
     role: str | None
     stamp: str | None
+    note: str | None  # why it waits or is not read; None when it is part of a complete pair
 
 
 def clean_name(raw: str | None) -> str:
@@ -61,16 +62,22 @@ def clean_name(raw: str | None) -> str:
 def check_name(raw: str | None) -> str:
     """The name a file is stored under, or a UserError in words the uploader understands."""
     name = clean_name(raw)
+    shown = _shown(raw or "The file")
     if Path(name.lower()).suffix not in drop.SUFFIXES:
-        raise UserError(f"{raw or 'The file'}: only .csv and .xlsx files can be dropped.")
+        raise UserError(f"{shown}: only .csv and .xlsx files can be dropped.")
     if too_long := drop.name_too_long(name):
-        raise UserError(f"{name[:MAX_NAME_SHOWN]}…: {too_long}")
-    if drop.is_temporary(name) or drop.role_of(name) is None or drop.stamp_of(name) is None:
+        raise UserError(f"{shown}: {too_long}")
+    if problem := drop.name_problem(name):
         raise UserError(
-            f"{raw}: the name must say organisation or persons and carry a date, "
+            f"{shown}: {problem}. The name must say organisation or persons and carry a date, "
             "e.g. organisation_2026-12-03.csv or medarbejdere_20261203.xlsx."
         )
     return name
+
+
+def _shown(raw: str) -> str:
+    """A refused name as echoed back: its start, not 100 KB of it."""
+    return raw if len(raw) <= MAX_NAME_SHOWN else f"{raw[:MAX_NAME_SHOWN]}…"
 
 
 def write_into(inbox: Path, name: str, stream) -> Path:
@@ -110,7 +117,7 @@ def _fsync_folder(folder: Path) -> None:
 
 def waiting_files(inbox: Path) -> list[Waiting]:
     """The files in the inbox (not uploads in progress), newest first."""
-    found = []
+    found, notes = [], drop.waiting_notes(inbox)
     for path in inbox.iterdir() if inbox.is_dir() else []:
         if path.is_file() and not drop.is_temporary(path.name):
             stat = path.stat()
@@ -122,6 +129,7 @@ def waiting_files(inbox: Path) -> list[Waiting]:
                     modified,
                     drop.role_of(path.name),
                     drop.stamp_of(path.name),
+                    notes.get(path.name),
                 )
             )
     return sorted(found, key=lambda w: (w.modified, w.name), reverse=True)

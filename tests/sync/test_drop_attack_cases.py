@@ -303,3 +303,58 @@ def test_archive_folder_that_is_not_a_real_day_is_ignored(inbox, customer, caplo
     assert deleted == 1 and result.run is None
     assert sorted(p.name for p in archive.iterdir()) == ["2026-13-45"]
     assert "archive/2026-13-45 is not an archive day" in caplog.text
+
+
+# F13: role words are whole words; waiting files say why; refusals echo only a name's start.
+
+
+@pytest.mark.parametrize(
+    "name, role",
+    [
+        ("medarbejdere_Norge_20261203.csv", "persons"),
+        ("persons_Georg_20261203.csv", "persons"),
+        ("employees_storgade_20261203.csv", "persons"),
+        ("OrgUnits_20261203.csv", "org"),
+        ("Enheder-Norge-20261203.xlsx", "org"),
+        ("Norge_20261203.csv", None),
+    ],
+)
+def test_a_role_is_said_by_a_whole_word_not_letters_inside_one(name, role):
+    assert drop.role_of(name) == role
+
+
+def test_files_that_wait_unpaired_say_why_in_the_cli_and_on_the_page(app, acme, inbox, hr):
+    (inbox / "organisation_20261203T0200.csv").write_bytes(ORG)
+    (inbox / "persons_20261203.csv").write_bytes(PERSONS)
+    (inbox / "org_20261204_9999.csv").write_bytes(ORG)
+    runner = app.test_cli_runner()
+
+    text = runner.invoke(args=["drop", "import", "acme"]).output
+    summary = runner.invoke(args=["drop", "import", "acme", "--json"]).stdout
+    page = hr.get(web.PAGE).get_data(as_text=True)
+
+    assert "No complete pair" in text
+    same_day = (
+        "organisation_20261203T0200.csv: waits for a persons file with the stamp 2026-12-03 "
+        "02:00; persons_20261203.csv has the same day but the stamp 2026-12-03: a pair needs "
+        "the same stamp, time included."
+    )
+    assert same_day in text and same_day in summary
+    assert "org_20261204_9999.csv: not read: 9999 is not a time of day" in text
+    assert "waits for a persons file with the stamp 2026-12-03 02:00" in page
+    assert "9999 is not a time of day" in page
+
+
+def test_a_refusal_says_what_was_recognised_and_echoes_only_the_start_of_a_long_name(
+    acme, inbox, hr
+):
+    both = web.flashed(hr, web.upload(hr, ("org_persons_20261203.csv", ORG)))
+    neither = web.flashed(hr, web.upload(hr, ("Norge_20261203.csv", ORG)))
+    huge = web.upload(hr, ("x" * 100_000 + "_org_20261203.csv", ORG))
+
+    assert "the name says both organisation (org) and persons (persons)" in both
+    assert "the name says neither organisation" in neither
+    assert huge.status_code == 200
+    assert "x" * 60 + "…" in huge.get_data(as_text=True)
+    assert "x" * 61 not in huge.get_data(as_text=True)
+    assert os.listdir(inbox) == []
