@@ -6,11 +6,11 @@ days older than `[drop] keep_days` are deleted.
 
 Naming rule (tell customers): a file is CSV or XLSX; its name says
 its role and carries a date stamp, e.g. `organisation_2026-12-03.csv` + `persons_20261203.xlsx`.
-- organisation file: the name contains "org" (organisation, organization), "afdeling" or
-  "enhed";
-- persons file: the name contains "person" (persons, personer), "medarbejder" or "employee";
-- the date stamp is YYYYMMDD or YYYY-MM-DD, optionally followed by a time HHMM or HHMMSS
-  (20261203T0200, 2026-12-03_020000).
+- organisation file: a word of the name starts with "org" (organisation, organization),
+  "afdeling" or "enhed" (words split at signs, digits and camelCase; "Norge" is no role);
+- persons file: a word starts with "person" (persons, personer), "medarbejder" or "employee";
+- the date stamp is YYYYMMDD or YYYY-MM-DD in ASCII digits, optionally followed by a time
+  HHMM or HHMMSS (20261203T0200, 2026-12-03_020000); an impossible date or time is no stamp.
 Two files with the same stamp, one of each role, are a pair. The newest complete pair is
 imported; older pairs still in the inbox are archived unread (they are out of date). A lone
 file waits for its partner. A name with both roles, or none, or no stamp is left alone.
