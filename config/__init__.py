@@ -267,9 +267,14 @@ def _validate_schedule(settings: dict) -> None:
         ("schedule", "misfire_grace_seconds"),
         ("schedule", "workers"),
         ("drop", "keep_days"),
+        ("drop", "max_connections"),
+        ("drop", "max_connections_per_address"),
+        ("drop", "login_seconds"),
     ):
         if settings[section][key] <= 0:
             raise ConfigError(f"{section}.{key} must be positive")
+    if settings["drop"]["max_connections_per_address"] > settings["drop"]["max_connections"]:
+        raise ConfigError("drop.max_connections_per_address must not exceed drop.max_connections")
     if settings["drop"]["settle_seconds"] < 0:
         raise ConfigError("drop.settle_seconds must not be negative")
     ports = settings["drop"]["passive_ports"]

@@ -4,11 +4,15 @@ Each customer logs in with its slug and the password `flask drop set-password` s
 and lands in its own inbox, which is the whole of what it can see: pyftpdlib maps the session's
 "/" to the inbox and refuses any path, `..` or symbolic link whose real path leaves it.
 
-An upload is written as `.<name>.part` and renamed to `<name>` only when the transfer ended
-cleanly (over TLS: the client closed the data connection with a TLS close_notify); a
-dropped connection deletes the part. The daily import never reads a temporary name,
-so it only ever sees whole files. Appending to a file and STOU are refused. With TLS required
-(the default), PROT C is refused too: every listing and upload goes over TLS.
+An upload is written as `.<name>.<token>.part` (unique to the upload: two uploads of one name
+never share a file) and put in place as `<name>` only when the transfer ended cleanly (over
+TLS: the client closed the data connection with a TLS close_notify); a dropped connection
+deletes the part. A name already in the inbox is never replaced, neither by STOR nor by
+RNTO; an upload that meets one at its end hears 450, not 226. Temporary names (`.x`, `~x`,
+`*.part`, ...) are not listed and are refused by every command that names a file, so no
+session sees or touches another's upload in progress. The daily import never reads a
+temporary name, so it only ever sees whole files. Appending, resuming and STOU are refused.
+With TLS required (the default), PROT C is refused too: every listing and upload goes over TLS.
 """
 
 import logging
@@ -18,6 +22,7 @@ import secrets
 from flask import Flask
 from OpenSSL import SSL
 from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.log import logger as log
 from pyftpdlib.servers import FTPServer
@@ -28,12 +33,22 @@ from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.models import Customer
+from sync import drop
 from sync.drop import archive_of, inbox_of
 from sync.models import DropAccount
 
 logger = logging.getLogger(__name__)
 # e: change folder, l: list, w: store, f: rename, d: delete (to correct a wrong upload).
 PERMISSIONS = "elwfd"
+# Commands whose argument names a file: a temporary name is refused for all of them.
+NAMING_COMMANDS = {
+    "RETR", "SIZE", "MDTM", "MFMT", "DELE", "RNFR", "RNTO", "STOR", "APPE", "LIST", "NLST",
+    "MLST", "MLSD", "STAT", "CWD", "MKD", "RMD", "SITE CHMOD",
+}  # fmt: skip
+TEMPORARY_REFUSED = (
+    "553 Names that start with . or ~ or end in .part, .tmp and the like are kept for uploads "
+    "in progress; use the file's own name."
+)
 MIN_PASSWORD = 12
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
@@ -117,24 +132,30 @@ class DropAuthorizer:
         pass
 
 
+class DropFilesystem(AbstractedFS):
+    """The inbox as a session sees it: uploads in progress (temporary names) are not listed."""
+
+    def listdir(self, path):
+        return [name for name in super().listdir(path) if not drop.is_temporary(name)]
+
+
 class DropDataHandler(TLS_DTPHandler):
     """A TLS data connection that tells a finished upload from a dropped one.
 
     In FTP a closed data connection ends an upload, so a client that vanishes mid-file looks
     like one that finished. Over TLS a client that finishes says so first (close_notify);
-    an upload whose connection closed without it is treated as broken off.
+    an upload whose connection closed without it is treated as broken off. A finished upload
+    is put in place here, before the reply: 226 only when it is in the inbox under its name.
     """
 
     def close(self):
-        if (
-            self.receive
-            and not self._closed
-            and self.transfer_finished
-            and self._ssl_established
-            and not self.socket.get_shutdown() & SSL.RECEIVED_SHUTDOWN
-        ):
-            self.transfer_finished = False
-            self._resp = ("426 Connection closed without TLS close; upload again.", log.debug)
+        if self.receive and not self._closed and self.transfer_finished and self.file_obj:
+            if self._ssl_established and not self.socket.get_shutdown() & SSL.RECEIVED_SHUTDOWN:
+                self.transfer_finished = False
+                self._resp = ("426 Connection closed without TLS close; upload again.", log.debug)
+            elif refusal := self.cmd_channel.put_in_place(self.file_obj):
+                self.transfer_finished = False
+                self._resp = (refusal, log.debug)
         super().close()
 
 
@@ -142,23 +163,63 @@ class DropHandler(TLS_FTPHandler):
     """TLS FTP with uploads written under a temporary name until they are whole."""
 
     dtp_handler = DropDataHandler
+    abstracted_fs = DropFilesystem
     tls_control_required = True
     tls_data_required = True
     max_login_attempts = 3
     banner = "Kursa file drop."
 
+    login_seconds = 30
+
     def __init__(self, conn, server, ioloop=None):
         super().__init__(conn, server, ioloop)
         self._uploads: dict[str, str] = {}
+        self._login_deadline = None
+
+    def handle(self):
+        # A connection that never logs in would hold its place for the whole idle timeout
+        # (300 s; any command restarts it): a fixed deadline frees it.
+        super().handle()
+        if not self._closed and not self._closing:
+            self._login_deadline = self.ioloop.call_later(
+                self.login_seconds, self._login_too_slow, _errback=self.handle_error
+            )
+
+    def _login_too_slow(self):
+        if not self.authenticated and not self._closed:
+            logger.info("file drop: %s did not log in in time; closed", self.remote_ip)
+            self.respond(f"421 Log in within {self.login_seconds} seconds; connection closed.")
+            self.close_when_done()
+
+    def close(self):
+        if self._login_deadline is not None and not self._login_deadline.cancelled:
+            self._login_deadline.cancel()
+        super().close()
+
+    def process_command(self, cmd, *args, **kwargs):
+        if cmd in NAMING_COMMANDS and args and drop.is_temporary(os.path.basename(args[0])):
+            if cmd in ("STOR", "APPE", "RNTO", "MKD"):
+                self.respond(TEMPORARY_REFUSED)
+            else:
+                self.respond("550 No such file or directory.")
+            return
+        super().process_command(cmd, *args, **kwargs)
 
     def ftp_STOR(self, file, mode="w"):
-        if "a" in mode:
-            self.respond("550 Appending is not allowed; upload the whole file again.")
+        resuming, self._restart_position = self._restart_position, 0
+        if "a" in mode or resuming:
+            self.respond("550 Appending and resuming are not allowed; upload the whole file.")
             return None
         folder, name = os.path.split(file)
-        part = os.path.join(folder, f".{name}.part")
+        if too_long := drop.name_too_long(name):
+            self.respond(f"553 {too_long[0].upper()}{too_long[1:]}")
+            return None
+        if os.path.lexists(file):
+            self.respond(f"553 {name} is in the inbox already; delete it first to upload it again.")
+            return None
+        part = os.path.join(folder, drop.part_name(name))
         self._uploads[part] = file
-        return super().ftp_STOR(part, mode)
+        return super().ftp_STOR(part, "x")  # a new file, never one that exists
 
     def ftp_PROT(self, line):
         # pyftpdlib demands PROT P only at PASV/PORT and accepts PROT C at any time, so PASV
@@ -172,19 +233,51 @@ class DropHandler(TLS_FTPHandler):
     def ftp_STOU(self, line):
         self.respond("550 STOU is not allowed; upload with a file name.")
 
+    def ftp_RNTO(self, path):
+        if self._rnfr and os.path.lexists(path):
+            self._rnfr = None
+            name = os.path.basename(path)
+            self.respond(f"553 {name} is in the inbox already; it was not replaced.")
+            return None
+        return super().ftp_RNTO(path)
+
+    def put_in_place(self, file_obj) -> str | None:
+        """Give a whole upload its final name; a refusal reply when that cannot be done.
+
+        A link, not a rename: it never replaces a file of that name that arrived meanwhile.
+        """
+        final = self._uploads.get(file_obj.name)
+        if final is None:
+            return None
+        name = os.path.basename(final)
+        try:
+            file_obj.flush()
+            os.fsync(file_obj.fileno())
+            file_obj.close()
+            os.link(file_obj.name, final)
+        except FileExistsError:
+            logger.warning("file drop %s: %s arrived meanwhile; refused", self.username, name)
+            return f"450 {name} arrived in the inbox meanwhile; yours was not put in place."
+        except OSError:
+            logger.exception("file drop %s: %s could not be put in place", self.username, name)
+            return "451 The file could not be put in place; upload it again."
+        return None
+
     def on_file_received(self, file):
         final = self._uploads.pop(file, None)
         if final is not None:
-            os.replace(file, final)
+            os.unlink(file)  # put_in_place linked it under its name
             logger.info("file drop %s received %s", self.username, os.path.basename(final))
 
     def on_incomplete_file_received(self, file):
         final = self._uploads.pop(file, None)
         if final is not None and os.path.exists(file):
             os.remove(file)
-        logger.warning("file drop %s: an upload broke off and was discarded", self.username)
+        logger.warning("file drop %s: an upload broke off or was refused; discarded", self.username)
 
     def on_login(self, username):
+        if self._login_deadline is not None and not self._login_deadline.cancelled:
+            self._login_deadline.cancel()
         logger.info("file drop login of %s from %s", username, self.remote_ip)
 
     def on_login_failed(self, username, password):
@@ -208,11 +301,17 @@ def make_server(app: Flask, *, host: str | None = None, port: int | None = None)
             "tls_data_required": settings["tls_required"],
             "passive_ports": _ports(settings["passive_ports"]),
             "masquerade_address": settings["masquerade_address"] or None,
+            "login_seconds": settings["login_seconds"],
         },
     )
     handler.get_ssl_context()  # a missing or wrong certificate fails now, not at first login
     address = (host or settings["ftps_host"], settings["ftps_port"] if port is None else port)
-    return FTPServer(address, handler)
+    server = FTPServer(address, handler)
+    # pyftpdlib's defaults (512 in all, any number from one address) let one address with a
+    # few hundred idle connections lock every customer out.
+    server.max_cons = settings["max_connections"]
+    server.max_cons_per_ip = settings["max_connections_per_address"]
+    return server
 
 
 def _ports(text: str) -> list[int] | None:

@@ -1,7 +1,7 @@
 """The file drop over HTTPS: `/sync/drop/<slug>` shows a customer's inbox and takes uploads.
 
 An upload lands in the same inbox as an FTPS one and is written the same way: to
-`.<name>.part` in the inbox, fsynced, then put in place under its final name in one step, so
+`.<name>.<token>.part` in the inbox, fsynced, then put in place under its final name in one step, so
 the daily import (which never reads a temporary name) only ever sees whole files. A name that
 is already in the inbox is refused, never overwritten. Who may: HR and IT admins granted at
 the customer's root, and platform admins; everyone else gets a 404.
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("drop", __name__, url_prefix="/sync/drop")
 WHOLE = {"roles": access.SYNC_ROLES, "whole": True}
 ARCHIVE_DAYS_SHOWN = 7
-MAX_NAME = 150
+MAX_NAME_SHOWN = 60  # characters of a refused name echoed back
 CHUNK = 1024 * 1024
 
 
@@ -45,6 +45,7 @@ class Waiting:
     modified: datetime
     role: str | None
     stamp: str | None
+    note: str | None  # why it waits or is not read; None when it is part of a complete pair
 
 
 def clean_name(raw: str | None) -> str:
@@ -61,23 +62,29 @@ def clean_name(raw: str | None) -> str:
 def check_name(raw: str | None) -> str:
     """The name a file is stored under, or a UserError in words the uploader understands."""
     name = clean_name(raw)
+    shown = _shown(raw or "The file")
     if Path(name.lower()).suffix not in drop.SUFFIXES:
-        raise UserError(f"{raw or 'The file'}: only .csv and .xlsx files can be dropped.")
-    if len(name) > MAX_NAME:
-        raise UserError(f"{raw}: the name is longer than {MAX_NAME} characters.")
-    if drop.is_temporary(name) or drop.role_of(name) is None or drop.stamp_of(name) is None:
+        raise UserError(f"{shown}: only .csv and .xlsx files can be dropped.")
+    if too_long := drop.name_too_long(name):
+        raise UserError(f"{shown}: {too_long}")
+    if problem := drop.name_problem(name):
         raise UserError(
-            f"{raw}: the name must say organisation or persons and carry a date, "
+            f"{shown}: {problem}. The name must say organisation or persons and carry a date, "
             "e.g. organisation_2026-12-03.csv or medarbejdere_20261203.xlsx."
         )
     return name
+
+
+def _shown(raw: str) -> str:
+    """A refused name as echoed back: its start, not 100 KB of it."""
+    return raw if len(raw) <= MAX_NAME_SHOWN else f"{raw[:MAX_NAME_SHOWN]}…"
 
 
 def write_into(inbox: Path, name: str, stream) -> Path:
     """Write `stream` to `inbox/name` whole or not at all; an existing name is refused."""
     inbox.mkdir(parents=True, exist_ok=True)
     target = inbox / name
-    part = inbox / f".{name}.part"
+    part = inbox / drop.part_name(name)
     if target.resolve().parent != inbox.resolve():  # clean_name keeps it in; make sure
         raise UserError(f"{name}: that name cannot be used.")
     try:
@@ -110,7 +117,7 @@ def _fsync_folder(folder: Path) -> None:
 
 def waiting_files(inbox: Path) -> list[Waiting]:
     """The files in the inbox (not uploads in progress), newest first."""
-    found = []
+    found, notes = [], drop.waiting_notes(inbox)
     for path in inbox.iterdir() if inbox.is_dir() else []:
         if path.is_file() and not drop.is_temporary(path.name):
             stat = path.stat()
@@ -122,6 +129,7 @@ def waiting_files(inbox: Path) -> list[Waiting]:
                     modified,
                     drop.role_of(path.name),
                     drop.stamp_of(path.name),
+                    notes.get(path.name),
                 )
             )
     return sorted(found, key=lambda w: (w.modified, w.name), reverse=True)
@@ -133,7 +141,7 @@ def archive_days(slug: str, shown: int = ARCHIVE_DAYS_SHOWN) -> list[tuple[str, 
     if not folder.is_dir():
         return []
     days = sorted(
-        (d for d in folder.iterdir() if d.is_dir() and drop.ARCHIVE_DAY.match(d.name)),
+        (d for d in folder.iterdir() if drop.archive_day_of(d) is not None),
         key=lambda d: d.name,
         reverse=True,
     )[:shown]

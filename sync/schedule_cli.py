@@ -82,11 +82,20 @@ def drop_import_command(slug, dry_run, as_json):
         raise click.ClickException(str(exc)) from None
     if result.run is None:
         if as_json:
-            summary = {"run_id": None, "status": "nothing_to_import", "message": result.message}
+            summary = {
+                "run_id": None,
+                "status": "nothing_to_import",
+                "message": result.message,
+                "waiting": result.waiting,
+            }
             click.echo(json.dumps(summary, ensure_ascii=False))
         else:
             click.echo(result.message)
+            for line in result.waiting:
+                click.echo(f"  {line}")
         return
+    for line in result.waiting:  # stdout holds the run's summary (one JSON object with --json)
+        click.echo(f"Left in the inbox: {line}", err=True)
     _report(result.run, as_json)
 
 

@@ -39,6 +39,9 @@ def test_file_then_environment_override_defaults(tmp_path):
         ('[database]\nurl = "kursa.db"\n', "not a SQLAlchemy URL"),
         ('[customers.acme.columns.persons]\nshoe_size = ["Sko"]\n', "unknown column"),
         ("[sync\n", "not valid TOML"),
+        ("[drop]\nmax_connections_per_address = 0\n", "max_connections_per_address must be"),
+        ("[drop]\nmax_connections = 5\n", "must not exceed drop.max_connections"),
+        ("[drop]\nlogin_seconds = 0\n", "drop.login_seconds must be positive"),
     ],
 )
 def test_bad_settings_fail_at_start_with_the_key_named(tmp_path, toml, message):

@@ -86,7 +86,7 @@ def test_danish_letters_and_the_stamp_stay_readable(inbox, hr):
         ("../../persons_20261203.csv", "persons_20261203.csv"),
         ("/etc/persons_20261203.csv", "persons_20261203.csv"),
         ("..\\..\\persons_20261203.csv", None),  # werkzeug reads \ as an escape
-        ("C:\\Temp\\persons_20261203.csv", None),
+        ("C:\\Temp\\_persons_20261203.csv", None),  # arrives as C:Temp_persons_...
         (".persons_20261203.csv", "persons_20261203.csv"),
     ],
 )
