@@ -292,7 +292,10 @@ def last_look_at(slug: str) -> datetime | None:
 
 
 def _mark_looked(slug: str) -> None:
-    _marker(slug).touch()
+    # A customer that has never had an inbox (no upload, no FTPS password yet) has no folder.
+    marker = _marker(slug)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def _marker(slug: str) -> Path:

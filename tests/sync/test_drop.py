@@ -155,6 +155,20 @@ def test_cli_contract(inbox, customer, app):
     assert unknown.exit_code == 1 and "No customer" in unknown.output
 
 
+def test_cli_of_a_customer_without_an_inbox_folder_finds_nothing(
+    app, customer, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(app.config["KURSA"]["drop"], "root", str(tmp_path / "drop"))
+    assert not drop.inbox_of(customer.slug).exists()
+
+    nothing = flask_drop(app, customer.slug, "--json")
+
+    assert nothing.exit_code == 0, nothing.output
+    answer = json.loads(nothing.stdout)
+    assert (answer["run_id"], answer["status"]) == (None, "nothing_to_import")
+    assert drop.last_look_at(customer.slug) is not None  # the scheduler's catch-up sees the look
+
+
 def test_drop_import_holds_the_customers_drop_lock(inbox, customer, app):
     from sync.locks import run_lock
 
