@@ -43,7 +43,7 @@ METADATA_FIELDS = [
     ("metadata_url", "Metadata URL"),
 ]
 DOMAINS_HINT = "One a line, e.g. example.com; a typed work email with it leads here."
-LABEL_HINT = "What your staff see, e.g. Acme account; empty: the name."
+LABEL_HINT = "The button's whole text, e.g. Log in with Acme account; empty: Log in with <name>."
 REPLACE_HINT = "Leave the three metadata fields empty to keep the current metadata."
 SECRET_HINT = "Never shown. Leave it empty to keep the current secret."
 
