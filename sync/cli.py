@@ -12,7 +12,15 @@ from portal.core.errors import UserError
 from portal.directory.operations import create_customer
 from portal.directory.queries import customer_by_slug
 from sync.models import RunStatus, SyncRun
-from sync.runs import FileInput, apply_preview, approve_run, import_files, revert_run, run_summary
+from sync.runs import (
+    FileInput,
+    apply_preview,
+    approve_run,
+    import_files,
+    preview_hold_notice,
+    revert_run,
+    run_summary,
+)
 from sync.sources_cli import ldap_commands
 
 CLI_ACTOR = "cli"
@@ -167,11 +175,12 @@ def _print_summary(run: SyncRun, summary: dict) -> None:
     if run.hold_reason and run.status == RunStatus.HELD:
         click.echo(f"Held: {run.hold_reason}")
         click.echo(f"Approve with: flask directory approve {run.id}")
-    elif run.hold_reason and run.status == RunStatus.DRY_RUN:
-        click.echo(f"Applying this preview would be held: {run.hold_reason}")
+    notice = preview_hold_notice(run)
+    if notice:
+        click.echo(notice)
     if run.error:
         click.echo(f"Failed: {run.error}", err=True)
-    errors = [i for i in summary["issues"]]
+    errors = [i for i in summary["issues"] if i["message"] != notice]
     for issue in errors[:20]:
         where = ", ".join(
             str(p)
