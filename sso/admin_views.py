@@ -112,6 +112,13 @@ class ActionForm(FlaskForm):
     """A button acting on a provider: it carries only the CSRF token."""
 
 
+@bp.context_processor
+def _base_url_state() -> dict:
+    # Without [web] base_url the addresses follow the Host header (localhost or 127.0.0.1),
+    # and an entity id an IdP was given must never change: the pages warn.
+    return {"base_url_unset": not current_app.config["KURSA"]["web"]["base_url"]}
+
+
 @bp.route("")
 @login_required
 def index():
