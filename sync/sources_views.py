@@ -208,6 +208,7 @@ def request_page(request_id: int):
     page = render_template(
         "sync/source_request.html",
         sync_request=sync_request,
+        untaken=queue.is_untaken(sync_request),
         source=source,
         customer=source.customer,
     )
