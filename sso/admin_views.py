@@ -43,7 +43,7 @@ METADATA_FIELDS = [
     ("metadata_url", "Metadata URL"),
 ]
 DOMAINS_HINT = "One a line, e.g. example.com; a typed work email with it leads here."
-LABEL_HINT = "What your staff see, e.g. Acme account; empty: the name."
+LABEL_HINT = "The button's whole text, e.g. Log in with Acme account; empty: Log in with <name>."
 REPLACE_HINT = "Leave the three metadata fields empty to keep the current metadata."
 SECRET_HINT = "Never shown. Leave it empty to keep the current secret."
 
@@ -110,6 +110,13 @@ class EditForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button acting on a provider: it carries only the CSRF token."""
+
+
+@bp.context_processor
+def _base_url_state() -> dict:
+    # Without [web] base_url the addresses follow the Host header (localhost or 127.0.0.1),
+    # and an entity id an IdP was given must never change: the pages warn.
+    return {"base_url_unset": not current_app.config["KURSA"]["web"]["base_url"]}
 
 
 @bp.route("")

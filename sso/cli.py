@@ -31,7 +31,9 @@ from sso.operations import (
 )
 
 CLI_ACTOR = "cli"
-LABEL_HELP = "What the login button says (default: NAME)."
+LABEL_HELP = (
+    "The login button's whole text, e.g. 'Log in with Acme account' (default: 'Log in with NAME')."
+)
 SAML_KEYS = (
     "entity_id",
     "metadata_url",

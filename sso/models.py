@@ -30,7 +30,7 @@ class MatchRule(enum.StrEnum):
 
 # Defaults of IdentityProvider.settings; the CLI and pages store every key explicitly.
 DEFAULT_SETTINGS = {
-    "label": "",  # what the login button says; "" means the name
+    "label": "",  # the login button's whole text; "" means "Log in with <name>"
     "metadata_xml": "",  # the IdP's SAML metadata as fetched or uploaded
     "metadata_url": "",  # where it was fetched from ("" when uploaded)
     # A refresh from metadata_url (sso/metadata.py): when it last succeeded, why it last failed.
@@ -76,8 +76,8 @@ class IdentityProvider(TimestampMixin, db.Model):
 
     @property
     def label(self) -> str:
-        """What employees see on the login button: the label set, else the name."""
-        return self.setting("label") or self.name
+        """What the login button says: the label as set, else "Log in with <name>"."""
+        return self.setting("label") or f"Log in with {self.name}"
 
     def __repr__(self) -> str:
         return f"<IdentityProvider {self.id} {self.name}>"

@@ -2,6 +2,7 @@
 
 import json
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import click
@@ -12,7 +13,17 @@ from portal.core.errors import UserError
 from portal.directory.operations import create_customer
 from portal.directory.queries import customer_by_slug
 from sync.models import RunStatus, SyncRun
-from sync.runs import FileInput, apply_preview, approve_run, import_files, revert_run, run_summary
+from sync.plan.changes import counts_from_tally
+from sync.records import Issue
+from sync.runs import (
+    FileInput,
+    apply_preview,
+    approve_run,
+    import_files,
+    preview_hold_notice,
+    revert_run,
+    run_summary,
+)
 from sync.sources_cli import ldap_commands
 
 CLI_ACTOR = "cli"
@@ -44,7 +55,7 @@ def import_command(slug, org_path, persons_path, dry_run, as_json):
     Exit status: 0 applied or dry run, 1 failed, 3 held for approval.
     """
     customer = _customer(slug)
-    org, persons = _read(org_path), _read(persons_path)
+    org, persons = _read(org_path, as_json), _read(persons_path, as_json)
     if as_json:
         run = import_files(customer, org, persons, actor=CLI_ACTOR, dry_run=dry_run)
     else:
@@ -128,11 +139,24 @@ def _customer(slug: str):
     return customer
 
 
-def _read(path: str) -> FileInput:
+def _read(path: str, as_json: bool) -> FileInput:
+    """The file, or exit 1: with --json as a failed run's object naming the file (no run is
+    started, so run_id is null), else as one plain sentence."""
     try:
         return FileInput.from_path(path)
     except OSError as exc:
-        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        if not as_json:
+            raise click.ClickException(f"{path}: {reason}") from None
+    issue = Issue(f"The file cannot be read: {reason}.", file=path)
+    summary = {
+        "run_id": None,
+        "status": RunStatus.FAILED.value,
+        "counts": counts_from_tally(defaultdict(int)),
+        "issues": [issue.where()],
+    }
+    click.echo(json.dumps(summary, ensure_ascii=False))
+    raise SystemExit(EXIT_CODES[RunStatus.FAILED])
 
 
 def _bar_progress(bar):
@@ -167,11 +191,12 @@ def _print_summary(run: SyncRun, summary: dict) -> None:
     if run.hold_reason and run.status == RunStatus.HELD:
         click.echo(f"Held: {run.hold_reason}")
         click.echo(f"Approve with: flask directory approve {run.id}")
-    elif run.hold_reason and run.status == RunStatus.DRY_RUN:
-        click.echo(f"Applying this preview would be held: {run.hold_reason}")
+    notice = preview_hold_notice(run)
+    if notice:
+        click.echo(notice)
     if run.error:
         click.echo(f"Failed: {run.error}", err=True)
-    errors = [i for i in summary["issues"]]
+    errors = [i for i in summary["issues"] if i["message"] != notice]
     for issue in errors[:20]:
         where = ", ".join(
             str(p)

@@ -164,7 +164,8 @@ def waiting_notes(inbox: Path) -> dict[str, str]:
 
 def _lone_note(role: str, stamp: str, by_stamp: dict[str, list[str]]) -> str:
     partner = "persons" if role == "org" else "org"
-    note = f"waits for a {ROLE_NAMES[partner]} file with the stamp {shown_stamp(stamp)}"
+    article = "an" if partner == "org" else "a"
+    note = f"waits for {article} {ROLE_NAMES[partner]} file with the stamp {shown_stamp(stamp)}"
     near = [
         n for s, names in by_stamp.items() if s != stamp and s[:8] == stamp[:8]
         for n in names if role_of(n) == partner

@@ -165,7 +165,7 @@ def inbox(slug: str):
             audit.record(current_user.actor, "drop.upload", "customer", customer.id, files=names)
             db.session.commit()
             logger.info("file drop %s: %s uploaded by %s", slug, names, current_user.actor)
-            flash(f"In the inbox: {', '.join(names)}. The next daily run imports them.", "info")
+            flash(_stored_message(folder, names), "info")
             return redirect(url_for("drop.inbox", slug=customer.slug))
     return render_template(
         "sync/drop.html",
@@ -175,6 +175,15 @@ def inbox(slug: str):
         archive=archive_days(customer.slug),
         keep_days=current_app.config["KURSA"]["drop"]["keep_days"],
     )
+
+
+def _stored_message(folder: Path, names: list[str]) -> str:
+    """What the uploader is told: imported by the next daily run, or why a file waits."""
+    notes = drop.waiting_notes(folder)
+    waits = [f"{name} {notes[name]}" for name in names if name in notes]
+    if not waits:
+        return f"In the inbox: {', '.join(names)}. The next daily run imports them."
+    return f"In the inbox: {', '.join(names)}. Not imported yet: {'; '.join(waits)}"
 
 
 def _store(folder: Path, files: list) -> list[str]:

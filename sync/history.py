@@ -23,7 +23,8 @@ class ChartRun:
     """One run as the chart shows it: persons created, moved, inactivated; errors.
 
     For a held run the counts are what it would change once approved; a failed run changed
-    nothing, so its counts are zero and only its errors show.
+    nothing, so its counts are zero and only its errors show. Reactivations have no bar (they
+    are rare outside a revert) but are named in the run's summary line when there are any.
     """
 
     id: int
@@ -33,9 +34,18 @@ class ChartRun:
     moved: int
     inactivated: int
     errors: int
+    reactivated: int = 0
 
     def value(self, series: str) -> int:
         return getattr(self, series)
+
+    def summary(self, series) -> str:
+        """'0 created, 0 moved, 0 inactivated, 70 reactivated, 0 errors' (reactivated when any)."""
+        counts = [s for s in series if s != "errors"]
+        if self.reactivated:
+            counts.append("reactivated")
+        counts += [s for s in series if s == "errors"]
+        return ", ".join(f"{self.value(s)} {s}" for s in counts)
 
     @property
     def is_flagged(self) -> bool:
@@ -114,4 +124,5 @@ def _point(run: SyncRun, errors: int) -> ChartRun:
         persons.get("moved", 0),
         persons.get("inactivated", 0),
         errors,
+        persons.get("reactivated", 0),
     )

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 ACTIONS = ("test", "preview", "sync")
 # A request still "running" this long after it started belongs to a worker that died.
 STALE_AFTER = timedelta(hours=2)
+# A scheduler polls every few seconds: a request queued this long has no scheduler taking it.
+UNTAKEN_AFTER = timedelta(seconds=30)
 
 
 def request_run(source: SyncSource, action: str, *, actor: str) -> SyncRequest:
@@ -41,6 +43,13 @@ def request_run(source: SyncSource, action: str, *, actor: str) -> SyncRequest:
     db.session.flush()
     logger.info("%s of source %s requested by %s as %s", action, source.name, actor, request.id)
     return request
+
+
+def is_untaken(request: SyncRequest) -> bool:
+    """Whether the request has waited in the queue longer than a running scheduler lets it."""
+    return request.status == RequestStatus.QUEUED and (
+        utcnow() - request.requested_at > UNTAKEN_AFTER
+    )
 
 
 def process_requests(limit: int = 20) -> int:

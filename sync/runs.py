@@ -35,6 +35,7 @@ __all__ = [
     "approve_run",
     "apply_preview",
     "revert_run",
+    "preview_hold_notice",
     "run_summary",
     "report_rows",
     "get_run",
@@ -291,16 +292,31 @@ def get_run(run_id: int) -> SyncRun:
 
 
 def run_summary(run: SyncRun) -> dict:
-    """The run as the CLI's JSON contract shows it."""
-    issues = db.session.scalars(
+    """The run as the CLI's JSON contract shows it.
+
+    A dry run that applying would hold carries that warning as one more issue, without file
+    or row: the contract has no other place for it, and a tool must learn it before applying.
+    """
+    stored = db.session.scalars(
         select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
     )
+    issues = [Issue(i.message, i.file, i.row, i.column, i.value).where() for i in stored]
+    notice = preview_hold_notice(run)
+    if notice:
+        issues.append(Issue(notice, severity="notice").where())
     return {
         "run_id": run.id,
         "status": run.status,
         "counts": run.counts or counts_from_tally(_zero()),
-        "issues": [Issue(i.message, i.file, i.row, i.column, i.value).where() for i in issues],
+        "issues": issues,
     }
+
+
+def preview_hold_notice(run: SyncRun) -> str | None:
+    """The warning that applying this dry run would be held, or None."""
+    if run.status != RunStatus.DRY_RUN or not run.hold_reason:
+        return None
+    return f"Applying this preview would be held: {run.hold_reason}"
 
 
 REPORT_HEADER = [

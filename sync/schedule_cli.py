@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+from zoneinfo import ZoneInfo
 
 import click
 from flask import current_app
@@ -30,17 +31,18 @@ def run_command():
 @scheduler_cli.command("jobs")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs_command(as_json):
-    """List the jobs the sources call for, with their next run in the customer's time zone."""
-    from portal.core.db import utcnow
+    """List the jobs the sources call for, with their next run in the customer's time zone
+    (ISO 8601 with its UTC offset; null when the schedule never fires again)."""
+    from portal.core import db as core_db
     from sync.schedule import planned_jobs
 
-    now = utcnow()
+    now = core_db.utcnow()
     jobs = [
         {
             "id": spec.id,
             "schedule": spec.cron,
             "timezone": spec.zone,
-            "next_run": spec.next_fire(now).isoformat(),
+            "next_run": _local_iso(spec.next_fire(now), spec.zone),
         }
         for spec in planned_jobs()
     ]
@@ -48,7 +50,11 @@ def jobs_command(as_json):
         click.echo(json.dumps(jobs))
         return
     for job in jobs:
-        click.echo(f"{job['id']}  {job['schedule']}  next {job['next_run']}")
+        click.echo(f"{job['id']}  {job['schedule']}  next {job['next_run'] or 'never'}")
+
+
+def _local_iso(moment, zone: str) -> str | None:
+    return moment and moment.astimezone(ZoneInfo(zone)).isoformat()
 
 
 @click.group("drop", help="The file drop: each customer's inbox of organisation + persons files.")

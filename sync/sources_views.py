@@ -6,7 +6,7 @@ at the customer's root (and platform admins) see these pages; everyone else gets
 
 import logging
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -31,6 +31,21 @@ REFRESH_SECONDS = 3
 
 class ActionForm(FlaskForm):
     """A button that acts on a source: it carries only the CSRF token."""
+
+
+@bp.context_processor
+def _declared() -> dict:
+    return {"declared_in_config": declared_in_config}
+
+
+def declared_in_config(source: SyncSource) -> bool:
+    """Whether the config file the portal runs with declares this source ([ldap_sources.x]).
+
+    Read from the file, not recorded on the source: a table removed from the file no longer
+    overwrites the source, and then the page must stop saying it does.
+    """
+    table = current_app.config["KURSA"].get("ldap_sources", {}).get(source.name)
+    return table is not None and table.get("customer") == source.customer.slug
 
 
 @bp.route("")
@@ -208,6 +223,7 @@ def request_page(request_id: int):
     page = render_template(
         "sync/source_request.html",
         sync_request=sync_request,
+        untaken=queue.is_untaken(sync_request),
         source=source,
         customer=source.customer,
     )

@@ -98,6 +98,20 @@ def test_the_list_shows_providers_and_the_addresses_to_copy(it_admin, corp):
     assert 'href="/sso/admin"' in text(it_admin.get("/courses/"))  # the navigation link
 
 
+def test_without_a_base_url_the_pages_warn_before_the_addresses_are_given_out(
+    app, it_admin, corp, monkeypatch
+):
+    warning = "before giving these addresses to an identity provider"
+    assert warning not in text(it_admin.get(PAGE))
+
+    monkeypatch.setitem(app.config["KURSA"]["web"], "base_url", "")
+
+    for url in (PAGE, f"{PAGE}/{corp.id}/edit"):
+        page = text(it_admin.get(url))
+        assert "Set <code>[web] base_url</code> " + warning in page, url
+        assert page.index(warning) < page.index("http://localhost/sso/acme/saml/metadata")
+
+
 def test_the_pages_are_404_for_everyone_else(acme, corp, login_as, make_customer):
     make_customer("globex", "Globex")
     others = [

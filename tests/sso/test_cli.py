@@ -98,7 +98,7 @@ def test_add_saml_from_a_file_then_list_as_json(flask, customer, metadata_file):
             "name": "corp",
             "kind": "saml",
             "enabled": True,
-            "label": "corp",
+            "label": "Log in with corp",
             "entity_id": IDP_ENTITY,
             "metadata_url": "",
             "match": "email",
@@ -197,7 +197,7 @@ def test_list_json_rows_carry_only_the_fields_of_their_kind(flask, customer, met
     assert add_oidc(flask, op, "--label", "Acme Entra").exit_code == 0
 
     rows = {row["kind"]: row for row in json.loads(flask("sso", "list", "--json").output)}
-    assert (rows["saml"]["label"], rows["oidc"]["label"]) == ("corp", "Acme Entra")
+    assert (rows["saml"]["label"], rows["oidc"]["label"]) == ("Log in with corp", "Acme Entra")
 
     assert set(rows["saml"]) == SAML_ROW
     assert set(rows["oidc"]) == OIDC_ROW

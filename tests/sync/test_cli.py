@@ -86,6 +86,48 @@ def test_dry_run_exits_0_and_failed_run_exits_1(flask, files, customer):
     assert body["issues"][0]["file"] == "persons.csv"
 
 
+def test_a_dry_run_that_would_be_held_says_so_in_its_json_issues(
+    flask, files, customer, guard_limits
+):
+    flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
+    guard_limits(count=0, share=1.0)
+    leaving = files(UNITS, PERSONS[:1])
+
+    result = flask("directory", "import", "--customer", "acme", *leaving, "--dry-run", "--json")
+    body = json.loads(result.stdout)
+    text = flask("directory", "import", "--customer", "acme", *leaving, "--dry-run").output
+
+    assert (result.exit_code, body["status"]) == (0, "dry_run")
+    assert set(body) == {"run_id", "status", "counts", "issues"}
+    [issue] = body["issues"]
+    assert (issue["file"], issue["row"], issue["column"], issue["value"]) == (None,) * 4
+    assert issue["message"].startswith("Applying this preview would be held: The run would")
+    assert issue["message"] in text and text.count("would be held") == 1
+
+
+def test_a_missing_file_with_json_prints_a_failed_object_naming_it(flask, files, customer):
+    given = files(UNITS, PERSONS)
+    missing = given[3] + ".gone"
+
+    result = flask("directory", "import", "--customer", "acme", "--org", given[1],
+                   "--persons", missing, "--json")  # fmt: skip
+    body = json.loads(result.stdout)
+
+    assert result.exit_code == 1
+    assert (body["run_id"], body["status"]) == (None, "failed")
+    assert set(body) == {"run_id", "status", "counts", "issues"}
+    assert body["counts"]["persons"]["created"] == 0
+    assert body["issues"] == [
+        {
+            "file": missing,
+            "row": None,
+            "column": None,
+            "value": None,
+            "message": "The file cannot be read: No such file or directory.",
+        }
+    ]
+
+
 def test_held_run_exits_3_and_approve_applies_it(flask, files, customer, guard_limits):
     flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
     guard_limits(count=0, share=1.0)

@@ -2,6 +2,7 @@
 `flask directory source apply-config` (and the scheduler at start), then synced like any other."""
 
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -223,3 +224,21 @@ def test_a_declared_group_that_is_not_a_dn_is_named(app, customer, declare, flas
 
     assert applied.exit_code == 1
     assert "ldap_sources.hq.member_of: The group 'Kursus' is not a DN" in applied.output
+
+
+def test_the_pages_mark_a_declared_source_and_say_the_file_wins(
+    app, customer, declare, flask, admin_client
+):
+    declare(hq=table(), branch=table())
+    assert flask("directory", "source", "apply-config").exit_code == 0
+    declare(hq=table())  # branch left the file: it is an ordinary source again
+
+    listed = admin_client.get("/sync/sources?customer=acme").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr class="source">\s*<td[^>]*>(\w+)(.*?)</td>', listed, re.S))
+    edit_hq = admin_client.get(f"/sync/sources/{stored('hq').id}/edit").get_data(as_text=True)
+    edit_branch = admin_client.get(f"/sync/sources/{stored('branch').id}/edit")
+
+    assert "config file</span>" in rows["hq"] and "config file" not in rows["branch"]
+    assert "Declared in the config file</strong> (<code>[ldap_sources.hq]</code>)" in edit_hq
+    assert "the file wins" in edit_hq and "apply-config" in edit_hq
+    assert "Declared in the config file" not in edit_branch.get_data(as_text=True)

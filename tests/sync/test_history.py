@@ -96,6 +96,21 @@ def test_a_failed_run_without_issues_counts_one_error(customer, import_csv, admi
     assert groups[-1]["data-status"] == "failed" and groups[-1]["data-errors"] == "1"
 
 
+def test_a_summary_line_names_reactivations_when_there_are_any(
+    customer, import_csv, guard_limits, admin_client
+):
+    guard_limits(count=1000, share=1.0)
+    import_csv(customer, UNITS, PERSONS)
+    leaving = import_csv(customer, UNITS, PERSONS[:1])
+    revert_run(leaving.id, actor="test")
+
+    titles = column(chart_groups(admin_client.get("/sync/runs").get_data(as_text=True)), "title")
+
+    assert titles[0].endswith(": 4 created, 0 moved, 0 inactivated, 0 errors")
+    assert titles[1].endswith(": 0 created, 0 moved, 3 inactivated, 0 errors")
+    assert titles[2].endswith(": 0 created, 0 moved, 0 inactivated, 3 reactivated, 0 errors")
+
+
 def test_a_revert_shows_as_a_run_of_its_own(customer, import_csv, admin_client):
     first = import_csv(customer, UNITS, PERSONS)
     revert = revert_run(first.id, actor="test")

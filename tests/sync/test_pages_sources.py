@@ -2,6 +2,7 @@
 the pages queue and the scheduler's worker (sync.queue) performs (IT admins)."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -126,6 +127,33 @@ def test_test_connection_is_queued_and_shows_what_a_run_would_read(make_source, 
     assert f"Connected to {source.settings['uri']}: " in page
     assert f"{SAMPLE_USERS} persons" in page and "would be read" in page
     assert db.session.scalar(LDAP_RUNS.with_only_columns(SyncRun.id)) is None  # nothing was run
+
+
+def test_a_request_no_scheduler_took_says_so_after_30_seconds(acme, it_admin):
+    settings = {
+        "uri": "ldap://127.0.0.1:1",
+        "bind_dn": SERVICE_DN,
+        "user_bases": [ORG_BASE],
+        "org_from": "ou",
+        "org_base": ORG_BASE,
+    }  # no scheduler, no server: the request only waits
+    source = add_ldap_source(
+        acme, "hq", profile="openldap", settings=settings, password="x", actor="test"
+    )
+    db.session.commit()
+    response = post(it_admin, f"/sync/sources/{source.id}/test")
+    assert "Queued: the scheduler takes it" in text_of(it_admin.get(response.location))
+
+    request = db.session.scalar(select(SyncRequest))
+    request.requested_at -= timedelta(seconds=31)
+    db.session.commit()
+    waiting = it_admin.get(response.location)
+
+    assert "No scheduler has taken this yet: is <code>flask scheduler run</code> running?" in (
+        text_of(waiting)
+    )
+    assert "takes it within a few seconds" not in text_of(waiting)
+    assert waiting.headers["Refresh"] == "3"
 
 
 def test_wrong_password_shows_the_plain_message(make_source, it_admin):

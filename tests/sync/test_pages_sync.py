@@ -136,6 +136,26 @@ def test_dry_run_is_a_preview_with_an_apply_button(customer, import_csv, admin_c
     assert ">Apply</button>" not in again
 
 
+def test_a_preview_that_would_be_held_warns_above_the_apply_button(
+    customer, first_run, import_csv, guard_limits, admin_client
+):
+    guard_limits(count=1000, share=0.10)
+    preview = import_csv(customer, UNITS, PERSONS[:1], dry_run=True)
+
+    page = text_of(admin_client.get(f"/sync/runs/{preview.id}"))
+
+    warning = re.search(r'<div class="callout held" role="alert".*?</div>', page, re.S).group(0)
+    assert "Applying this preview would be held" in warning
+    assert "would inactivate 3 of 4" in warning
+    assert page.index("would be held") < page.index(">Apply</button>")
+
+
+def test_a_preview_within_the_limits_shows_no_hold_warning(customer, import_csv, admin_client):
+    preview = import_csv(customer, UNITS, PERSONS, dry_run=True)
+
+    assert "would be held" not in text_of(admin_client.get(f"/sync/runs/{preview.id}"))
+
+
 def test_revert_asks_first_then_undoes_the_run(first_run, admin_client):
     confirm = admin_client.get(f"/sync/runs/{first_run.id}/revert")
     assert "Yes, revert run" in text_of(confirm)

@@ -376,6 +376,31 @@ def test_cli_lists_jobs_with_their_next_run(app, customer):
     assert next_run > utcnow() and next_run.astimezone(schedule_zone()).weekday() < 5
 
 
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (datetime(2026, 12, 4, 12, 0, tzinfo=UTC), "2026-12-05T02:00:00+01:00"),
+        (datetime(2026, 7, 1, 12, 0, tzinfo=UTC), "2026-07-02T02:00:00+02:00"),
+    ],
+)
+def test_cli_shows_the_next_run_in_the_customers_local_time(
+    app, customer, monkeypatch, now, expected
+):
+    import json
+
+    from portal.core import db as core_db
+
+    add_source(customer, "hq", "0 2 * * *")
+    monkeypatch.setattr(core_db, "utcnow", lambda: now)
+    runner = app.test_cli_runner()
+
+    [job] = json.loads(runner.invoke(args=["scheduler", "jobs", "--json"]).stdout)
+    text = runner.invoke(args=["scheduler", "jobs"]).stdout
+
+    assert job["timezone"] == COPENHAGEN and job["next_run"] == expected
+    assert f"source:hq  0 2 * * *  next {expected}" in text
+
+
 def schedule_zone():
     from zoneinfo import ZoneInfo
 
