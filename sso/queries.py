@@ -6,6 +6,7 @@ because the portal never imports sso.
 """
 
 import base64
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -21,13 +22,18 @@ from sso.models import Identity, IdentityProvider
 
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
+INVISIBLE = {"Cf", "Cc", "Zs", "Zl", "Zp"}  # format, control and space characters
 EMAIL_DOMAINS = "email_domains"  # settings key: the lower-case domains that lead to a provider
 
 
 def ascii_domain(domain: str) -> str | None:
     """A domain in the one form Kursa stores and compares: lower-case, internationalised labels
     as IDNA A-labels (UTS 46 mapping, so æblegrød.dk and XN--BLEGRD-OUA3M.DK are both
-    xn--blegrd-oua3m.dk); None when it is no IDNA domain name."""
+    xn--blegrd-oua3m.dk); None when it is no IDNA domain name. Invisible characters (format
+    and control characters, spaces) make it None too: UTS 46 would drop a zero-width space
+    silently, and an address that is not what it looks like should lead nowhere."""
+    if any(unicodedata.category(c) in INVISIBLE for c in domain):
+        return None
     try:
         return idna.encode(domain, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):
