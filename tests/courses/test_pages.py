@@ -45,6 +45,18 @@ def test_catalogue_shows_the_unit_and_its_ancestors_published(login_as, offers):
     assert titles(text_of(anna.get("/courses/?q=sell"))) == {"Selling"}
 
 
+@pytest.mark.parametrize("field", ["q", "location"])
+@pytest.mark.parametrize("typed", ["%", "_", "s_lling"])
+def test_catalogue_search_takes_like_wildcards_as_letters(login_as, offers, field, typed):
+    offers["sales"].location = "Room 1"
+    db.session.commit()
+    anna = login_as("anna")
+
+    html = text_of(anna.get("/courses/", query_string={field: typed}))
+
+    assert titles(html) == set()
+
+
 def test_sign_up_then_the_waiting_list_then_cancel_promotes(login_as, offers, person):
     anna, hanne = login_as("anna"), login_as("hanne")
     sales = offers["sales"].id
