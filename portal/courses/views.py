@@ -222,9 +222,15 @@ def attendance(signup_id: int):
     if not access.may_manage(current_user, signup.activity):
         raise NotFound(access.HIDDEN)
     form = AttendanceForm()
-    if form.validate_on_submit():
+    if not form.validate_on_submit():
+        raise UserError("Attendance is one of: attended, no-show, completed.")
+    try:
         record_attendance(signup, form.status.data, actor=current_user.actor)
         db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
         flash("Attendance recorded.", "info")
     return redirect(url_for("courses.activity", activity_id=signup.activity_id))
 

@@ -2,11 +2,12 @@
 list, new activity and attendance; and 404 for every object of another branch."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from portal.core.db import db
+from portal.core.db import db, utcnow
 from portal.courses.models import Activity, Signup
 from portal.courses.operations import cancel_activity, sign_up
 from tests.conftest import csrf_token
@@ -122,6 +123,7 @@ def test_course_admin_lists_and_manages_only_their_branch(login_as, offers):
 
 def test_course_admin_records_attendance_in_their_branch_only(login_as, offers, person):
     signup = sign_up(offers["finance"].id, person("dina"), actor="test")
+    offers["finance"].starts_at = utcnow() - timedelta(hours=1)
     db.session.commit()
     url = f"/courses/signups/{signup.id}/attendance"
     page = f"/courses/activities/{offers['finance'].id}"
@@ -132,6 +134,33 @@ def test_course_admin_records_attendance_in_their_branch_only(login_as, offers, 
     assert post(finn, url, page, status="attended").status_code == 302
 
     assert db.session.get(Signup, signup.id).status == "attended"
+
+
+def test_attendance_waits_until_the_activity_has_started(login_as, offers, person):
+    signup = sign_up(offers["finance"].id, person("dina"), actor="test")
+    db.session.commit()
+    page = f"/courses/activities/{offers['finance'].id}"
+    finn = login_as("finn", "course_admin", "20")
+
+    answer = post(finn, f"/courses/signups/{signup.id}/attendance", page, status="attended")
+
+    assert answer.status_code == 302
+    assert "Attendance can be recorded once the activity has started" in text_of(finn.get(page))
+    assert db.session.get(Signup, signup.id).status == "registered"
+
+
+def test_an_unknown_attendance_value_is_refused_in_plain_words(login_as, offers, person):
+    signup = sign_up(offers["finance"].id, person("dina"), actor="test")
+    offers["finance"].starts_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    page = f"/courses/activities/{offers['finance'].id}"
+    finn = login_as("finn", "course_admin", "20")
+
+    answer = post(finn, f"/courses/signups/{signup.id}/attendance", page, status="bogus")
+
+    assert answer.status_code == 400
+    assert "Attendance is one of: attended, no-show, completed." in text_of(answer)
+    assert db.session.get(Signup, signup.id).status == "registered"
 
 
 def test_course_admin_creates_an_activity_in_local_time(login_as, acme):
