@@ -193,12 +193,28 @@ def test_hr_signs_up_a_person_of_their_branch_only(login_as, offers, person):
     finn = login_as("finn", "hr", "20")
 
     assert post(hanne, f"{page}/signup", page, username="u111").status_code == 302
-    assert post(finn, f"{page}/signup", page, username="u121").status_code == 404
+    assert post(finn, f"{page}/signup", page, username="u121").status_code == 200
 
     signed = db.session.scalars(select(Signup)).all()
     assert [(s.person_id, s.status, s.signed_up_by) for s in signed] == [
         (person("anna").id, "registered", "account:u101")
     ]
+
+
+@pytest.mark.parametrize("username", ["u111", "nobody"])  # Anna of Sales; a username nobody has
+def test_signing_up_someone_outside_the_branch_names_the_field_alike(login_as, offers, username):
+    page = f"/courses/activities/{offers['company'].id}"
+    finn = login_as("finn", "course_admin", "20")
+
+    answer = post(finn, f"{page}/signup", page, username=username)
+
+    assert answer.status_code == 200
+    html = text_of(answer)
+    assert '<p class="field-error" id="username-error">' in html
+    assert "No person with that username in your branch." in html
+    assert "Company day" in html  # the activity page again, with the typed value kept
+    assert f'value="{username}"' in html
+    assert db.session.scalar(select(Signup)) is None
 
 
 def test_person_page_shows_their_courses_to_hr_of_their_branch(login_as, offers, person):
