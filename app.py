@@ -2,9 +2,11 @@
 
 import logging
 import secrets
+import sys
 from datetime import timedelta
 from pathlib import Path
 
+import click
 from flask import Flask
 from flask_migrate import Migrate
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -17,7 +19,24 @@ logger = logging.getLogger("kursa")
 
 
 def create_app(overrides: dict | None = None, environ=None) -> Flask:
-    """Build the portal. `overrides` are settings in the shape of defaults.toml (tests use it)."""
+    """Build the portal. `overrides` are settings in the shape of defaults.toml (tests use it).
+
+    A wrong setting raises config.ConfigError, except when a `flask ...` command (`flask run`
+    too) builds the app: there it is one line on stderr and exit code 1, since the message
+    says all there is to fix and a traceback would bury it.
+    """
+    try:
+        return _build_app(overrides, environ)
+    except config.ConfigError as exc:
+        if click.get_current_context(silent=True) is None:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        # SystemExit, not a click exception: `flask --help` prints a traceback for any
+        # exception while it lists the app's commands.
+        sys.exit(1)
+
+
+def _build_app(overrides: dict | None, environ) -> Flask:
     settings = config.load_config(environ=environ, overrides=overrides)
     app = Flask(__name__, instance_relative_config=True, template_folder="templates")
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ def init_app(app: Flask) -> None:
     app.extensions["kursa_navigation"] = []
     app.extensions["kursa_person_panels"] = []
     app.extensions["kursa_banners"] = []
-    add_navigation(app, "Organisation", "directory.tree", access.holding(access.DIRECTORY_ROLES))
+    add_navigation(app, "Organisation", "directory.tree", access.holding(access.ORGANISATION_ROLES))
     add_navigation(app, "Persons", "directory.persons", access.holding(access.DIRECTORY_ROLES))
 
     app.register_blueprint(ui)
@@ -70,7 +70,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["banners"] = banners
     app.before_request(_assign_request_id)
     sessions.init_app(app)
-    app.context_processor(lambda: {"navigation": navigation()})
+    app.context_processor(_page_links)
     app.register_error_handler(UserError, _user_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(404, _not_found)
@@ -89,13 +89,44 @@ def add_navigation(
     app.extensions["kursa_navigation"].append((label, endpoint, visible))
 
 
-def navigation() -> list[tuple[str, str]]:
-    """(label, endpoint) of the links the logged-in account is shown."""
+def _page_links() -> dict:
+    """What every page links to: the navigation, and the start page (the login page for a
+    visitor) behind the brand and an error page's way back."""
     if not current_user.is_authenticated:
-        return []
+        return {"navigation": [], "home": url_for("accounts.login")}
     scope = access.scope_of(current_user)
+    return {"navigation": navigation(scope), "home": url_for(home_endpoint(scope))}
+
+
+def navigation(scope: Scope) -> list[tuple[str, str]]:
+    """(label, endpoint) of the links an account with `scope` is shown."""
     links = current_app.extensions["kursa_navigation"]
     return [(label, endpoint) for label, endpoint, shown in links if not shown or shown(scope)]
+
+
+def home_endpoint(scope: Scope) -> str:
+    """Where an account starts (`/` and the page after login lead there): HR, IT admins and
+    platform admins on the organisation, a course admin on the activities they manage, an
+    employee on the course catalogue of their unit."""
+    if access.holding(access.ORGANISATION_ROLES)(scope):
+        return "directory.tree"
+    if access.holding(access.COURSE_MANAGERS)(scope):
+        return "courses.manage"
+    return "courses.catalogue_page"
+
+
+HOME_LABELS = {
+    "accounts.login": "Log in",
+    "directory.tree": "Back to the organisation",
+    "courses.manage": "Back to your activities",
+    "courses.catalogue_page": "Back to the courses",
+}
+
+
+def _home_of_current_user() -> str:
+    if not current_user.is_authenticated:
+        return "accounts.login"
+    return home_endpoint(access.scope_of(current_user))
 
 
 def add_person_panel(app: Flask, panel: PersonPanel) -> None:
@@ -144,20 +175,24 @@ def _assign_request_id() -> None:
     g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
 
 
+def _error_page(message: str, status: int):
+    label = HOME_LABELS[_home_of_current_user()]
+    return render_template("error.html", message=message, home_label=label), status
+
+
 def _user_error(exc: UserError):
     db.session.rollback()
-    return render_template("error.html", message=str(exc)), exc.status_code
+    return _error_page(str(exc), exc.status_code)
 
 
 def _csrf_error(exc: CSRFError):
     logger.warning("request %s refused: %s", g.get("request_id"), exc.description)
     message = "The form had expired or was sent from elsewhere. Go back, reload it and try again."
-    return render_template("error.html", message=message), 400
+    return _error_page(message, 400)
 
 
 def _not_found(exc):
-    message = "There is nothing here, or it is not yours to see."
-    return render_template("error.html", message=message), 404
+    return _error_page("There is nothing here, or it is not yours to see.", 404)
 
 
 def _server_error(exc):

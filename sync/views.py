@@ -41,6 +41,7 @@ HISTORY_SHOWN = 50
 CSV_CHUNK_ROWS = 1000
 # A run reads and changes a whole customer: HR and IT admins granted at its root see runs.
 WHOLE = {"roles": access.SYNC_ROLES, "whole": True}
+NO_RUNS = "Only HR and IT admins of a whole customer import files and see sync runs."
 UNIT_NUMBER_FIELDS = ("unit", "parent")  # change fields whose values are unit numbers
 CHART_COLOURS = {
     "created": "#2e7d32",
@@ -107,6 +108,7 @@ def counts_summary(counts: dict | None) -> str:
 @bp.route("/runs")
 @login_required
 def runs():
+    access.require(current_user, refusal=NO_RUNS, **WHOLE)
     query = (
         select(SyncRun)
         .options(selectinload(SyncRun.customer))
@@ -214,6 +216,7 @@ def revert(run_id: int):
 @bp.route("/upload", methods=["GET", "POST"])
 @login_required
 def upload():
+    access.require(current_user, refusal=NO_RUNS, **WHOLE)
     customers = db.session.scalars(access.visible_customers(current_user, **WHOLE)).all()
     form = UploadForm(customer=request.args.get("customer"))
     form.customer.choices = [SelectChoice(c.slug, c.name) for c in customers]

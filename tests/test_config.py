@@ -1,5 +1,10 @@
 """Settings: defaults, the KURSA_CONFIG file, KURSA_* variables, and loud failure at start."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from config import ConfigError, load_config
@@ -111,3 +116,47 @@ def test_mail_settings_from_the_environment_are_checked():
     environ = {"KURSA_MAIL_HOST": "smtp.example.test", "KURSA_MAIL_FROM_ADDRESS": "nobody"}
     with pytest.raises(ConfigError, match="mail.from_address 'nobody'"):
         load_config(environ=environ)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def flask_command(args: list[str], tmp_path, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("KURSA_", "FLASK_"))}
+    # A throw-away instance folder and database: the command must fail before touching them.
+    environ["KURSA_DATABASE_URL"] = f"sqlite:///{tmp_path / 'kursa.db'}"
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT,
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("args", [["customer", "--help"], ["customer", "list"], ["run"]])
+def test_a_wrong_file_setting_stops_a_command_with_one_line(tmp_path, args):
+    path = tmp_path / "bad.toml"
+    path.write_text("[web]\nport_x = 3\n")
+
+    done = flask_command(args, tmp_path, KURSA_CONFIG=str(path))
+
+    assert done.returncode == 1
+    assert done.stderr == f"error: {path}: unknown setting web.port_x\n"
+
+
+def test_a_wrong_environment_setting_stops_a_command_with_one_line(tmp_path):
+    done = flask_command(["customer", "list"], tmp_path, KURSA_SYNC_GUARD_MAX_INACTIVATIONS="abc")
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: KURSA_SYNC_GUARD_MAX_INACTIVATIONS='abc': expected a whole number\n"
+    )
+
+
+def test_outside_a_command_a_wrong_setting_raises(tmp_path):
+    from app import create_app
+
+    with pytest.raises(ConfigError, match="web.port_x"):
+        create_app({"web": {"port_x": 3}}, environ={})

@@ -23,7 +23,7 @@ from sqlalchemy import Select, false, func, or_, select, true
 from portal.accounts.models import Account, Role, RoleGrant
 from portal.core import audit
 from portal.core.db import db
-from portal.core.errors import Conflict, NotFound, UserError
+from portal.core.errors import Conflict, Forbidden, NotFound, UserError
 from portal.courses.models import Activity, ActivityStatus, ActivityTemplate, Category, Signup
 from portal.courses.queries import path_ids
 from portal.directory.models import Customer, OrgUnit, Person
@@ -31,6 +31,8 @@ from portal.directory.queries import in_branch
 
 DIRECTORY_ROLES = frozenset({Role.HR, Role.IT_ADMIN, Role.COURSE_ADMIN})
 SYNC_ROLES = frozenset({Role.HR, Role.IT_ADMIN})
+# Who starts on the organisation tree (a course admin starts on the activities they manage).
+ORGANISATION_ROLES = frozenset({Role.HR, Role.IT_ADMIN})
 COURSE_ROLES = frozenset({Role.COURSE_ADMIN, Role.HR})
 COURSE_MANAGERS = frozenset({Role.COURSE_ADMIN})
 # Who grants and revokes roles, within their own branch: HR (and platform admins).
@@ -312,6 +314,14 @@ def holding(roles, *, whole: bool = False):
         )
 
     return holds
+
+
+def require(account, roles, refusal: str, *, whole: bool = False) -> None:
+    """Forbidden (403, `refusal` shown) unless `account` holds one of `roles` (`whole`: at a
+    customer's root): a page that has nothing for the account says so, rather than showing
+    an empty page that reads as if the portal had no data."""
+    if not holding(roles, whole=whole)(scope_of(account)):
+        raise Forbidden(refusal)
 
 
 def branch_tops(account, customer_id: int) -> list[int] | None:

@@ -25,6 +25,13 @@ def json_text(value) -> str:
     return orjson.dumps(value).decode()
 
 
+def contains_text(expression, text: str):
+    """A condition: `expression` holds `text` anywhere, its `%` and `_` taken as the letters
+    they are (typed into a search box, they would otherwise match everything)."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return expression.like(f"%{escaped}%", escape="/")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -72,6 +72,7 @@ class EditActivityForm(FlaskForm):
     instructor = StringField("Instructor")
 
 
+NOT_MANAGER = "Only course admins manage activities."
 MAX_REASON = 500  # characters of the cancellation reason that reach the participants' mail
 STATUS_ACTIONS = {
     "publish": (publish_activity, "The activity is published."),
@@ -83,6 +84,7 @@ STATUS_ACTIONS = {
 @bp.route("/manage")
 @login_required
 def manage():
+    access.require(current_user, access.COURSE_MANAGERS, NOT_MANAGER)
     query = (
         select(Activity)
         .options(selectinload(Activity.owner_unit))
@@ -98,6 +100,7 @@ def manage():
 @bp.route("/manage/new", methods=["GET", "POST"])
 @login_required
 def new_activity():
+    access.require(current_user, access.COURSE_MANAGERS, NOT_MANAGER)
     form = ActivityForm()
     form.template.choices = [SelectChoice("", "(none)")] + [
         SelectChoice(str(t.id), t.title) for t in db.session.scalars(_managed_templates())

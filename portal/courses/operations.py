@@ -400,11 +400,18 @@ ATTENDANCE = (SignupStatus.ATTENDED, SignupStatus.NO_SHOW, SignupStatus.COMPLETE
 
 
 def record_attendance(signup: Signup, status: str, *, actor: str) -> Signup:
-    """Mark a registered person as attended, no-show or completed (the seat stays theirs)."""
+    """Mark a registered person as attended, no-show or completed (the seat stays theirs), once
+    the activity has started: before, nobody has attended or failed to."""
     if status not in {s.value for s in ATTENDANCE}:
         raise UserError("Attendance is one of: attended, no_show, completed.")
     if signup.status not in SEAT_HOLDING:
         raise UserError(f"Only registered persons have attendance; this signup is {signup.status}.")
+    activity = signup.activity
+    if utcnow() < activity.starts_at:
+        raise UserError(
+            "Attendance can be recorded once the activity has started, "
+            f"at {_shown(activity, activity.starts_at)}."
+        )
 
     before, signup.status = signup.status, status
     db.session.flush()

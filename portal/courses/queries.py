@@ -4,7 +4,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, func, or_, select
 
-from portal.core.db import db
+from portal.core.db import contains_text, db
 from portal.courses.models import SEAT_HOLDING, Activity, ActivityStatus, Signup, SignupStatus
 from portal.directory.models import OrgUnit, Person
 
@@ -40,15 +40,17 @@ def catalogue(
     if category_id is not None:
         query = query.where(Activity.category_id == category_id)
     if location:
-        query = query.where(func.lower(Activity.location).like(f"%{location.lower()}%"))
+        query = query.where(contains_text(func.lower(Activity.location), location.lower()))
     if starts_from is not None:
         query = query.where(Activity.starts_at >= starts_from)
     if starts_before is not None:
         query = query.where(Activity.starts_at < starts_before)
-    for word in text.split():
-        like = f"%{word.lower()}%"
+    for word in text.lower().split():
         query = query.where(
-            or_(func.lower(Activity.title).like(like), func.lower(Activity.description).like(like))
+            or_(
+                contains_text(func.lower(Activity.title), word),
+                contains_text(func.lower(Activity.description), word),
+            )
         )
     return query.order_by(Activity.starts_at, Activity.id)
 

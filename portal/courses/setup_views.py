@@ -23,7 +23,7 @@ from wtforms.validators import DataRequired, NumberRange, Optional
 
 from portal.core import access
 from portal.core.db import db
-from portal.core.errors import Forbidden, UserError
+from portal.core.errors import UserError
 from portal.courses.models import ActivityTemplate, Category
 from portal.courses.operations import create_category, create_template
 from portal.directory.models import Customer, OrgUnit
@@ -93,8 +93,9 @@ def templates():
 
 
 def _customer() -> Customer | None:
-    if not access.holding(access.COURSE_ROLES)(access.scope_of(current_user)):
-        raise Forbidden("Only course admins and HR see the course setup.")
+    access.require(
+        current_user, access.COURSE_ROLES, "Only course admins and HR see the course setup."
+    )
     return access.chosen_customer(
         current_user, request.args.get("customer"), roles=access.COURSE_ROLES
     )

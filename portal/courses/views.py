@@ -50,6 +50,7 @@ bp = Blueprint("courses", __name__, url_prefix="/courses")
 PER_PAGE = 25
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HISTORY_SHOWN = 50
+NO_SUCH_PERSON = "No person with that username in your branch."
 
 
 class ActionForm(FlaskForm):
@@ -131,7 +132,10 @@ def mine():
 @bp.route("/activities/<int:activity_id>")
 @login_required
 def activity(activity_id: int):
-    activity = access.get_visible(current_user, Activity, activity_id)
+    return _activity_page(access.get_visible(current_user, Activity, activity_id))
+
+
+def _activity_page(activity: Activity, username_error: str | None = None):
     me = _me()
     manages = access.may_manage(current_user, activity)
     return render_template(
@@ -145,6 +149,7 @@ def activity(activity_id: int):
         signs_up_others=manages or bool(access.scope_of(current_user).grants),
         form=ActionForm(),
         attendance=AttendanceForm(),
+        username_error=username_error,
     )
 
 
@@ -152,7 +157,12 @@ def activity(activity_id: int):
 @login_required
 def signup(activity_id: int):
     activity = access.get_visible(current_user, Activity, activity_id)
-    who = _person_for(activity) if request.form.get("username") else _me()
+    if request.form.get("username"):
+        who = _person_for(request.form["username"])
+        if who is None:
+            return _activity_page(activity, username_error=NO_SUCH_PERSON)
+    else:
+        who = _me()
     if who is None or not ActionForm().validate_on_submit():
         raise UserError("Only staff can sign up; reload the page and try again.")
     try:
@@ -222,9 +232,15 @@ def attendance(signup_id: int):
     if not access.may_manage(current_user, signup.activity):
         raise NotFound(access.HIDDEN)
     form = AttendanceForm()
-    if form.validate_on_submit():
+    if not form.validate_on_submit():
+        raise UserError("Attendance is one of: attended, no-show, completed.")
+    try:
         record_attendance(signup, form.status.data, actor=current_user.actor)
         db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
         flash("Attendance recorded.", "info")
     return redirect(url_for("courses.activity", activity_id=signup.activity_id))
 
@@ -235,15 +251,15 @@ def _me() -> Person | None:
     return db.session.get(Person, person_id) if person_id else None
 
 
-def _person_for(activity: Activity) -> Person:
-    """The person HR or a course admin signs up: one of their branch, for an activity they
-    see; sign_up then checks that it is offered to the person's unit."""
-    person = person_by_username(request.form["username"])
+def _person_for(username: str) -> Person | None:
+    """The person HR or a course admin signs up: one of their branch (None for anyone else,
+    as for a username nobody has, so the answer tells nothing); sign_up then checks that the
+    activity is offered to the person's unit."""
+    person = person_by_username(username.strip())
     if person is None:
-        raise NotFound("There is no person with that username, or it is not yours to see.")
-    person = access.get_visible(current_user, Person, person.id)
+        return None
     if person.id != current_user.person_id and not access.may_sign_up_others(current_user, person):
-        raise NotFound(access.HIDDEN)
+        return None
     return person
 
 

@@ -2,7 +2,7 @@
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 
-from portal.core.db import branch_bounds, db
+from portal.core.db import branch_bounds, contains_text, db
 from portal.directory.models import Customer, OrgUnit, Person
 
 # Letters of Nordic and German names, each with the two ways people type it on an English
@@ -68,19 +68,14 @@ def search_persons(
     if active is not None:
         query = query.where(Person.is_active == active)
     for word in text.split():
-        like = f"%{word.lower()}%"
         names = [
-            folded(column, spelling).like(f"%{fold(word, spelling)}%")
+            contains_text(folded(column, spelling), fold(word, spelling))
             for column in (Person.first_name, Person.last_name)
             for spelling in SPELLINGS
         ]
+        fields = (Person.username, Person.employee_number, Person.email)
         query = query.where(
-            or_(
-                func.lower(Person.username).like(like),
-                func.lower(Person.employee_number).like(like),
-                func.lower(Person.email).like(like),
-                *names,
-            )
+            or_(*(contains_text(func.lower(field), word.lower()) for field in fields), *names)
         )
     return query.order_by(Person.last_name, Person.first_name, Person.id)
 

@@ -1,6 +1,6 @@
 """HR and IT pages of the directory: the tree, persons, a person."""
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
@@ -12,7 +12,7 @@ from portal.core.errors import NotFound
 from portal.directory.models import OrgUnit, Person
 from portal.directory.queries import search_persons
 from portal.directory.tree import ancestors, unit_by_number, unit_tree
-from portal.web import paginate, person_panels
+from portal.web import home_endpoint, paginate, person_panels
 
 bp = Blueprint("directory", __name__)
 PER_PAGE = 50
@@ -41,6 +41,11 @@ class PersonSearchForm(FlaskForm):
 @bp.route("/")
 @login_required
 def tree():
+    """The organisation: the start page of HR and IT; everyone else starts elsewhere (`/` is
+    where a login ends, so it leads each account to its own start page)."""
+    home = home_endpoint(access.scope_of(current_user))
+    if home != "directory.tree":
+        return redirect(url_for(home))
     customer = access.chosen_customer(current_user, request.args.get("customer"))
     customers = db.session.scalars(access.visible_customers(current_user)).all()
     if customer is None:
@@ -66,6 +71,9 @@ def tree():
 @bp.route("/persons")
 @login_required
 def persons():
+    access.require(
+        current_user, access.DIRECTORY_ROLES, "Only HR, IT and course admins see persons."
+    )
     customer = access.chosen_customer(current_user, request.args.get("customer"))
     customers = db.session.scalars(access.visible_customers(current_user)).all()
     form = PersonSearchForm(formdata=request.args)

@@ -2,11 +2,12 @@
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from openpyxl import load_workbook
 
-from portal.core.db import db
+from portal.core.db import db, utcnow
 from portal.courses.operations import record_attendance, sign_up
 
 HEADER = [
@@ -46,6 +47,7 @@ def full(make_activity, person, unit):
     first = sign_up(activity.id, anna, actor="test")
     sign_up(activity.id, person("bo"), actor="test")
     sign_up(activity.id, person("hanne"), actor="test")
+    activity.starts_at = utcnow() - timedelta(hours=1)  # attendance once it has started
     record_attendance(first, "attended", actor="test")
     anna.username, anna.first_name, unit("11").number = "0042", "=HYPERLINK(1)", "011"
     db.session.commit()

@@ -2,11 +2,12 @@
 list, new activity and attendance; and 404 for every object of another branch."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from portal.core.db import db
+from portal.core.db import db, utcnow
 from portal.courses.models import Activity, Signup
 from portal.courses.operations import cancel_activity, sign_up
 from tests.conftest import csrf_token
@@ -43,6 +44,18 @@ def test_catalogue_shows_the_unit_and_its_ancestors_published(login_as, offers):
 
     assert titles(html) == {"Company day", "Selling"}
     assert titles(text_of(anna.get("/courses/?q=sell"))) == {"Selling"}
+
+
+@pytest.mark.parametrize("field", ["q", "location"])
+@pytest.mark.parametrize("typed", ["%", "_", "s_lling"])
+def test_catalogue_search_takes_like_wildcards_as_letters(login_as, offers, field, typed):
+    offers["sales"].location = "Room 1"
+    db.session.commit()
+    anna = login_as("anna")
+
+    html = text_of(anna.get("/courses/", query_string={field: typed}))
+
+    assert titles(html) == set()
 
 
 def test_sign_up_then_the_waiting_list_then_cancel_promotes(login_as, offers, person):
@@ -110,6 +123,7 @@ def test_course_admin_lists_and_manages_only_their_branch(login_as, offers):
 
 def test_course_admin_records_attendance_in_their_branch_only(login_as, offers, person):
     signup = sign_up(offers["finance"].id, person("dina"), actor="test")
+    offers["finance"].starts_at = utcnow() - timedelta(hours=1)
     db.session.commit()
     url = f"/courses/signups/{signup.id}/attendance"
     page = f"/courses/activities/{offers['finance'].id}"
@@ -120,6 +134,33 @@ def test_course_admin_records_attendance_in_their_branch_only(login_as, offers, 
     assert post(finn, url, page, status="attended").status_code == 302
 
     assert db.session.get(Signup, signup.id).status == "attended"
+
+
+def test_attendance_waits_until_the_activity_has_started(login_as, offers, person):
+    signup = sign_up(offers["finance"].id, person("dina"), actor="test")
+    db.session.commit()
+    page = f"/courses/activities/{offers['finance'].id}"
+    finn = login_as("finn", "course_admin", "20")
+
+    answer = post(finn, f"/courses/signups/{signup.id}/attendance", page, status="attended")
+
+    assert answer.status_code == 302
+    assert "Attendance can be recorded once the activity has started" in text_of(finn.get(page))
+    assert db.session.get(Signup, signup.id).status == "registered"
+
+
+def test_an_unknown_attendance_value_is_refused_in_plain_words(login_as, offers, person):
+    signup = sign_up(offers["finance"].id, person("dina"), actor="test")
+    offers["finance"].starts_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    page = f"/courses/activities/{offers['finance'].id}"
+    finn = login_as("finn", "course_admin", "20")
+
+    answer = post(finn, f"/courses/signups/{signup.id}/attendance", page, status="bogus")
+
+    assert answer.status_code == 400
+    assert "Attendance is one of: attended, no-show, completed." in text_of(answer)
+    assert db.session.get(Signup, signup.id).status == "registered"
 
 
 def test_course_admin_creates_an_activity_in_local_time(login_as, acme):
@@ -152,12 +193,28 @@ def test_hr_signs_up_a_person_of_their_branch_only(login_as, offers, person):
     finn = login_as("finn", "hr", "20")
 
     assert post(hanne, f"{page}/signup", page, username="u111").status_code == 302
-    assert post(finn, f"{page}/signup", page, username="u121").status_code == 404
+    assert post(finn, f"{page}/signup", page, username="u121").status_code == 200
 
     signed = db.session.scalars(select(Signup)).all()
     assert [(s.person_id, s.status, s.signed_up_by) for s in signed] == [
         (person("anna").id, "registered", "account:u101")
     ]
+
+
+@pytest.mark.parametrize("username", ["u111", "nobody"])  # Anna of Sales; a username nobody has
+def test_signing_up_someone_outside_the_branch_names_the_field_alike(login_as, offers, username):
+    page = f"/courses/activities/{offers['company'].id}"
+    finn = login_as("finn", "course_admin", "20")
+
+    answer = post(finn, f"{page}/signup", page, username=username)
+
+    assert answer.status_code == 200
+    html = text_of(answer)
+    assert '<p class="field-error" id="username-error">' in html
+    assert "No person with that username in your branch." in html
+    assert "Company day" in html  # the activity page again, with the typed value kept
+    assert f'value="{username}"' in html
+    assert db.session.scalar(select(Signup)) is None
 
 
 def test_person_page_shows_their_courses_to_hr_of_their_branch(login_as, offers, person):

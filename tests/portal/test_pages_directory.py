@@ -148,6 +148,24 @@ def test_search_finds_by_name_username_and_number(acme, admin_client):
     assert search("nobody") == set()
 
 
+@pytest.mark.parametrize("typed", ["%", "_", "b_rg", "%berg", "/"])
+def test_search_takes_like_wildcards_as_letters(acme, admin_client, typed):
+    found = admin_client.get("/persons", query_string={"q": typed, "customer": "acme"})
+
+    assert names_listed(text_of(found)) == set()
+
+
+def test_search_finds_an_underscore_or_percent_typed_in_an_email(acme, admin_client):
+    carl = db.session.scalar(select(Person).where(Person.username == "u1003"))
+    carl.email = "carl_engel%1/x@acme.test"
+    db.session.commit()
+
+    def search(text):
+        return names_listed(text_of(admin_client.get("/persons", query_string={"q": text})))
+
+    assert search("_engel%1/") == {"Engel, Carl"}
+
+
 def test_unit_filter_takes_the_whole_branch(acme, admin_client):
     html = text_of(admin_client.get("/persons?unit=10"))
 
