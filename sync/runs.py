@@ -56,8 +56,13 @@ def import_files(
     actor: str,
     dry_run: bool = False,
     progress: Progress | None = None,
+    via: str = "",
 ) -> SyncRun:
-    """Import the organisation and persons files of a customer."""
+    """Import the organisation and persons files of a customer.
+
+    `via` names the way the files came ("drop" for the file drop) on the run only: the units
+    the import creates are labelled "files" however the files came.
+    """
     progress = progress or _no_progress
     read_started = time.perf_counter()
     customer_settings = current_app.config["KURSA"].get("customers", {}).get(customer.slug, {})
@@ -66,7 +71,13 @@ def import_files(
     )
     progress("read", 1.0)
     return run_source(
-        customer, data, actor=actor, dry_run=dry_run, progress=progress, read_started=read_started
+        customer,
+        data,
+        actor=actor,
+        dry_run=dry_run,
+        progress=progress,
+        read_started=read_started,
+        via=via,
     )
 
 
@@ -79,6 +90,7 @@ def run_source(
     progress: Progress | None = None,
     preview_of: int | None = None,
     read_started: float | None = None,
+    via: str = "",
 ) -> SyncRun:
     """Plan what `data` means for the directory, then preview, hold or apply it.
 
@@ -86,7 +98,7 @@ def run_source(
     reading of the source, so the report shows what the whole sync took.
     """
     progress = progress or _no_progress
-    run = _start(customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of)
+    run = _start(customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of, via=via)
     run_id, started = run.id, read_started or time.perf_counter()
     try:
         lock_customer(customer.id)
@@ -391,12 +403,18 @@ def _zero():
 
 
 def _start(
-    customer: Customer, data: SourceData, *, actor: str, dry_run: bool, preview_of: int | None
+    customer: Customer,
+    data: SourceData,
+    *,
+    actor: str,
+    dry_run: bool,
+    preview_of: int | None,
+    via: str = "",
 ) -> SyncRun:
     run = SyncRun(
         customer_id=customer.id,
         source_kind=data.kind,
-        source_name=data.source_name,
+        source_name=via or data.source_name,
         started_by=actor,
         is_dry_run=dry_run,
         preview_of_id=preview_of,
