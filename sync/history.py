@@ -14,7 +14,9 @@ CHART_RUNS = 30
 SERIES = ("created", "moved", "inactivated", "errors")
 # The outcomes the chart shows. Dry runs (previews) change nothing and mostly precede an
 # applied run with the same counts, so they would only double the bars; a run still running
-# has no outcome yet (a stale one is closed as failed by the next run, and then shows).
+# has no outcome yet (a stale one is closed as failed by the next run, and then shows). A
+# discarded run is left out too: its bars would draw changes that were never made, and an
+# admin has decided it needs no one (its report stays in the list of runs).
 CHARTED = (RunStatus.APPLIED, RunStatus.HELD, RunStatus.FAILED)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "import_files",
     "run_source",
     "approve_run",
+    "discard_run",
     "apply_preview",
     "revert_run",
     "preview_hold_notice",
@@ -195,6 +196,31 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
         notify_run(db.session.get(SyncRun, run_id))
     logger.info("held sync run %s approved by %s", run_id, actor)
     return db.session.get(SyncRun, run_id)
+
+
+def discard_run(run_id: int, *, actor: str) -> SyncRun:
+    """Close a held run without applying it: it changes nothing and needs no one any more.
+
+    Its report (the changes it planned, its issues) stays, with who discarded it and when;
+    the records kept for approving it are dropped, as it can no longer be approved.
+    """
+    run = get_run(run_id)
+    lock_customer(run.customer_id)  # an approval going on at the same time finishes first
+    db.session.refresh(run)
+    if run.status != RunStatus.HELD:
+        db.session.rollback()
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
+            "run can be discarded."
+        )
+
+    run.status = RunStatus.DISCARDED
+    run.discarded_by, run.discarded_at = actor, utcnow()
+    run.payload = None
+    audit.record(actor, "sync.discarded", "sync_run", run.id)
+    db.session.commit()
+    logger.info("held sync run %s discarded by %s", run_id, actor)
+    return run
 
 
 def apply_preview(run_id: int, *, actor: str) -> SyncRun:
