@@ -19,6 +19,7 @@ from sync.runs import (
     FileInput,
     apply_preview,
     approve_run,
+    discard_run,
     import_files,
     preview_hold_notice,
     revert_run,
@@ -27,7 +28,13 @@ from sync.runs import (
 from sync.sources_cli import ldap_commands
 
 CLI_ACTOR = "cli"
-EXIT_CODES = {RunStatus.APPLIED: 0, RunStatus.DRY_RUN: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}
+EXIT_CODES = {
+    RunStatus.APPLIED: 0,
+    RunStatus.DRY_RUN: 0,
+    RunStatus.DISCARDED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.HELD: 3,
+}
 STAGES = ("read", "plan", "units", "persons")
 
 
@@ -80,6 +87,15 @@ def approve_command(run_id, as_json):
     _report(run, as_json)
 
 
+@click.command("discard")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def discard_command(run_id, as_json):
+    """Close held run RUN_ID without applying it (nothing changes; exit 0)."""
+    run = _call(discard_run, run_id)
+    _report(run, as_json)
+
+
 @click.command("revert")
 @click.argument("run_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -89,7 +105,13 @@ def revert_command(run_id, as_json):
     _report(run, as_json)
 
 
-directory_commands = [import_command, approve_command, revert_command, *ldap_commands]
+directory_commands = [
+    import_command,
+    approve_command,
+    discard_command,
+    revert_command,
+    *ldap_commands,
+]
 
 
 @click.command("demo")
@@ -191,6 +213,9 @@ def _print_summary(run: SyncRun, summary: dict) -> None:
     if run.hold_reason and run.status == RunStatus.HELD:
         click.echo(f"Held: {run.hold_reason}")
         click.echo(f"Approve with: flask directory approve {run.id}")
+        click.echo(f"Or discard it with: flask directory discard {run.id}")
+    if run.status == RunStatus.DISCARDED:
+        click.echo(f"Discarded by {run.discarded_by}: nothing changed.")
     notice = preview_hold_notice(run)
     if notice:
         click.echo(notice)

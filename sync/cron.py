@@ -11,6 +11,7 @@ both. Such an expression becomes two triggers, one per day field, and fires at t
 their next times. As in cron, a field starting with "*" ("*/2" too) counts as unrestricted.
 """
 
+import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,14 @@ DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 # A schedule that does not fire within this many years never will ("0 2 31 2 *"); 29 February
 # comes round within five.
 HORIZON_YEARS = 5
+# Each field of an expression: its name, the lowest and highest number, and names it takes.
+FIELDS = (
+    ("minute", 0, 59, ""),
+    ("hour", 0, 23, ""),
+    ("day of month", 1, 31, ""),
+    ("month", 1, 12, " (or jan to dec)"),
+    ("weekday", 0, 7, " (0 and 7 are Sunday; or sun to sat)"),
+)
 
 
 class LocalCronTrigger(CronTrigger):
@@ -91,6 +100,43 @@ def is_valid(cron: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def problem(cron: str) -> str:
+    """What is wrong with a cron expression, as a sentence an admin can act on; '' if nothing.
+
+    Names the field that is out of range or unreadable and the values it takes, so that
+    "61 * * * *" is not answered with "five fields" (it has five).
+    """
+    fields = cron.split()
+    if len(fields) != 5:
+        return (
+            "The schedule is a cron expression of five fields (minute hour day month weekday), "
+            f"e.g. '0 2 * * *'; {cron.strip()!r} has {len(fields)}."
+        )
+    for (name, low, high, names), value in zip(FIELDS, fields, strict=True):
+        out_of_range = [n for n in _numbers(value) if not low <= n <= high]
+        if out_of_range:
+            return (
+                f"The {name} field of the schedule is {value!r}: {out_of_range[0]} is out of "
+                f"range; the {name} field takes {low} to {high}{names}."
+            )
+    for (name, low, high, names), value in zip(FIELDS, fields, strict=True):
+        only = ["*"] * 5
+        only[[f[0] for f in FIELDS].index(name)] = value
+        if not is_valid(" ".join(only)):
+            return (
+                f"The {name} field of the schedule, {value!r}, is not understood; the {name} "
+                f"takes {low} to {high}{names}, lists (1,15), ranges (1-5) and steps (*/15)."
+            )
+    if not is_valid(cron):
+        return "The schedule is not a cron expression the scheduler reads, e.g. '0 2 * * *'."
+    return ""
+
+
+def _numbers(field: str) -> list[int]:
+    """The values a field names, leaving out steps ('*/15' names none; '5-70/5' 5 and 70)."""
+    return [int(n) for part in field.split(",") for n in re.findall(r"\d+", part.partition("/")[0])]
 
 
 def ever_fires(cron: str) -> bool:

@@ -320,7 +320,7 @@ def _import_locked(customer: Customer, *, actor: str, dry_run: bool) -> DropResu
         )
 
     org, persons = (FileInput.from_path(p) for p in newest.files)
-    run = import_files(customer, org, persons, actor=actor, dry_run=dry_run)
+    run = import_files(customer, org, persons, actor=actor, dry_run=dry_run, via="drop")
     if dry_run:
         return DropResult(run, f"Previewed the pair {newest.stamp} of {slug}.")
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, selectinload
 
 from portal.core.db import db
 from sync.models import RunStatus, SyncIssue, SyncRun
@@ -14,7 +14,9 @@ CHART_RUNS = 30
 SERIES = ("created", "moved", "inactivated", "errors")
 # The outcomes the chart shows. Dry runs (previews) change nothing and mostly precede an
 # applied run with the same counts, so they would only double the bars; a run still running
-# has no outcome yet (a stale one is closed as failed by the next run, and then shows).
+# has no outcome yet (a stale one is closed as failed by the next run, and then shows). A
+# discarded run is left out too: its bars would draw changes that were never made, and an
+# admin has decided it needs no one (its report stays in the list of runs).
 CHARTED = (RunStatus.APPLIED, RunStatus.HELD, RunStatus.FAILED)
 
 
@@ -79,9 +81,48 @@ def chart_runs(customer_id: int, limit: int = CHART_RUNS) -> list[ChartRun]:
     return [_point(run, errors.get(run.id, 0)) for run in reversed(runs)]
 
 
-def needing_attention(customer_ids) -> list[SyncRun]:
-    """Held runs not yet approved, and failed runs started after their customer's last applied
-    run (or its approval), newest first. `customer_ids` is a list or a select of ids."""
+@dataclass(frozen=True)
+class Attention:
+    """One line of the "needs attention" box: a held run, or a source's failed runs.
+
+    Failed runs of the same source are one line: `run` is the newest, `count` how many failed
+    in a row since the last applied run, `latest_at` when the newest started.
+    """
+
+    run: SyncRun
+    count: int = 1
+
+    @property
+    def latest_at(self) -> datetime:
+        return self.run.started_at
+
+    @property
+    def source_label(self) -> str:
+        return source_label(self.run)
+
+
+def source_label(run: SyncRun) -> str:
+    """What the run read, as a person names it: 'source hq-ad', 'file drop', 'file import'."""
+    if run.source_kind == "files":
+        return "file drop" if run.source_name == "drop" else "file import"
+    if run.source_kind == "revert":
+        return f"revert of {run.source_name}" if run.source_name else "revert"
+    return f"source {run.source_name}" if run.source_name else run.source_kind
+
+
+def needing_attention(customer_ids) -> list[Attention]:
+    """Held runs not yet approved or discarded, and failed runs started after their
+    customer's last applied run (or its approval), newest first. `customer_ids` is a list or
+    a select of ids.
+
+    Failed runs of one source (customer, kind and name) are collapsed into one line with
+    their count and the newest run, so a source failing every night is one line, not thirty.
+    Each held run is a line of its own: each is approved or discarded on its own.
+
+    A failed dry run (a preview) is left out: it changed nothing and asks nothing of HR;
+    whoever asked for the preview sees its outcome on the request's page and the source's
+    page (its last run). Flagging it here would send HR after a test an IT admin is busy with.
+    """
     applied = aliased(SyncRun, name="applied")
     # A held run approved later counts from its approval: the directory is newer than that.
     last_applied = (
@@ -89,16 +130,32 @@ def needing_attention(customer_ids) -> list[SyncRun]:
         .where(applied.status == RunStatus.APPLIED, applied.customer_id == SyncRun.customer_id)
         .scalar_subquery()
     )
-    failed_since = (SyncRun.status == RunStatus.FAILED) & (
-        last_applied.is_(None) | (SyncRun.started_at > last_applied)
+    failed_since = (
+        (SyncRun.status == RunStatus.FAILED)
+        & SyncRun.is_dry_run.is_(False)
+        & (last_applied.is_(None) | (SyncRun.started_at > last_applied))
     )
     query = (
         select(SyncRun)
+        .options(selectinload(SyncRun.customer))
         .where(SyncRun.customer_id.in_(customer_ids))
         .where(or_(SyncRun.status == RunStatus.HELD, failed_since))
         .order_by(SyncRun.id.desc())
     )
-    return list(db.session.scalars(query))
+    lines: list[Attention] = []
+    failed_line: dict[tuple, int] = {}  # (customer, kind, name) -> index of its line
+    for run in db.session.scalars(query):
+        if run.status == RunStatus.HELD:
+            lines.append(Attention(run))
+            continue
+        key = (run.customer_id, run.source_kind, run.source_name)
+        if key in failed_line:
+            index = failed_line[key]
+            lines[index] = Attention(lines[index].run, lines[index].count + 1)
+        else:
+            failed_line[key] = len(lines)
+            lines.append(Attention(run))
+    return lines
 
 
 def _error_counts(run_ids: list[int]) -> dict[int, int]:

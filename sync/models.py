@@ -27,6 +27,7 @@ class RunStatus(enum.StrEnum):
     HELD = "held"
     FAILED = "failed"
     DRY_RUN = "dry_run"
+    DISCARDED = "discarded"  # a held run an admin chose not to apply: it changed nothing
 
 
 class SyncRun(db.Model):
@@ -49,6 +50,8 @@ class SyncRun(db.Model):
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     approved_by: Mapped[str | None] = mapped_column(String(200))
     approved_at: Mapped[datetime | None] = mapped_column()
+    discarded_by: Mapped[str | None] = mapped_column(String(200))
+    discarded_at: Mapped[datetime | None] = mapped_column()
     preview_of_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
     revert_of_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
     reverted_by_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
@@ -60,7 +63,7 @@ class SyncRun(db.Model):
 
     @property
     def is_final(self) -> bool:
-        return self.status in {RunStatus.APPLIED, RunStatus.FAILED}
+        return self.status in {RunStatus.APPLIED, RunStatus.FAILED, RunStatus.DISCARDED}
 
 
 class SyncFile(db.Model):

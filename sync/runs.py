@@ -33,6 +33,7 @@ __all__ = [
     "import_files",
     "run_source",
     "approve_run",
+    "discard_run",
     "apply_preview",
     "revert_run",
     "preview_hold_notice",
@@ -56,8 +57,13 @@ def import_files(
     actor: str,
     dry_run: bool = False,
     progress: Progress | None = None,
+    via: str = "",
 ) -> SyncRun:
-    """Import the organisation and persons files of a customer."""
+    """Import the organisation and persons files of a customer.
+
+    `via` names the way the files came ("drop" for the file drop) on the run only: the units
+    the import creates are labelled "files" however the files came.
+    """
     progress = progress or _no_progress
     read_started = time.perf_counter()
     customer_settings = current_app.config["KURSA"].get("customers", {}).get(customer.slug, {})
@@ -66,7 +72,13 @@ def import_files(
     )
     progress("read", 1.0)
     return run_source(
-        customer, data, actor=actor, dry_run=dry_run, progress=progress, read_started=read_started
+        customer,
+        data,
+        actor=actor,
+        dry_run=dry_run,
+        progress=progress,
+        read_started=read_started,
+        via=via,
     )
 
 
@@ -79,6 +91,7 @@ def run_source(
     progress: Progress | None = None,
     preview_of: int | None = None,
     read_started: float | None = None,
+    via: str = "",
 ) -> SyncRun:
     """Plan what `data` means for the directory, then preview, hold or apply it.
 
@@ -86,7 +99,7 @@ def run_source(
     reading of the source, so the report shows what the whole sync took.
     """
     progress = progress or _no_progress
-    run = _start(customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of)
+    run = _start(customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of, via=via)
     run_id, started = run.id, read_started or time.perf_counter()
     try:
         lock_customer(customer.id)
@@ -183,6 +196,31 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
         notify_run(db.session.get(SyncRun, run_id))
     logger.info("held sync run %s approved by %s", run_id, actor)
     return db.session.get(SyncRun, run_id)
+
+
+def discard_run(run_id: int, *, actor: str) -> SyncRun:
+    """Close a held run without applying it: it changes nothing and needs no one any more.
+
+    Its report (the changes it planned, its issues) stays, with who discarded it and when;
+    the records kept for approving it are dropped, as it can no longer be approved.
+    """
+    run = get_run(run_id)
+    lock_customer(run.customer_id)  # an approval going on at the same time finishes first
+    db.session.refresh(run)
+    if run.status != RunStatus.HELD:
+        db.session.rollback()
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
+            "run can be discarded."
+        )
+
+    run.status = RunStatus.DISCARDED
+    run.discarded_by, run.discarded_at = actor, utcnow()
+    run.payload = None
+    audit.record(actor, "sync.discarded", "sync_run", run.id)
+    db.session.commit()
+    logger.info("held sync run %s discarded by %s", run_id, actor)
+    return run
 
 
 def apply_preview(run_id: int, *, actor: str) -> SyncRun:
@@ -391,12 +429,18 @@ def _zero():
 
 
 def _start(
-    customer: Customer, data: SourceData, *, actor: str, dry_run: bool, preview_of: int | None
+    customer: Customer,
+    data: SourceData,
+    *,
+    actor: str,
+    dry_run: bool,
+    preview_of: int | None,
+    via: str = "",
 ) -> SyncRun:
     run = SyncRun(
         customer_id=customer.id,
         source_kind=data.kind,
-        source_name=data.source_name,
+        source_name=via or data.source_name,
         started_by=actor,
         is_dry_run=dry_run,
         preview_of_id=preview_of,

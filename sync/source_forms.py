@@ -16,6 +16,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.validators import InputRequired, Optional
+from wtforms.widgets import PasswordInput
 
 from sync.sources.ldap import operations, profiles
 from sync.sources.ldap.profiles import ORG_FROM
@@ -138,16 +139,34 @@ class SourceForm(FlaskForm):
                 mapping[field] = value
         return mapping
 
-    def show_error(self, error: operations.SettingError) -> bool:
-        """Put the error under the field it names; False when no field of the form shows it."""
-        name = error.field.replace("attributes.", "attr_")
+    def show_errors(self, error: operations.SettingError) -> list[operations.SettingError]:
+        """Put each error (one, or each of SettingErrors) under the field it names, once per
+        field and message; returns those no field of the form shows."""
+        unshown = []
+        for each in error.errors:
+            field = self._field_of(each.field)
+            if field is None:
+                unshown.append(each)
+            elif str(each) not in field.errors:
+                field.errors = [*field.errors, str(each)]
+        return unshown
+
+    def keep_password(self) -> None:
+        """Render the typed password again (the add form only: after a refused submit the
+        admin would otherwise have to type it again; a stored password is never rendered)."""
+        self.password.widget = PasswordInput(hide_value=False)
+
+    def has_error(self, name: str) -> bool:
+        """Whether the field a setting error names shows an error already."""
+        field = self._field_of(name)
+        return field is not None and bool(field.errors)
+
+    def _field_of(self, name: str):
+        name = name.replace("attributes.", "attr_")
         if name == "verify_certificates":
             name = "skip_certificate_checks"
         field = getattr(self, name, None)
-        if field is None or not hasattr(field, "errors"):
-            return False
-        field.errors = [*field.errors, str(error)]
-        return True
+        return field if hasattr(field, "errors") else None
 
 
 def _lines(text: str | None) -> list[str]:

@@ -78,10 +78,13 @@ def new():
     if request.method == "GET":
         profile = request.args.get("profile")
         form.fill(profile if profile in PROFILES else "ad")
-    valid = form.validate_on_submit()
-    if not (valid and _password_given(form)):
+        return _form_page(form, customer, None)
+    form.keep_password()  # a re-rendered add form keeps what the admin typed
+    if not form.validate_on_submit():
+        _show_other_errors(form, _new_source_errors)
         return _form_page(form, customer, None)
 
+    schedule, delta_schedule = _schedules(form)
     try:
         source = operations.add_ldap_source(
             customer,
@@ -89,8 +92,8 @@ def new():
             profile=form.profile.data,
             settings=form.settings(),
             password=form.password.data,
-            schedule=form.schedule.data.strip() or operations.DEFAULT_SCHEDULE,
-            delta_schedule=(form.delta_schedule.data or "").strip() or None,
+            schedule=schedule,
+            delta_schedule=delta_schedule,
             actor=current_user.actor,
         )
         db.session.commit()
@@ -113,16 +116,18 @@ def edit(source_id: int):
         form.delta_schedule.data = source.delta_schedule or ""
     form.name.validators = []  # the name stays (see operations.update_ldap_source)
     if not form.validate_on_submit():
+        _show_other_errors(form, _changed_source_errors)
         return _form_page(form, customer, source)
 
+    schedule, delta_schedule = _schedules(form)
     try:
         operations.update_ldap_source(
             source,
             profile=form.profile.data,
             settings=form.settings(),
             password=form.password.data or None,
-            schedule=form.schedule.data.strip() or operations.DEFAULT_SCHEDULE,
-            delta_schedule=(form.delta_schedule.data or "").strip() or None,
+            schedule=schedule,
+            delta_schedule=delta_schedule,
             actor=current_user.actor,
         )
         db.session.commit()
@@ -170,19 +175,45 @@ def _form_page(form: SourceForm, customer, source: SyncSource | None):
 
 
 def _refused(form: SourceForm, customer, source: SyncSource | None, exc: UserError):
-    """Show a refused setting under its field (or on top when no field names it)."""
+    """Show each refused setting under its field (or on top when no field names it)."""
     db.session.rollback()
-    if not (isinstance(exc, operations.SettingError) and form.show_error(exc)):
-        flash(str(exc), "error")
+    unshown = form.show_errors(exc) if isinstance(exc, operations.SettingError) else [exc]
+    for error in unshown:
+        flash(str(error), "error")
     return _form_page(form, customer, source)
 
 
-def _password_given(form: SourceForm) -> bool:
-    """A new source needs a password; on edit an empty one keeps the stored password."""
-    if form.password.data:
-        return True
-    form.password.errors = [*form.password.errors, "Give the bind password."]
-    return False
+def _show_other_errors(form: SourceForm, find_errors) -> None:
+    """When the form itself refused a field (an empty URI), still show what the operations'
+    checks find in the other fields, so that one submit names every error."""
+    if form.profile.data not in PROFILES:
+        return
+    errors = [e for e in find_errors(form) if not form.has_error(e.field)]
+    if errors:
+        for unshown in form.show_errors(operations.SettingErrors(errors)):
+            flash(str(unshown), "error")
+
+
+def _new_source_errors(form: SourceForm) -> list[operations.SettingError]:
+    return operations.new_source_errors(
+        (form.name.data or "").strip(),
+        form.profile.data,
+        form.settings(),
+        form.password.data,
+        *_schedules(form),
+    )
+
+
+def _changed_source_errors(form: SourceForm) -> list[operations.SettingError]:
+    return operations.setting_errors(form.profile.data, form.settings()) + (
+        operations.schedule_errors(*_schedules(form))
+    )
+
+
+def _schedules(form: SourceForm) -> tuple[str, str | None]:
+    """The full and incremental schedules as given (empty: the default, and none)."""
+    schedule = (form.schedule.data or "").strip() or operations.DEFAULT_SCHEDULE
+    return schedule, (form.delta_schedule.data or "").strip() or None
 
 
 def _warn_unchecked(source: SyncSource) -> None:

@@ -30,7 +30,15 @@ from portal.directory.models import OrgUnit, Person
 from portal.web import add_banner, add_person_panel, paginate
 from sync import history
 from sync.models import RunStatus, SyncChange, SyncIssue, SyncRun
-from sync.runs import FileInput, apply_preview, approve_run, import_files, report_rows, revert_run
+from sync.runs import (
+    FileInput,
+    apply_preview,
+    approve_run,
+    discard_run,
+    import_files,
+    report_rows,
+    revert_run,
+)
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sync", __name__, url_prefix="/sync")
@@ -194,6 +202,13 @@ def report_csv(run_id: int):
 def approve(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
     return _act(run, approve_run)
+
+
+@bp.route("/runs/<int:run_id>/discard", methods=["POST"])
+@login_required
+def discard(run_id: int):
+    run = access.get_visible(current_user, SyncRun, run_id)  # HR and IT at the root, as approve
+    return _act(run, discard_run)
 
 
 @bp.route("/runs/<int:run_id>/apply", methods=["POST"])
@@ -371,6 +386,7 @@ def _status_message(run: SyncRun) -> str:
         RunStatus.HELD: "Run #{id} is held: nothing changes until an admin approves it.",
         RunStatus.FAILED: "Run #{id} failed and nothing changed. The report below says why.",
         RunStatus.DRY_RUN: "Run #{id} is a preview: nothing has changed yet.",
+        RunStatus.DISCARDED: "Run #{id} is discarded: nothing changed, and it needs no one.",
     }.get(run.status, "Run #{id} is {status}.").format(id=run.id, status=run.status)
 
 

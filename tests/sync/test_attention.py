@@ -8,6 +8,8 @@ from portal.core import access
 from portal.core.db import db
 from portal.courses.models import OutboxMessage
 from portal.courses.outbox import send_pending
+from sync import history
+from sync.models import RunStatus, SyncRun
 from sync.runs import approve_run
 from tests.courses import helpers, test_outbox
 from tests.courses.helpers import PERSONS, UNITS
@@ -97,8 +99,8 @@ def test_runs_page_and_organisation_page_flag_held_and_new_failed_runs(
         html = text_of(admin_client.get(page))
         banner = html[html.index('<section class="attention"') :]
         banner = banner[: banner.index("</section>")]
-        assert f"Run #{held.id}</a> of Acme is held" in banner, page
-        assert f"Run #{failed.id}</a> of Acme failed" in banner, page
+        assert f"Run #{held.id}</a> of Acme (file import) is held" in banner, page
+        assert f"Run #{failed.id}</a> of Acme (file import) failed" in banner, page
 
 
 def test_flags_go_once_the_run_is_handled(acme, held, import_csv, admin_client):
@@ -126,3 +128,53 @@ def test_the_outbox_mails_a_held_run_to_the_hr_contacts(held, settings, smtp_ser
     mail = received["finn@acme.test"]
     assert mail["Subject"] == f"Kursa: directory sync run #{held.id} of Acme is held for approval"
     assert f"/sync/runs/{held.id}" in mail.get_payload(decode=True).decode()
+
+
+def attention_banner(client, page="/sync/runs") -> str:
+    html = text_of(client.get(page))
+    banner = html[html.index('<section class="attention"') :]
+    return banner[: banner.index("</section>")]
+
+
+def failed_ldap_run(customer, name: str, *, dry_run: bool = False) -> SyncRun:
+    run = SyncRun(
+        customer_id=customer.id,
+        source_kind="ldap",
+        source_name=name,
+        started_by="scheduler",
+        status=RunStatus.FAILED,
+        is_dry_run=dry_run,
+        error="Could not connect",
+    )
+    db.session.add(run)
+    db.session.commit()
+    return run
+
+
+def test_repeated_failures_of_a_source_are_one_line_naming_it(acme, admin_client):
+    runs = [failed_ldap_run(acme, "hq-ad") for _ in range(3)]
+    other = failed_ldap_run(acme, "branch-ad")
+
+    lines = history.needing_attention([acme.id])
+
+    assert [(line.run.id, line.count) for line in lines] == [(other.id, 1), (runs[-1].id, 3)]
+    for page in ("/sync/runs", "/"):
+        banner = attention_banner(admin_client, page)
+        assert banner.count("<li") == 2, page
+        assert f"Run #{runs[-1].id}</a> of Acme (source hq-ad) failed, the last of 3" in banner
+        assert f"Run #{other.id}</a> of Acme (source branch-ad) failed (" in banner
+
+
+def test_a_failed_preview_does_not_need_attention(acme, admin_client):
+    failed_ldap_run(acme, "hq-ad", dry_run=True)
+
+    assert history.needing_attention([acme.id]) == []
+    assert 'class="attention"' not in text_of(admin_client.get("/sync/runs"))
+
+
+def test_a_failed_file_drop_is_named_as_such(acme, admin_client):
+    run = failed_ldap_run(acme, "drop")
+    run.source_kind = "files"
+    db.session.commit()
+
+    assert f"Run #{run.id}</a> of Acme (file drop) failed" in attention_banner(admin_client)

@@ -78,3 +78,32 @@ def test_the_either_day_trigger_skips_the_autumn_repeat():
     second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
 
     assert second.astimezone(trigger.timezone).date() > first.astimezone(trigger.timezone).date()
+
+
+@pytest.mark.parametrize(
+    ("expression", "named"),
+    [
+        ("61 * * * *", "The minute field of the schedule is '61': 61 is out of range"),
+        ("0 25 * * *", "the hour field takes 0 to 23"),
+        ("0 2 32 * *", "the day of month field takes 1 to 31"),
+        ("0 2 * 13 *", "the month field takes 1 to 12 (or jan to dec)"),
+        ("0 2 * * 8", "the weekday field takes 0 to 7"),
+        ("0 2 * * 1-9", "9 is out of range"),
+        ("x 2 * * *", "The minute field of the schedule, 'x', is not understood"),
+        (
+            "0 2 * *",
+            "five fields (minute hour day month weekday), e.g. '0 2 * * *'; '0 2 * *' has 4",
+        ),
+    ],
+)
+def test_a_wrong_schedule_names_the_field_and_its_range(expression, named):
+    problem = cron.problem(expression)
+
+    assert named in problem
+    if expression.count(" ") == 4:
+        assert "five fields" not in problem, "it has five"
+
+
+@pytest.mark.parametrize("expression", ["0 2 * * *", "*/15 * * * *", "0 2 1,15 jan mon-fri"])
+def test_a_good_schedule_has_no_problem(expression):
+    assert cron.problem(expression) == ""

@@ -338,3 +338,86 @@ def test_a_group_that_is_not_a_dn_is_named_under_the_groups(make_source, it_admi
 
     assert response.status_code == 200
     assert "The group &#39;Kursusdeltagere&#39; is not a DN" in text_of(response)
+
+
+TRIAL_ERRORS = {
+    "uri": "The URI must start with ldap://, ldaps:// or ldapi://.",
+    "org_base": "An org tree from OUs needs the base DN of the OU tree.",
+    "schedule": "The hour field of the schedule is '25': 25 is out of range",
+    "page_size": "The page size must be a number from 1 to 5000.",
+    "timeout": "The timeout must be a number from 1 to 3600.",
+}
+TRIAL_VALUES = {
+    "uri": "ftp://dc1",
+    "org_base": "",
+    "schedule": "0 25 * * *",
+    "page_size": "0",
+    "timeout": "-1",
+}
+
+
+def assert_each_under_its_field(page: str, errors: dict) -> None:
+    for field, message in errors.items():
+        input_at = page.index(f'name="{field}"')
+        error_at = page.index(str(escape(message)), input_at)
+        assert not re.search(r'name="[a-z_]+"', page[input_at + 10 : error_at]), field
+
+
+def test_every_wrong_field_of_the_add_form_is_named_in_one_submit(acme, it_admin):
+    response = new_form(
+        it_admin, bind_dn=SERVICE_DN, user_bases=ORG_BASE, password="typed-pw", **TRIAL_VALUES
+    )
+
+    assert response.status_code == 200
+    page = text_of(response)
+    assert_each_under_its_field(page, TRIAL_ERRORS)
+    assert form_of(page)["password"] == "typed-pw", "the next submit needs no retyping"
+    assert "Give the bind password" not in page
+    assert db.session.scalar(select(SyncSource.id)) is None
+
+
+def test_the_kept_password_lets_the_corrected_add_form_through(acme, it_admin):
+    first = text_of(
+        new_form(it_admin, bind_dn=SERVICE_DN, user_bases=ORG_BASE, password="pw", uri="ftp://x")
+    )
+
+    data = {**form_of(first), "uri": "ldap://127.0.0.1:1", "org_base": ORG_BASE}
+    response = it_admin.post("/sync/sources/new", data=data)
+
+    assert response.status_code == 302, text_of(response)
+    source = db.session.scalar(select(SyncSource))
+    assert vault.decrypt(source.password_encrypted) == "pw"
+
+
+def test_a_field_the_form_refuses_does_not_hide_the_other_errors(acme, it_admin):
+    response = new_form(it_admin, bind_dn="", user_bases=ORG_BASE, password="", **TRIAL_VALUES)
+
+    page = text_of(response)
+    assert_each_under_its_field(
+        page,
+        {**TRIAL_ERRORS, "bind_dn": "Give the DN Kursa binds with.", "password": "Give the bind"},
+    )
+    assert page.count("field-error") == 7
+
+
+def test_every_wrong_field_of_the_edit_form_is_named_and_no_password_shown(make_source, it_admin):
+    source = make_source()
+
+    response = edit(it_admin, source, password="typed-on-edit", **TRIAL_VALUES)
+
+    page = text_of(response)
+    assert_each_under_its_field(page, TRIAL_ERRORS)
+    assert form_of(page)["password"] == ""
+    assert "typed-on-edit" not in page and SERVICE_PASSWORD not in page
+
+
+def test_the_cli_names_every_wrong_setting_in_its_message(app):
+    settings = {"uri": "ftp://dc1", "bind_dn": SERVICE_DN, "user_bases": [ORG_BASE]}
+    settings.update(org_from="ou", page_size=0, timeout=-1)
+
+    with pytest.raises(operations.SettingError) as caught:
+        operations.check_settings("openldap", settings)
+
+    fields = [e.field for e in caught.value.errors]
+    assert fields == ["uri", "page_size", "timeout", "org_base"]
+    assert str(caught.value) == " ".join(str(e) for e in caught.value.errors)

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 from portal.core.db import db
+from sso.models import IdentityProvider
+from sync.models import RunStatus, SyncRun
 from sync.sources.ldap.operations import add_ldap_source
 from tests.conftest import ADMIN_PASSWORD
 from tests.portal import test_pages_phone as phone
@@ -51,3 +53,96 @@ def test_source_pages_and_the_chart_fit_a_phone_screen(
     browser.open(f"{served}/sync/runs")
     chart_width = browser.evaluate("document.querySelector('.chart svg').clientWidth")
     assert 250 <= chart_width <= 375
+
+
+# Every table card's cell: no piece of its value may lie in the label column, left of the
+# label's right edge (for actions, whose label is a line of its own: above its bottom).
+OVERLAPS = """
+(() => {
+  const found = [];
+  for (const td of document.querySelectorAll('table.list:not(.compact) td')) {
+    const box = td.getBoundingClientRect(), style = getComputedStyle(td);
+    const label = getComputedStyle(td, '::before');
+    const top = box.top + parseFloat(style.paddingTop);
+    const right = box.left + parseFloat(label.width), bottom = top + parseFloat(label.height);
+    const range = document.createRange();
+    range.selectNodeContents(td);
+    for (const r of range.getClientRects()) {
+      const inLabelColumn = r.left < right - 1, aboveLabelEnd = r.top < bottom - 1;
+      if (r.width && (td.classList.contains('actions') ? aboveLabelEnd : inLabelColumn)) {
+        found.push(td.dataset.label + ': ' + td.innerText.slice(0, 40));
+        break;
+      }
+    }
+  }
+  return found;
+})()
+"""
+WIDEST = """
+Math.max(...[...document.querySelectorAll('main *')].map(e => e.getBoundingClientRect().right))
+"""
+
+
+def test_source_and_provider_cards_keep_values_out_of_the_label_column(
+    app, served, browser, customer, admin, import_csv
+):
+    settings = {
+        "uri": LONG_URI,
+        "bind_dn": "CN=Kursa Reader,OU=Service Accounts,DC=corporate,DC=example,DC=com",
+        "user_bases": ["OU=Employees,DC=corporate,DC=example,DC=com"],
+        "org_from": "attribute",
+    }
+    source = add_ldap_source(
+        customer,
+        "hq-ad",
+        profile="ad",
+        settings=settings,
+        password="x",
+        actor="t",
+        delta_schedule="*/15 * * * *",
+    )
+    db.session.add(
+        SyncRun(
+            customer_id=customer.id,
+            source_kind="ldap",
+            source_name=source.name,
+            started_by="t",
+            status=RunStatus.FAILED,
+            error="Could not connect",
+        )
+    )
+    db.session.add(
+        IdentityProvider(
+            customer_id=customer.id,
+            name="corp-entra",
+            kind="saml",
+            settings={
+                "label": "Log in with the Acme staff account",
+                "match": "email",
+                "email_domains": ["acme.test", "staff.acme.test"],
+            },
+        )
+    )
+    db.session.commit()
+    log_in(browser, served, admin)
+
+    for path in ("/sync/sources", f"/sso/admin/{customer.slug}"):
+        browser.open(served + path)
+        assert browser.evaluate("document.title") != "Sorry · Kursa", path
+        assert browser.evaluate("document.querySelectorAll('table.list td').length"), path
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 375, path
+        assert browser.evaluate(WIDEST) <= 375, f"an element of {path} is wider than the screen"
+        assert browser.evaluate(OVERLAPS) == [], path
+        if os.environ.get("KURSA_SCREENSHOTS"):
+            name = path.strip("/").replace("/", "-")
+            browser.screenshot(Path(os.environ["KURSA_SCREENSHOTS"]) / f"cards-{name}.png")
+
+
+def log_in(browser, served, admin) -> None:
+    browser.open(f"{served}/login")
+    browser.evaluate(
+        f"document.querySelector('#username').value = {json.dumps(admin.username)};"
+        f"document.querySelector('#password').value = {json.dumps(ADMIN_PASSWORD)};"
+        "document.querySelector('form.stack-form').submit();"
+    )
+    browser.wait_for("location.pathname === '/'")

@@ -84,7 +84,8 @@ def _apply_one(name: str, table: dict, environ) -> Applied:
             operations.set_enabled(source, enabled, actor=ACTOR)
             outcome = "updated" if outcome == "unchanged" else outcome
     except operations.SettingError as exc:
-        raise DeclaredSourceError(f"{where}.{exc.field}: {exc}") from None
+        named = "; ".join(f"{where}.{each.field}: {each}" for each in exc.errors)
+        raise DeclaredSourceError(named) from None
     except DeclaredSourceError:
         raise
     except UserError as exc:

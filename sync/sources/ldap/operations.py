@@ -3,16 +3,18 @@
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import ldap.dn
 from sqlalchemy import delete, func, select
 
-from config import cron_ever_fires, cron_is_valid, ldap_setting_type_error
+from config import cron_ever_fires, ldap_setting_type_error
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, NotFound, UserError
 from portal.directory.models import Customer
+from sync import cron
 from sync.gcpause import gc_paused
 from sync.locks import run_lock
 from sync.models import RunStatus, SyncRequest, SyncRun, SyncSource
@@ -24,6 +26,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "0 2 * * *"
 # Short and plain: the CLI addresses a source by name, and runs label persons "ldap:<name>".
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
+NAME_RULE = (
+    "A source name is 1 to 60 letters, digits, dots, dashes or underscores "
+    "(for example hq-ad), starting with a letter or digit."
+)
 
 
 def add_ldap_source(
@@ -41,18 +47,7 @@ def add_ldap_source(
 
     `schedule` times full runs; `delta_schedule`, when given, incremental runs in between.
     """
-    if not NAME_RE.match(name):
-        raise SettingError(
-            "name",
-            "A source name is 1 to 60 letters, digits, dots, dashes or underscores "
-            "(for example hq-ad), starting with a letter or digit.",
-        )
-    check_settings(profile, settings)
-    check_schedule("schedule", schedule)
-    if delta_schedule:
-        check_schedule("delta_schedule", delta_schedule)
-    if not password:
-        raise SettingError("password", "Give the bind password.")
+    refuse(new_source_errors(name, profile, settings, password, schedule, delta_schedule))
     if db.session.scalar(select(SyncSource.id).where(SyncSource.name == name)):
         raise Conflict(f"A source named {name!r} exists already; source names are unique.")
     source = SyncSource(
@@ -73,6 +68,23 @@ def add_ldap_source(
     return source
 
 
+def new_source_errors(
+    name: str,
+    profile: str,
+    settings: dict,
+    password: str,
+    schedule: str,
+    delta_schedule: str | None,
+) -> list["SettingError"]:
+    """Everything wrong with a new source, field by field (the add form shows them all)."""
+    errors = [] if NAME_RE.match(name) else [SettingError("name", NAME_RULE)]
+    errors += setting_errors(profile, settings)
+    errors += schedule_errors(schedule, delta_schedule)
+    if not password:
+        errors.append(SettingError("password", "Give the bind password."))
+    return errors
+
+
 def update_ldap_source(
     source: SyncSource,
     *,
@@ -89,10 +101,7 @@ def update_ldap_source(
     inactivates only persons of its own label. When what is read changes (anything but the
     schedule), the incremental state is dropped, so the next run reads everything.
     """
-    check_settings(profile, settings)
-    check_schedule("schedule", schedule)
-    if delta_schedule:
-        check_schedule("delta_schedule", delta_schedule)
+    refuse(setting_errors(profile, settings) + schedule_errors(schedule, delta_schedule))
 
     reading_changed = (source.profile, source.settings) != (profile, settings)
     source.profile, source.settings, source.schedule = profile, settings, schedule
@@ -152,63 +161,108 @@ class SettingError(UserError):
         super().__init__(message)
         self.field = field
 
+    @property
+    def errors(self) -> list["SettingError"]:
+        return [self]
+
+
+class SettingErrors(SettingError):
+    """Several settings are wrong at once: each is in `errors`, so a form shows every one
+    under its field in one go. The message (the CLI's) is all of theirs in turn; `field`
+    is the first one's."""
+
+    def __init__(self, errors: list[SettingError]):
+        super().__init__(errors[0].field, " ".join(str(e) for e in errors))
+        self._errors = errors
+
+    @property
+    def errors(self) -> list[SettingError]:
+        return self._errors
+
+
+def refuse(errors: list[SettingError]) -> None:
+    """Raise the one error, or all of them together; nothing when the list is empty."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SettingErrors(errors)
+
 
 ATTRIBUTE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)$")
 LIMITS = {"page_size": (1, 5000), "network_timeout": (1, 300), "timeout": (1, 3600)}
 
 
 def check_settings(profile: str, settings: dict) -> None:
-    """Refuse settings that cannot work; the SettingError names the field and says why.
+    """Refuse settings that cannot work; the SettingError names the field and says why
+    (SettingErrors, naming each, when several fields are wrong).
 
     The page and the CLI both call this, so a source added either way meets the same rules.
     """
+    refuse(setting_errors(profile, settings))
+
+
+def setting_errors(profile: str, settings: dict) -> list[SettingError]:
+    """What is wrong with the settings, field by field, found in one pass.
+
+    Checks that do not depend on each other all run; a check whose input is already refused
+    (StartTLS on a URI that is not LDAP, hosts of such a URI) is skipped, so each field gets
+    the one error that says what to do with it. Wrong types stop the rest, which read them.
+    """
     if profile not in profiles.PROFILES:
-        raise SettingError("profile", f"The profile is one of {', '.join(profiles.PROFILES)}.")
-    unknown = set(settings) - profiles.SETTING_KEYS
-    if unknown:
-        raise SettingError(sorted(unknown)[0], f"Unknown LDAP setting {sorted(unknown)[0]!r}.")
+        return [SettingError("profile", f"The profile is one of {', '.join(profiles.PROFILES)}.")]
+    errors = [
+        SettingError(key, f"Unknown LDAP setting {key!r}.")
+        for key in sorted(set(settings) - profiles.SETTING_KEYS)
+    ]
     for key, value in settings.items():
         wanted = ldap_setting_type_error(key, value)
         if wanted:
-            raise SettingError(key, f"The setting {key} must be {wanted}, not {value!r:.80}.")
+            message = f"The setting {key} must be {wanted}, not {value!r:.80}."
+            errors.append(SettingError(key, message))
+    if errors:
+        return errors
     merged = profiles.effective(profile, settings)
     for check in (_check_connection, _check_numbers, _check_bases, _check_groups, _check_filters):
-        check(merged)
-    _check_attributes(profile, settings.get("attributes", {}))
+        errors += check(merged)
+    return errors + list(_check_attributes(profile, settings.get("attributes", {})))
 
 
-def _check_connection(s: dict) -> None:
+def _check_connection(s: dict) -> Iterator[SettingError]:
     uri = s["uri"]
     if not uri.startswith(("ldap://", "ldaps://", "ldapi://")):
-        raise SettingError("uri", "The URI must start with ldap://, ldaps:// or ldapi://.")
-    if s["starttls"] and not uri.startswith("ldap://"):
-        raise SettingError(
+        yield SettingError("uri", "The URI must start with ldap://, ldaps:// or ldapi://.")
+    elif s["starttls"] and not uri.startswith("ldap://"):
+        yield SettingError(
             "starttls", "StartTLS is for ldap:// only; ldaps:// is encrypted from the start."
         )
-    _check_reach(s)
+    yield from _check_reach(s, hosts=uri.startswith(("ldap://", "ldaps://", "ldapi://")))
     # AD also binds with user@domain or DOMAIN\user; anything with "=" must be a real DN.
     bind = s["bind_dn"]
     if not bind or ("=" in bind and not ldap.dn.is_dn(bind)):
-        raise SettingError(
+        yield SettingError(
             "bind_dn", "The bind DN is not a DN (e.g. cn=kursa,ou=services,dc=example,dc=test)."
         )
 
 
-def _check_reach(s: dict) -> None:
+def _check_reach(s: dict, *, hosts: bool) -> Iterator[SettingError]:
     """CA file in the CA folder or a pasted CA certificate; hosts the operator allows."""
     if s["ca_file"] and s["ca_pem"]:
-        raise SettingError("ca_pem", "Give either a CA file or a pasted CA certificate, not both.")
-    try:
-        if s["ca_file"]:
-            reach.resolve_ca_file(s["ca_file"])
-        if s["ca_pem"]:
-            reach.check_ca_pem(s["ca_pem"])
-        reach.check_hosts(s["uri"], resolve=True)
-    except reach.ReachError as exc:
-        raise SettingError(exc.field, str(exc)) from None
+        yield SettingError("ca_pem", "Give either a CA file or a pasted CA certificate, not both.")
+        return
+    checks = [
+        (s["ca_file"], lambda: reach.resolve_ca_file(s["ca_file"])),
+        (s["ca_pem"], lambda: reach.check_ca_pem(s["ca_pem"])),
+        (hosts, lambda: reach.check_hosts(s["uri"], resolve=True)),
+    ]
+    for wanted, check in checks:
+        try:
+            if wanted:
+                check()
+        except reach.ReachError as exc:
+            yield SettingError(exc.field, str(exc))
 
 
-def _check_numbers(s: dict) -> None:
+def _check_numbers(s: dict) -> Iterator[SettingError]:
     for key, (low, high) in LIMITS.items():
         value = s[key]
         if (
@@ -217,47 +271,49 @@ def _check_numbers(s: dict) -> None:
             or not low <= value <= high
         ):
             label = key.replace("_", " ")
-            raise SettingError(key, f"The {label} must be a number from {low} to {high}.")
+            yield SettingError(key, f"The {label} must be a number from {low} to {high}.")
 
 
-def _check_bases(s: dict) -> None:
+def _check_bases(s: dict) -> Iterator[SettingError]:
     if not s["user_bases"]:
-        raise SettingError("user_bases", "Give at least one user base DN.")
-    for base in s["user_bases"]:
-        if not ldap.dn.is_dn(base):
-            raise SettingError("user_bases", f"The user base {base!r} is not a DN.")
+        yield SettingError("user_bases", "Give at least one user base DN.")
+    bad_bases = [base for base in s["user_bases"] if not ldap.dn.is_dn(base)]
+    if bad_bases:
+        yield SettingError("user_bases", f"The user base {bad_bases[0]!r} is not a DN.")
     if s["org_from"] not in profiles.ORG_FROM:
-        raise SettingError(
+        yield SettingError(
             "org_from", "The org tree comes from 'ou' (the OU structure) or 'attribute'."
         )
     if s["org_from"] == "ou" and not s["org_base"]:
-        raise SettingError("org_base", "An org tree from OUs needs the base DN of the OU tree.")
+        yield SettingError("org_base", "An org tree from OUs needs the base DN of the OU tree.")
     if s["org_base"] and not ldap.dn.is_dn(s["org_base"]):
-        raise SettingError("org_base", f"The org base {s['org_base']!r} is not a DN.")
+        yield SettingError("org_base", f"The org base {s['org_base']!r} is not a DN.")
     if not ATTRIBUTE_RE.match(s["unit_number_attribute"] or ""):
-        raise SettingError(
+        yield SettingError(
             "unit_number_attribute", "The org attribute is an attribute name, e.g. ou."
         )
 
 
-def _check_groups(s: dict) -> None:
+def _check_groups(s: dict) -> Iterator[SettingError]:
     groups = s["member_of"]
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        raise SettingError("member_of", "The groups are a list of group DNs.")
+        yield SettingError("member_of", "The groups are a list of group DNs.")
+        return
     for group in groups:
         if not ldap.dn.is_dn(group) or "=" not in group:
-            raise SettingError(
+            yield SettingError(
                 "member_of", f"The group {group!r} is not a DN (e.g. cn=kursa,ou=groups,dc=x)."
             )
+            return
 
 
-def _check_filters(s: dict) -> None:
+def _check_filters(s: dict) -> Iterator[SettingError]:
     for key in ("user_filter", "inactive_filter"):
         value = s.get(key) or ""
         value = value if value.startswith("(") else f"({value})"  # the reader adds them too
         if value != "()" and not _looks_like_filter(value):
             label = key.replace("_", " ")
-            raise SettingError(key, f"The {label} is not an LDAP filter, e.g. (objectClass=x).")
+            yield SettingError(key, f"The {label} is not an LDAP filter, e.g. (objectClass=x).")
 
 
 def _looks_like_filter(text: str) -> bool:
@@ -270,26 +326,37 @@ def _looks_like_filter(text: str) -> bool:
     return text.startswith("(") and depth == 0
 
 
-def _check_attributes(profile: str, attributes: dict) -> None:
+def _check_attributes(profile: str, attributes: dict) -> Iterator[SettingError]:
     known = profiles.effective(profile, {})["attributes"]
     for field, name in attributes.items():
         if field not in known:
-            raise SettingError(f"attributes.{field}", f"Unknown mapped field {field!r}.")
-        if not ATTRIBUTE_RE.match(name or ""):
+            yield SettingError(f"attributes.{field}", f"Unknown mapped field {field!r}.")
+        elif not ATTRIBUTE_RE.match(name or ""):
             label = field.replace("_", " ")
-            raise SettingError(
+            yield SettingError(
                 f"attributes.{field}",
                 f"The attribute for {label} is not an LDAP attribute name, e.g. mail.",
             )
 
 
 def check_schedule(field: str, schedule: str) -> None:
-    if not cron_is_valid(schedule):
-        raise SettingError(
-            field, "The schedule is a cron expression of five fields, e.g. '0 2 * * *'."
-        )
-    if not cron_ever_fires(schedule):
-        raise SettingError(
+    refuse(list(_schedule_error(field, schedule)))
+
+
+def schedule_errors(schedule: str, delta_schedule: str | None) -> list[SettingError]:
+    """The full-run schedule's error and the incremental one's (when given), if any."""
+    errors = list(_schedule_error("schedule", schedule))
+    if delta_schedule:
+        errors += _schedule_error("delta_schedule", delta_schedule)
+    return errors
+
+
+def _schedule_error(field: str, schedule: str) -> Iterator[SettingError]:
+    problem = cron.problem(schedule)
+    if problem:
+        yield SettingError(field, problem)
+    elif not cron_ever_fires(schedule):
+        yield SettingError(
             field,
             f"The schedule {schedule!r} never runs: no date has that day in that month "
             "(such as 31 February). Check the day and month fields.",
