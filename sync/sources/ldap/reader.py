@@ -347,6 +347,7 @@ class _Reader:
             self.change_attribute,
             self.person_fields,
         )
+        f_username, f_first, f_last, f_email, f_number = fields
         enclosing, append, add_seen = self._enclosing_unit, persons.append, seen.add
         # The highest entryCSN and change time seen, as bytes: LDAP sends both as ASCII text
         # that sorts as it counts, so comparing the bytes orders them as _track's text does.
@@ -366,10 +367,14 @@ class _Reader:
             change = values.get(change_attr, _ABSENT)[0]
             if change > top_change:
                 top_change = change
+            # Five expressions, not a comprehension over the names: no frame per entry.
+            get = values.get
             try:
-                username, first, last, email, number = [
-                    values.get(name, _ABSENT)[0].decode().strip() for name in fields
-                ]
+                username = get(f_username, _ABSENT)[0].decode().strip()
+                first = get(f_first, _ABSENT)[0].decode().strip()
+                last = get(f_last, _ABSENT)[0].decode().strip()
+                email = get(f_email, _ABSENT)[0].decode().strip()
+                number = get(f_number, _ABSENT)[0].decode().strip()
             except UnicodeDecodeError:
                 username, first, last, email, number = _texts(values, fields)
             append(
