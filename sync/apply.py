@@ -364,23 +364,26 @@ def store_report(
     """Write one row per change and per issue of the run."""
     driver = _Driver(conn, batch_size)
     as_json = driver.convert(SyncChange.__table__.c.after)
-    rows = []
-    for c in changes.changes:
-        entity_id = c.entity_id
-        if entity_id is None and c.entity == "person":
-            entity_id = person_ids.get(c.key)
-        rows.append(
-            (
-                run_id,
-                c.entity,
-                entity_id,
-                c.key or "",
-                c.action,
-                None if c.before is None else as_json(c.before),
-                None if c.after is None else as_json(c.after),
+    every = changes.changes
+    # A batch at a time: the JSON of 20,000 changes is not all held at once.
+    for start in range(0, len(every), batch_size):
+        rows = []
+        for c in every[start : start + batch_size]:
+            entity_id = c.entity_id
+            if entity_id is None and c.entity == "person":
+                entity_id = person_ids.get(c.key)
+            rows.append(
+                (
+                    run_id,
+                    c.entity,
+                    entity_id,
+                    c.key or "",
+                    c.action,
+                    None if c.before is None else as_json(c.before),
+                    None if c.after is None else as_json(c.after),
+                )
             )
-        )
-    driver.insert(SyncChange.__table__, CHANGE_INSERT, rows)
+        driver.insert(SyncChange.__table__, CHANGE_INSERT, rows)
     store_issues(conn, run_id, changes.issues)
 
 
