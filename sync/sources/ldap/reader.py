@@ -354,21 +354,21 @@ class _Reader:
         top_csn = self.new_state.get("last_csn", "").encode()
         top_change = self.new_state.get("last_change", "").encode()
         for dn, values in entries:
-            raw = values.get(anchor_attr)
+            get = values.get
+            raw = get(anchor_attr)
             if not raw:
                 self._anchor(values)  # raises the error that names the attribute
             anchor = raw[0].decode()
             if anchor in seen:
                 continue  # overlapping user bases
             add_seen(anchor)
-            csn = values.get(CSN, _ABSENT)[0]
+            csn = get(CSN, _ABSENT)[0]
             if csn > top_csn:
                 top_csn = csn
-            change = values.get(change_attr, _ABSENT)[0]
+            change = get(change_attr, _ABSENT)[0]
             if change > top_change:
                 top_change = change
             # Five expressions, not a comprehension over the names: no frame per entry.
-            get = values.get
             try:
                 username = get(f_username, _ABSENT)[0].decode().strip()
                 first = get(f_first, _ABSENT)[0].decode().strip()
