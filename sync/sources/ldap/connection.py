@@ -7,6 +7,7 @@ it never contains the password. The caller turns it into a failed run.
 import logging
 import socket
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from urllib.parse import urlsplit
 
 import ldap
@@ -83,9 +84,10 @@ def paged_search(
             if cookie:
                 control.cookie = cookie
                 msgid = ask()
-            for dn, values in entries:
-                if dn is not None:  # a referral (search reference) has no DN
-                    yield dn, values
+            if None in map(itemgetter(0), entries):  # a referral (search reference) has no DN
+                yield from [entry for entry in entries if entry[0] is not None]
+            else:
+                yield from entries  # handed on as they are: no new tuple per entry
             if on_page is not None:
                 on_page(pages)
     except ldap.LDAPError as exc:

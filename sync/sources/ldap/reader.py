@@ -361,13 +361,15 @@ class _Reader:
             self.change_attribute,
             self.person_fields,
         )
+        f_username, f_first, f_last, f_email, f_number = fields
         enclosing, append, add_seen = self._enclosing_unit, persons.append, seen.add
         # The highest entryCSN and change time seen, as bytes: LDAP sends both as ASCII text
         # that sorts as it counts, so comparing the bytes orders them as _track's text does.
         top_csn = self.new_state.get("last_csn", "").encode()
         top_change = self.new_state.get("last_change", "").encode()
         for dn, values in entries:
-            raw = values.get(anchor_attr)
+            get = values.get
+            raw = get(anchor_attr)
             if not raw:
                 self._anchor(values)  # raises the error that names the attribute
             anchor = raw[0].decode()
@@ -375,16 +377,19 @@ class _Reader:
                 self.repeated.append((anchor, dn))
                 continue
             add_seen(anchor)
-            csn = values.get(CSN, _ABSENT)[0]
+            csn = get(CSN, _ABSENT)[0]
             if csn > top_csn:
                 top_csn = csn
-            change = values.get(change_attr, _ABSENT)[0]
+            change = get(change_attr, _ABSENT)[0]
             if change > top_change:
                 top_change = change
+            # Five expressions, not a comprehension over the names: no frame per entry.
             try:
-                username, first, last, email, number = [
-                    values.get(name, _ABSENT)[0].decode().strip() for name in fields
-                ]
+                username = get(f_username, _ABSENT)[0].decode().strip()
+                first = get(f_first, _ABSENT)[0].decode().strip()
+                last = get(f_last, _ABSENT)[0].decode().strip()
+                email = get(f_email, _ABSENT)[0].decode().strip()
+                number = get(f_number, _ABSENT)[0].decode().strip()
             except UnicodeDecodeError:
                 username, first, last, email, number = _texts(values, fields)
             append(
