@@ -124,8 +124,16 @@ def add_saml_command(
     help="The person field that identifies the person.",
 )
 @click.option("--match-claim", default="", help="Claim holding it (default: the standard one).")
+@click.option(
+    "--scopes",
+    default="openid email profile",
+    show_default=True,
+    help="Scopes to ask for, separated by spaces; openid must be one of them.",
+)
 @click.option("--label", default="", help=LABEL_HELP)
-def add_oidc_command(name, slug, discovery, client_id, secret_variable, match, match_claim, label):
+def add_oidc_command(
+    name, slug, discovery, client_id, secret_variable, match, match_claim, scopes, label
+):
     """Add OpenID Connect provider NAME to a customer."""
     customer = _customer(slug)
     secret = os.environ.get(secret_variable, "")
@@ -143,6 +151,7 @@ def add_oidc_command(name, slug, discovery, client_id, secret_variable, match, m
             client_secret=secret,
             match=match,
             match_claim=match_claim,
+            scopes=" ".join(scopes.split()),
             label=label,
             actor=CLI_ACTOR,
         )

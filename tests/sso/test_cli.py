@@ -206,6 +206,18 @@ def test_list_json_rows_carry_only_the_fields_of_their_kind(flask, customer, met
     assert f"acme/entra  oidc  {op.issuer}  match=email" in flask("sso", "list").output
 
 
+def test_add_oidc_takes_scopes_and_refuses_them_without_openid(flask, customer, op):
+    refused = add_oidc(flask, op, "--scopes", "email profile")
+    assert refused.exit_code == 1
+    assert "Scopes: the scopes must include openid." in refused.output
+    assert db.session.query(IdentityProvider).count() == 0
+
+    added = add_oidc(flask, op, "--scopes", "openid  email groups")
+    assert added.exit_code == 0, added.output
+    (row,) = json.loads(flask("sso", "list", "--json").output)
+    assert row["scopes"] == "openid email groups"
+
+
 def test_add_oidc_without_the_secret_answers_like_add_ldap(flask, customer, op):
     unset = add_oidc(flask, op, env={"KURSA_TEST_SECRET": ""})
     ldap = flask(
