@@ -8,7 +8,7 @@ from portal.core.db import db
 from portal.directory.models import Person
 from sync.models import SyncSource
 from sync.sources.ldap import profiles
-from sync.sources.ldap.operations import add_ldap_source, sync_source
+from sync.sources.ldap.operations import sync_source
 from sync.sources.ldap.reader import read_directory
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     LOADED_AT,
@@ -20,24 +20,14 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     slapd_fixture,
     user_dn,
 )
+from tests.sync.ldap_helpers import openldap_source
 
 AFTER_LOAD = "20260101000000.000000Z#000000#000#000000"  # as if the last run saw the load
 FAR_FUTURE = "29991231000000Z"
 
 
 def make_source(customer, server):
-    values = {
-        "uri": server.uri,
-        "bind_dn": SERVICE_DN,
-        "user_bases": [ORG_BASE],
-        "org_from": "ou",
-        "org_base": ORG_BASE,
-    }
-    source = add_ldap_source(
-        customer, "hq", profile="openldap", settings=values, password=SERVICE_PASSWORD, actor="t"
-    )
-    db.session.commit()
-    return source
+    return openldap_source(customer, server, name="hq")
 
 
 def read(source, state: dict):

@@ -19,7 +19,6 @@ from portal.core.db import db
 from portal.directory.models import OrgUnit, Person
 from sync.models import SyncSource
 from sync.sources.ldap import reader
-from sync.sources.ldap.operations import add_ldap_source, sync_source
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     ORG_BASE,
     SAMPLE_OUS,
@@ -31,29 +30,10 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     sample_ldif_fixture,
     slapd_fixture,
 )
+from tests.sync.ldap_helpers import openldap_source as make_source
+from tests.sync.ldap_helpers import sync
 
 REFERRAL = f"ou=Fjernt kontor,{ORG_BASE}"
-
-
-def make_source(customer, server, **settings):
-    values = {
-        "uri": server.uri,
-        "bind_dn": SERVICE_DN,
-        "user_bases": [ORG_BASE],
-        "org_from": "ou",
-        "org_base": ORG_BASE,
-        **settings,
-    }
-    source = add_ldap_source(
-        customer, "hq-ldap", profile="openldap", settings=values, password=SERVICE_PASSWORD,
-        actor="test",
-    )  # fmt: skip
-    db.session.commit()
-    return source
-
-
-def sync(source, **options):
-    return sync_source(db.session.get(SyncSource, source.id), actor="test", **options)
 
 
 def change_settings(source, **settings) -> None:

@@ -7,8 +7,7 @@ from sqlalchemy import func, select
 
 from portal.core.db import db
 from portal.directory.models import OrgUnit, Person
-from sync.models import SyncChange, SyncSource
-from sync.sources.ldap.operations import add_ldap_source, sync_source
+from sync.models import SyncChange
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     ORG_BASE,
     SAMPLE_USERS,
@@ -20,29 +19,10 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     slapd_fixture,
     user_dn,
 )
+from tests.sync.ldap_helpers import openldap_source as make_source
+from tests.sync.ldap_helpers import sync
 
 OUTSIDE = f"ou=Fratrådte,{SUFFIX}"  # beside the org base: outside the user base
-
-
-def make_source(customer, server, **settings):
-    values = {
-        "uri": server.uri,
-        "bind_dn": SERVICE_DN,
-        "user_bases": [ORG_BASE],
-        "org_from": "ou",
-        "org_base": ORG_BASE,
-        **settings,
-    }
-    source = add_ldap_source(
-        customer, "hq-ldap", profile="openldap", settings=values, password=SERVICE_PASSWORD,
-        actor="test",
-    )  # fmt: skip
-    db.session.commit()
-    return source
-
-
-def sync(source, **options):
-    return sync_source(db.session.get(SyncSource, source.id), actor="test", **options)
 
 
 def unit(name: str) -> OrgUnit:

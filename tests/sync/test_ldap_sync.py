@@ -17,7 +17,7 @@ from sync.models import SyncSource
 from sync.runs import run_summary
 from sync.sources.ldap import profiles
 from sync.sources.ldap.connection import connect, paged_search
-from sync.sources.ldap.operations import add_ldap_source, check_source, sync_source
+from sync.sources.ldap.operations import check_source
 from sync.sources.ldap.reader import read_directory
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     EMPTY_BASE,
@@ -36,29 +36,15 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     slapd_fixture,
     user_dn,
 )
+from tests.sync.ldap_helpers import openldap_source, sync
 
 SAMPLE_UNITS = len(SAMPLE_OUS)
 
 
-def make_source(customer, server, name="hq-ldap", password=SERVICE_PASSWORD, **settings):
-    values = {
-        "uri": server.uri,
-        "bind_dn": SERVICE_DN,
-        "user_bases": [ORG_BASE],
-        "org_from": "ou",
-        "org_base": ORG_BASE,
-        "inactive_filter": "(employeeType=disabled)",
-        **settings,
-    }
-    source = add_ldap_source(
-        customer, name, profile="openldap", settings=values, password=password, actor="test"
-    )
-    db.session.commit()
-    return source
-
-
-def sync(source, **options):
-    return sync_source(db.session.get(SyncSource, source.id), actor="test", **options)
+def make_source(customer, server, **settings):
+    """A source whose persons with employeeType=disabled are inactive."""
+    settings.setdefault("inactive_filter", "(employeeType=disabled)")
+    return openldap_source(customer, server, **settings)
 
 
 def person(username: str) -> Person:
