@@ -1,4 +1,5 @@
-"""`flask account ...`: platform admins with local passwords."""
+"""`flask account ...` (platform admins with local passwords) and `flask role grant` (an exact
+contract: other tools rely on it)."""
 
 import os
 
@@ -8,9 +9,13 @@ from sqlalchemy import func, select
 from portal.accounts.models import Account
 from portal.accounts.operations import create_admin, set_password
 from portal.accounts.sessions import purge_sessions
+from portal.core import access
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.core.ratelimit import purge_rate_limit_hits
+from portal.courses.cli import _customer, _person, _refusals, _unit  # shared home: next commit
+
+CLI_ACTOR = "cli"
 
 
 @click.group("account", help="Local accounts of platform admins.")
@@ -62,6 +67,29 @@ def purge_sessions_command():
     sessions, hits = purge_sessions(), purge_rate_limit_hits()
     db.session.commit()
     click.echo(f"{sessions} login session(s) and {hits} rate-limit count(s) purged.")
+
+
+@click.group("role", help="Roles granted at a unit, reaching its whole branch.")
+def role_cli():
+    pass
+
+
+@role_cli.command("grant")
+@click.argument("username")
+@click.argument("role", type=click.Choice(sorted(r.value for r in access.Role)))
+@click.option("--unit", "number", help="The unit's number (default: the customer's root).")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+def grant_command(username, role, number, slug):
+    """Grant ROLE over a unit's branch to the person USERNAME (an account is made if needed)."""
+    with _refusals():
+        customer = _customer(slug)
+        unit = _unit(customer, number) if number else customer.root_unit
+        person = _person(username)
+        if person.customer_id != customer.id:
+            raise UserError(f"{username} is not a person of {customer.slug}.")
+        access.grant_role(person, role, unit, actor=CLI_ACTOR)
+        db.session.commit()
+    click.echo(f"{username} is {role} of {unit.name} and everything below it.")
 
 
 def _password(variable: str | None) -> str:

@@ -1,4 +1,4 @@
-"""`flask activity ...` and `flask role grant` (exact contracts: other tools rely on them).
+"""`flask activity ...` (an exact contract: other tools rely on it).
 
 Each command commits at its end; a refusal rolls back and exits 1 with the reason.
 """
@@ -8,7 +8,6 @@ import json
 import click
 from sqlalchemy import select
 
-from portal.core import access
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.courses.models import Activity, ActivityTemplate, SignupStatus
@@ -120,31 +119,6 @@ def activity_summary(activity: Activity) -> dict:
             for signup, username in signups_in_order(activity.id)
         ],
     }
-
-
-# TODO: `role` belongs with accounts (portal/accounts/cli.py); it lives here until the
-# accounts package is free to change, since courses were built in parallel with it.
-@click.group("role", help="Roles granted at a unit, reaching its whole branch.")
-def role_cli():
-    pass
-
-
-@role_cli.command("grant")
-@click.argument("username")
-@click.argument("role", type=click.Choice(sorted(r.value for r in access.Role)))
-@click.option("--unit", "number", help="The unit's number (default: the customer's root).")
-@click.option("--customer", "slug", required=True, help="The customer's slug.")
-def grant_command(username, role, number, slug):
-    """Grant ROLE over a unit's branch to the person USERNAME (an account is made if needed)."""
-    with _refusals():
-        customer = _customer(slug)
-        unit = _unit(customer, number) if number else customer.root_unit
-        person = _person(username)
-        if person.customer_id != customer.id:
-            raise UserError(f"{username} is not a person of {customer.slug}.")
-        access.grant_role(person, role, unit, actor=CLI_ACTOR)
-        db.session.commit()
-    click.echo(f"{username} is {role} of {unit.name} and everything below it.")
 
 
 class _refusals:
