@@ -73,7 +73,7 @@ def _build_app(overrides: dict | None, environ) -> Flask:
 def _register(app: Flask) -> None:
     # Imported here so that every model is known to the metadata before migrations run.
     from portal import web
-    from portal.accounts.cli import account_cli
+    from portal.accounts.cli import account_cli, role_cli
     from portal.accounts.role_views import bp as roles_bp
     from portal.accounts.sessions import register_purge_job
     from portal.core import access
@@ -83,7 +83,7 @@ def _register(app: Flask) -> None:
         outbox,
     )
     from portal.courses import views as course_views
-    from portal.courses.cli import activity_cli, role_cli
+    from portal.courses.cli import activity_cli
     from portal.directory.cli import customer_cli, directory_cli
     from sso import admin_views as sso_admin_views
     from sso import queries as sso_queries

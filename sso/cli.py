@@ -14,9 +14,9 @@ import os
 import click
 from sqlalchemy import select
 
+from portal.core.cli import refusals
 from portal.core.db import db
-from portal.core.errors import UserError
-from portal.directory.queries import customer_by_slug
+from portal.directory.lookups import require_customer
 from sso import metadata, queries
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 from sso.operations import (
@@ -78,8 +78,8 @@ def add_saml_command(
     """Add SAML identity provider NAME to a customer."""
     if bool(metadata_url) == bool(metadata_file):
         raise click.UsageError("Give exactly one of --metadata-url and --metadata-file.")
-    customer = _customer(slug)
-    try:
+    with refusals():
+        customer = require_customer(slug)
         if metadata_url:
             xml = fetch_metadata(metadata_url)
         else:
@@ -98,9 +98,6 @@ def add_saml_command(
             actor=CLI_ACTOR,
         )
         db.session.commit()
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
     click.echo(f"SAML provider {provider.name} added to {slug} (id {provider.id}).")
 
 
@@ -135,14 +132,15 @@ def add_oidc_command(
     name, slug, discovery, client_id, secret_variable, match, match_claim, scopes, label
 ):
     """Add OpenID Connect provider NAME to a customer."""
-    customer = _customer(slug)
+    with refusals():
+        customer = require_customer(slug)
     secret = os.environ.get(secret_variable, "")
     if not secret:
         raise click.ClickException(
             f"The environment variable {secret_variable} is empty or not set; "
             "put the client secret in it."
         )
-    try:
+    with refusals():
         provider = add_oidc_provider(
             customer,
             name,
@@ -156,9 +154,6 @@ def add_oidc_command(
             actor=CLI_ACTOR,
         )
         db.session.commit()
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
     click.echo(f"OIDC provider {provider.name} added to {slug} (id {provider.id}).")
 
 
@@ -227,17 +222,12 @@ def delete_command(name, slug):
     click.echo(f"{slug}/{name} is deleted.")
 
 
-def _customer(slug: str):
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(f"No customer with the slug {slug!r}.")
-    return customer
-
-
 def _provider(slug: str, name: str) -> IdentityProvider:
+    with refusals():
+        customer = require_customer(slug)
     provider = db.session.scalar(
         select(IdentityProvider).where(
-            IdentityProvider.customer_id == _customer(slug).id, IdentityProvider.name == name
+            IdentityProvider.customer_id == customer.id, IdentityProvider.name == name
         )
     )
     if provider is None:
@@ -247,12 +237,9 @@ def _provider(slug: str, name: str) -> IdentityProvider:
 
 def _call(operation, *args, **kwargs) -> None:
     """Run an operation and commit; a refusal rolls back and exits 1 with its sentence."""
-    try:
+    with refusals():
         operation(*args, **kwargs)
         db.session.commit()
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
 
 
 def _read(path: str | None) -> str:

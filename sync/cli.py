@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 from flask import current_app
 
+from portal.core.cli import refusals
 from portal.core.db import db
-from portal.core.errors import UserError
+from portal.directory.lookups import require_customer
 from portal.directory.operations import create_customer
 from portal.directory.queries import customer_by_slug
 from sync.models import RunStatus, SyncRun
@@ -61,7 +62,8 @@ def import_command(slug, org_path, persons_path, dry_run, as_json):
 
     Exit status: 0 applied or dry run, 1 failed, 3 held for approval.
     """
-    customer = _customer(slug)
+    with refusals():
+        customer = require_customer(slug)
     org, persons = _read(org_path, as_json), _read(persons_path, as_json)
     if as_json:
         run = import_files(customer, org, persons, actor=CLI_ACTOR, dry_run=dry_run)
@@ -146,19 +148,8 @@ def _approve_or_apply(run_id: int, *, actor: str) -> SyncRun:
 
 
 def _call(operation, run_id: int) -> SyncRun:
-    try:
+    with refusals():
         return operation(run_id, actor=CLI_ACTOR)
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _customer(slug: str):
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(
-            f"No customer with the slug {slug!r}; create it with 'flask customer create'."
-        )
-    return customer
 
 
 def _read(path: str, as_json: bool) -> FileInput:

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 import click
 from flask import current_app
 
+from portal.core.cli import refusals
 from portal.core.db import db
 from portal.core.errors import UserError
-from portal.directory.queries import customer_by_slug
+from portal.directory.lookups import require_customer
 
 CLI_ACTOR = "cli"
 
@@ -76,16 +77,9 @@ def drop_import_command(slug, dry_run, as_json):
     from sync.cli import _report
     from sync.drop import import_drop
 
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(
-            f"No customer with the slug {slug!r}; create it with 'flask customer create'."
-        )
-    try:
+    with refusals():
+        customer = require_customer(slug)
         result = import_drop(customer, actor=CLI_ACTOR, dry_run=dry_run)
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
     if result.run is None:
         if as_json:
             summary = {
@@ -118,21 +112,15 @@ def set_password_command(slug, password_env):
     """Set the FTPS password of customer SLUG (its user name is SLUG); makes its inbox."""
     from sync.drop_server import set_drop_password
 
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(
-            f"No customer with the slug {slug!r}; create it with 'flask customer create'."
-        )
+    with refusals():
+        customer = require_customer(slug)
     password = os.environ.get(password_env, "")
     if not password:
         raise click.ClickException(
             f"The environment variable {password_env} is empty or not set; put the password in it."
         )
-    try:
+    with refusals():
         set_drop_password(customer, password, actor=CLI_ACTOR)
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
     db.session.commit()
     click.echo(f"File drop password of {slug} set; it logs in as {slug}.")
 

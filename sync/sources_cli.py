@@ -10,9 +10,9 @@ import os
 import click
 from flask import current_app
 
+from portal.core.cli import refusals
 from portal.core.db import db
-from portal.core.errors import UserError
-from portal.directory.queries import customer_by_slug
+from portal.directory.lookups import require_customer
 from sync.sources.ldap import operations
 from sync.sources.ldap.declared import apply_declared
 from sync.sources.ldap.profiles import ORG_FROM, PROFILES
@@ -66,7 +66,7 @@ def add_ldap_command(
     schedule, delta_schedule, inactive_filter, member_of,
 ):  # fmt: skip
     """Add LDAP source NAME for a customer (test it with 'flask directory source test')."""
-    customer = _customer(slug)
+    customer = _call(require_customer, slug)
     password = os.environ.get(password_env, "")
     if not password:
         raise click.ClickException(
@@ -105,12 +105,9 @@ def apply_config_command(as_json):
 
     All or nothing: a wrong table is named and nothing changes (exit 1)."""
     declared = current_app.config["KURSA"].get("ldap_sources", {})
-    try:
+    with refusals():
         applied = apply_declared(declared, os.environ)
         db.session.commit()
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps([{"name": a.name, "outcome": a.outcome} for a in applied]))
         return
@@ -221,18 +218,6 @@ def sync_command(name, full, dry_run, as_json):
 ldap_commands = [source_cli, sync_command]
 
 
-def _customer(slug: str):
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(
-            f"No customer with the slug {slug!r}; create it with 'flask customer create'."
-        )
-    return customer
-
-
 def _call(operation, *args, **kwargs):
-    try:
+    with refusals():
         return operation(*args, **kwargs)
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None

@@ -1,4 +1,5 @@
-"""`flask account ...`: platform admins with local passwords."""
+"""`flask account ...` (platform admins with local passwords) and `flask role grant` (an exact
+contract: other tools rely on it)."""
 
 import os
 
@@ -8,9 +9,14 @@ from sqlalchemy import func, select
 from portal.accounts.models import Account
 from portal.accounts.operations import create_admin, set_password
 from portal.accounts.sessions import purge_sessions
+from portal.core import access
+from portal.core.cli import refusals
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.core.ratelimit import purge_rate_limit_hits
+from portal.directory.lookups import require_customer, require_person, require_unit
+
+CLI_ACTOR = "cli"
 
 
 @click.group("account", help="Local accounts of platform admins.")
@@ -28,12 +34,9 @@ def account_cli():
 def create_admin_command(username, password_env):
     """Create a platform admin who logs in with a local password."""
     password = _password(password_env)
-    try:
-        create_admin(username, password, actor="cli")
+    with refusals():
+        create_admin(username, password, actor=CLI_ACTOR)
         db.session.commit()
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
     click.echo(f"Platform admin {username} created.")
 
 
@@ -47,11 +50,9 @@ def set_password_command(username, password_env):
     )
     if account is None:
         raise click.ClickException(f"No account named {username!r}.")
-    try:
-        set_password(account, _password(password_env), actor="cli")
+    with refusals():
+        set_password(account, _password(password_env), actor=CLI_ACTOR)
         db.session.commit()
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"Password of {username} set.")
 
 
@@ -62,6 +63,29 @@ def purge_sessions_command():
     sessions, hits = purge_sessions(), purge_rate_limit_hits()
     db.session.commit()
     click.echo(f"{sessions} login session(s) and {hits} rate-limit count(s) purged.")
+
+
+@click.group("role", help="Roles granted at a unit, reaching its whole branch.")
+def role_cli():
+    pass
+
+
+@role_cli.command("grant")
+@click.argument("username")
+@click.argument("role", type=click.Choice(sorted(r.value for r in access.Role)))
+@click.option("--unit", "number", help="The unit's number (default: the customer's root).")
+@click.option("--customer", "slug", required=True, help="The customer's slug.")
+def grant_command(username, role, number, slug):
+    """Grant ROLE over a unit's branch to the person USERNAME (an account is made if needed)."""
+    with refusals():
+        customer = require_customer(slug)
+        unit = require_unit(customer, number) if number else customer.root_unit
+        person = require_person(username)
+        if person.customer_id != customer.id:
+            raise UserError(f"{username} is not a person of {customer.slug}.")
+        access.grant_role(person, role, unit, actor=CLI_ACTOR)
+        db.session.commit()
+    click.echo(f"{username} is {role} of {unit.name} and everything below it.")
 
 
 def _password(variable: str | None) -> str:

@@ -16,8 +16,8 @@ from portal.accounts.models import Role, RoleGrant
 from portal.core import access
 from portal.core.db import db
 from portal.core.errors import Forbidden, UserError
-from portal.courses.queries import person_by_username
 from portal.directory.models import Customer, OrgUnit, Person
+from portal.directory.queries import person_by_username
 
 bp = Blueprint("roles", __name__, url_prefix="/roles")
 ROLE_NAMES = {Role.HR: "HR", Role.IT_ADMIN: "IT admin", Role.COURSE_ADMIN: "Course admin"}

@@ -1,4 +1,4 @@
-"""`flask activity ...` and `flask role grant` (exact contracts: other tools rely on them).
+"""`flask activity ...` (an exact contract: other tools rely on it).
 
 Each command commits at its end; a refusal rolls back and exits 1 with the reason.
 """
@@ -6,17 +6,16 @@ Each command commits at its end; a refusal rolls back and exits 1 with the reaso
 import json
 
 import click
-from sqlalchemy import select
 
-from portal.core import access
+from portal.core.cli import refusals
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.courses.models import Activity, ActivityTemplate, SignupStatus
 from portal.courses.operations import cancel_signup, create_activity, sign_up
-from portal.courses.queries import person_by_username, signups_in_order
+from portal.courses.queries import signups_in_order
 from portal.courses.times import parse_local, shown, zone_of
-from portal.directory.models import Customer, OrgUnit
-from portal.directory.queries import customer_by_slug
+from portal.directory.lookups import require_customer, require_person, require_unit
+from portal.directory.models import Customer
 
 CLI_ACTOR = "cli"
 
@@ -38,9 +37,9 @@ def activity_cli():
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...}.')
 def create_command(slug, number, title, start, end, capacity, template_id, publish, as_json):
     """Create an activity owned by a unit."""
-    with _refusals():
-        customer = _customer(slug)
-        unit = _unit(customer, number)
+    with refusals():
+        customer = require_customer(slug)
+        unit = require_unit(customer, number)
         zone = zone_of(customer)
         template = None
         if template_id is not None:
@@ -67,8 +66,8 @@ def create_command(slug, number, title, start, end, capacity, template_id, publi
 @click.option("--json", "as_json", is_flag=True, help='Print {"status": ...}.')
 def signup_command(activity_id, username, as_json):
     """Sign a person up (or put them on the waiting list)."""
-    with _refusals():
-        signup = sign_up(activity_id, _person(username), actor=CLI_ACTOR)
+    with refusals():
+        signup = sign_up(activity_id, require_person(username), actor=CLI_ACTOR)
         db.session.commit()
     if as_json:
         click.echo(json.dumps({"status": signup.status}))
@@ -83,8 +82,8 @@ def signup_command(activity_id, username, as_json):
 @click.argument("username")
 def cancel_command(activity_id, username):
     """Cancel a person's signup; a freed seat goes to the first on the waiting list."""
-    with _refusals():
-        cancel_signup(activity_id, _person(username), actor=CLI_ACTOR)
+    with refusals():
+        cancel_signup(activity_id, require_person(username), actor=CLI_ACTOR)
         db.session.commit()
     click.echo(f"The signup of {username} is cancelled.")
 
@@ -120,64 +119,3 @@ def activity_summary(activity: Activity) -> dict:
             for signup, username in signups_in_order(activity.id)
         ],
     }
-
-
-# TODO: `role` belongs with accounts (portal/accounts/cli.py); it lives here until the
-# accounts package is free to change, since courses were built in parallel with it.
-@click.group("role", help="Roles granted at a unit, reaching its whole branch.")
-def role_cli():
-    pass
-
-
-@role_cli.command("grant")
-@click.argument("username")
-@click.argument("role", type=click.Choice(sorted(r.value for r in access.Role)))
-@click.option("--unit", "number", help="The unit's number (default: the customer's root).")
-@click.option("--customer", "slug", required=True, help="The customer's slug.")
-def grant_command(username, role, number, slug):
-    """Grant ROLE over a unit's branch to the person USERNAME (an account is made if needed)."""
-    with _refusals():
-        customer = _customer(slug)
-        unit = _unit(customer, number) if number else customer.root_unit
-        person = _person(username)
-        if person.customer_id != customer.id:
-            raise UserError(f"{username} is not a person of {customer.slug}.")
-        access.grant_role(person, role, unit, actor=CLI_ACTOR)
-        db.session.commit()
-    click.echo(f"{username} is {role} of {unit.name} and everything below it.")
-
-
-class _refusals:
-    """Turn a UserError into exit 1 with its message, after rolling back."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is not None and isinstance(exc, UserError):
-            db.session.rollback()
-            raise click.ClickException(str(exc)) from None
-        return False
-
-
-def _customer(slug: str) -> Customer:
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise UserError(f"No customer with the slug {slug!r}.")
-    return customer
-
-
-def _unit(customer: Customer, number: str) -> OrgUnit:
-    unit = db.session.scalar(
-        select(OrgUnit).where(OrgUnit.customer_id == customer.id, OrgUnit.number == number)
-    )
-    if unit is None:
-        raise UserError(f"{customer.slug} has no unit numbered {number}.")
-    return unit
-
-
-def _person(username: str):
-    person = person_by_username(username)
-    if person is None:
-        raise UserError(f"No person with the username {username!r}.")
-    return person

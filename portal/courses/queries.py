@@ -88,12 +88,6 @@ def signups_in_order(activity_id: int) -> list[tuple[Signup, str]]:
     return sorted(rows, key=lambda r: (SIGNUP_ORDER[r[0].status], r[0].position or 0, r[0].id))
 
 
-def person_by_username(username: str) -> Person | None:
-    return db.session.scalar(
-        select(Person).where(func.lower(Person.username) == username.strip().lower())
-    )
-
-
 def my_signups(person: Person) -> Select:
     """A person's signups, newest activity first: what 'my activities' lists (history too)."""
     return (

@@ -38,12 +38,12 @@ from portal.courses.operations import (
 from portal.courses.queries import (
     catalogue,
     my_signups,
-    person_by_username,
     signups_in_order,
     with_free_seats,
 )
 from portal.courses.times import shown, zone_of
 from portal.directory.models import Customer, Person
+from portal.directory.queries import person_by_username
 from portal.web import add_person_panel, paginate
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")

@@ -5,11 +5,11 @@ import json
 import click
 from sqlalchemy import select
 
+from portal.core.cli import refusals
 from portal.core.db import db
-from portal.core.errors import UserError
+from portal.directory.lookups import require_customer
 from portal.directory.models import OrgUnit, Person
 from portal.directory.operations import create_customer, set_creating_persons_at_login
-from portal.directory.queries import customer_by_slug
 
 CLI_ACTOR = "cli"
 
@@ -32,14 +32,11 @@ def customer_cli():
 )
 def create_customer_command(slug, name, username_prefix, match_by):
     """Create customer SLUG with its root unit."""
-    try:
+    with refusals():
         customer = create_customer(
             slug, name, actor=CLI_ACTOR, username_prefix=username_prefix, match_by=match_by
         )
         db.session.commit()
-    except UserError as exc:
-        db.session.rollback()
-        raise click.ClickException(str(exc)) from None
     click.echo(f"Customer {customer.slug} created (id {customer.id}).")
 
 
@@ -54,9 +51,8 @@ def create_customer_command(slug, name, username_prefix, match_by):
 )
 def set_customer_command(slug, create_persons_at_login):
     """Change a setting of customer SLUG."""
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(f"No customer with the slug {slug!r}.")
+    with refusals():
+        customer = require_customer(slug)
     enabled = create_persons_at_login == "on"
     set_creating_persons_at_login(customer, enabled, actor=CLI_ACTOR)
     db.session.commit()
@@ -73,9 +69,8 @@ def directory_cli():
 @click.option("--json", "as_json", is_flag=True, required=True, help="Print JSON (required).")
 def export_command(slug, as_json):
     """Print a customer's units and persons as JSON."""
-    customer = customer_by_slug(slug)
-    if customer is None:
-        raise click.ClickException(f"No customer with the slug {slug!r}.")
+    with refusals():
+        customer = require_customer(slug)
     click.echo(json.dumps(export_directory(customer), ensure_ascii=False, indent=2))
 
 

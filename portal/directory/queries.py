@@ -47,6 +47,12 @@ def customer_by_slug(slug: str) -> Customer | None:
     return db.session.scalar(select(Customer).where(Customer.slug == slug))
 
 
+def person_by_username(username: str) -> Person | None:
+    return db.session.scalar(
+        select(Person).where(func.lower(Person.username) == username.strip().lower())
+    )
+
+
 def unit_person_counts(customer: Customer) -> dict[int, tuple[int, int]]:
     """unit id -> (active persons directly in it, all persons directly in it)."""
     rows = db.session.execute(

@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from portal.core.db import db
 from portal.courses.operations import cancel_signup, sign_up
-from portal.courses.queries import person_by_username, signups_in_order
+from portal.courses.queries import signups_in_order
 from portal.directory.models import Person
+from portal.directory.queries import person_by_username
 from tests.courses.helpers import PERSONS, UNITS
 
 THREADS = 100
