@@ -142,12 +142,14 @@ class SamlAssertionSeen(db.Model):
 
 
 class OidcRequest(db.Model):
-    """An authorization request Kursa sent, keyed by its state (one callback only)."""
+    """An authorization request Kursa sent, keyed by its state (one callback only), bound to
+    the browser that started it by the SHA-256 of that browser's login cookie."""
 
     __tablename__ = "oidc_requests"
 
     state: Mapped[str] = mapped_column(String(100), primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("identity_providers.id"), index=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
     nonce: Mapped[str] = mapped_column(String(100))
     code_verifier: Mapped[str] = mapped_column(String(128))
     next_url: Mapped[str] = mapped_column(String(500), default="")

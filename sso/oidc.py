@@ -1,13 +1,18 @@
 """OpenID Connect relying party: authorization code flow with PKCE (S256), ID token checks.
 
 State, nonce and code verifier live in the database (OidcRequest), one-time and
-time-limited, so several tabs work and any node can finish a login. Discovery documents and
+time-limited, so several tabs work and any node can finish a login. Each state is bound to the
+browser that started the login: the row keeps the SHA-256 of a random key in that browser's
+login cookie (BROWSER_COOKIE), and the callback must bring the key (login CSRF: a callback link
+opened in another browser logs nobody in). Discovery documents and
 key sets are cached per process; an ID token signed with an unknown key id refetches the key
 set once (key rotation). Tokens, codes and secrets are never logged.
 """
 
+import hashlib
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -46,6 +51,10 @@ STANDARD_CLAIMS = {
     MatchRule.EMAIL: "email",
     MatchRule.EMPLOYEE_NUMBER: "employee_number",
 }
+
+# The cookie holding this browser's login key; its value is never stored, only its hash.
+BROWSER_COOKIE = "kursa_sso_browser"
+BROWSER_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 
 _lock = threading.Lock()
 _discovery: dict[str, tuple[float, dict]] = {}
@@ -148,8 +157,21 @@ def redirect_uri(base_url: str, customer: Customer) -> str:
     return f"{base_url.rstrip('/')}/sso/{customer.slug}/oidc/callback"
 
 
-def start_login(base_url: str, provider: IdentityProvider, next_url: str) -> str:
-    """Store a fresh state, nonce and code verifier; return the authorization address."""
+def browser_key(cookie: str | None) -> str:
+    """The key that binds logins to this browser: the one its cookie holds, else a fresh one
+    (kept, not renewed, so that tabs started one after the other all finish)."""
+    if cookie and BROWSER_KEY_RE.match(cookie):
+        return cookie
+    return secrets.token_urlsafe(32)
+
+
+def _browser_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def start_login(base_url: str, provider: IdentityProvider, next_url: str, *, browser: str) -> str:
+    """Store a fresh state, nonce and code verifier bound to the `browser` key (see
+    browser_key); return the authorization address."""
     document = fetch_discovery(provider.setting("discovery_url"))
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = generate_token(64)
@@ -160,6 +182,7 @@ def start_login(base_url: str, provider: IdentityProvider, next_url: str) -> str
         OidcRequest(
             state=state,
             provider_id=provider.id,
+            browser_hash=_browser_hash(browser),
             nonce=nonce,
             code_verifier=verifier,
             next_url=next_url[:500],
@@ -274,10 +297,13 @@ def finish_login(base_url: str, stored: OidcRequest, args: dict) -> VerifiedLogi
     )
 
 
-def take_state(customer: Customer, state: str) -> OidcRequest:
+def take_state(customer: Customer, state: str, browser: str) -> OidcRequest:
     """Mark the state used (atomically: of two callbacks the second waits and finds it used).
 
-    On a refusal the caller rolls back and record_refusal marks the state used again."""
+    `browser` is the key from the callback's login cookie ("" without one); a state started in
+    another browser is refused before anything else, so such a callback neither logs in nor
+    restarts a login. On a refusal the caller rolls back and record_refusal marks the state
+    used again."""
     found = db.session.execute(
         select(OidcRequest, IdentityProvider)
         .join(IdentityProvider, IdentityProvider.id == OidcRequest.provider_id)
@@ -286,6 +312,8 @@ def take_state(customer: Customer, state: str) -> OidcRequest:
     if found is None:
         raise OidcRefused("unknown_state")
     stored, provider = found
+    if not secrets.compare_digest(stored.browser_hash, _browser_hash(browser)):
+        raise OidcRefused("state_not_this_browser", provider)
     if not provider.is_enabled:  # disabled while the login was at the provider
         raise OidcRefused("provider_disabled", provider)
     if stored.is_used:

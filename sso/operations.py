@@ -326,6 +326,8 @@ def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: 
     A domain must lead to exactly one provider, so one claimed by another enabled provider (of
     any customer) is refused; the message names that provider when it is the same customer's
     (another customer's stays unnamed: an IT admin must not learn other customers' setup).
+    A newly listed domain that is in the email address of a person of another customer is
+    refused too (the domains kept from before were claimed first and stay).
     """
     domains = parse_domains(" ".join(domains))
     bad = [d for d in domains if not DOMAIN_RE.match(d)]
@@ -338,6 +340,8 @@ def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: 
         return
     if provider.is_enabled:
         _check_domains_free(provider, domains)
+    claimed = set(queries.email_domains(provider))
+    _check_domains_own(provider, [d for d in domains if d not in claimed])
 
     provider.settings = {**provider.settings, queries.EMAIL_DOMAINS: domains}
     db.session.flush()
@@ -348,11 +352,13 @@ def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: 
 
 
 def set_provider_enabled(provider: IdentityProvider, enabled: bool, *, actor: str) -> None:
-    """Enable or disable a provider; enabling re-checks that its domains are still free."""
+    """Enable or disable a provider; enabling re-checks that its domains are still free (of
+    other providers and of other customers' persons: a disabled provider claims nothing)."""
     if enabled == provider.is_enabled:
         return
     if enabled:
         _check_domains_free(provider, queries.email_domains(provider))
+        _check_domains_own(provider, queries.email_domains(provider))
 
     provider.is_enabled = enabled
     db.session.flush()
@@ -422,6 +428,22 @@ def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
     db.session.flush()
     audit.record(actor, "sso.provider_deleted", "identity_provider", provider_id, name=name)
     logger.info("provider %s deleted by %s", provider_id, actor)
+
+
+def _check_domains_own(provider: IdentityProvider, domains: list[str]) -> None:
+    """A domain in the addresses of another customer's persons is that customer's: leading
+    it to this provider would send their staff to a sign-in page this customer runs. The
+    message gives the reason without naming the customer."""
+    domain = queries.domain_of_other_customers(provider.customer_id, domains)
+    if domain is not None:
+        logger.warning(
+            "provider %s: email domain of another customer's persons refused", provider.id
+        )
+        raise FieldConflict(
+            "email_domains",
+            f"Email domains: {domain} is in the email addresses of people of another customer "
+            "in Kursa; list only your own organisation's domains.",
+        )
 
 
 def _check_domains_free(provider: IdentityProvider, domains: list[str]) -> None:

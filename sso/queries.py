@@ -6,6 +6,7 @@ because the portal never imports sso.
 """
 
 import base64
+import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,12 +15,13 @@ from urllib.parse import urlencode
 import idna
 from cryptography import x509
 from defusedxml.ElementTree import fromstring as safe_fromstring
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from portal.core.db import db
-from portal.directory.models import Customer
-from sso.models import Identity, IdentityProvider
+from portal.directory.models import Customer, Person
+from sso.models import EmailDomain, Identity, IdentityProvider
 
+logger = logging.getLogger(__name__)
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 INVISIBLE = {"Cf", "Cc", "Zs", "Zl", "Zp"}  # format, control and space characters
@@ -73,20 +75,78 @@ def login_address(slug: str, provider_name: str, next_url: str = "") -> str:
 
 
 def login_address_for_email(email: str, next_url: str = "") -> str | None:
-    """The login address of the enabled provider whose domain is the email's, or None."""
-    typed = email.strip().rpartition("@")[2]
-    domain = ascii_domain(typed) if typed else None  # stored domains are in that form
+    """The login address of the enabled provider whose domain is the email's, or None.
+
+    None also when the address is that of a person of another customer than the provider's:
+    a domain claimed first (or before that customer's staff arrived) must not send another
+    customer's staff to a sign-in page the claiming customer runs. One query: the domain by
+    its primary key, the address by the index on lower(persons.email).
+    """
+    local, _, typed = email.strip().rpartition("@")
+    domain = ascii_domain(typed) if local and typed else None  # stored domains are in that form
     if not domain:
         return None
-    owner = domain_owners({domain}).get(domain)
-    if owner is None:
-        return None
-    slug, name = db.session.execute(
-        select(Customer.slug, IdentityProvider.name)
+    other_customers = (
+        select(Person.id)
+        .where(
+            func.lower(Person.email).in_(_address_forms(local, typed, domain)),
+            Person.customer_id != IdentityProvider.customer_id,
+        )
+        .exists()
+    )
+    found = db.session.execute(
+        select(Customer.slug, IdentityProvider.name, IdentityProvider.id, other_customers)
+        .select_from(EmailDomain)
+        .join(IdentityProvider, IdentityProvider.id == EmailDomain.provider_id)
         .join(Customer, IdentityProvider.customer_id == Customer.id)
-        .where(IdentityProvider.id == owner)
-    ).one()
+        .where(EmailDomain.domain == domain, IdentityProvider.is_enabled.is_(True))
+    ).first()
+    if found is None:
+        return None
+    slug, name, provider_id, is_other_customers = found
+    if is_other_customers:
+        logger.warning(
+            "login page: an address of another customer's person has the domain of provider %s;"
+            " not sent there",
+            provider_id,
+        )
+        return None
     return login_address(slug, name, next_url)
+
+
+def _address_forms(local: str, typed: str, domain: str) -> list[str]:
+    """The typed address lower-cased, its domain as typed, in IDNA ASCII and in Unicode (a
+    person's email may be stored in any of them)."""
+    return sorted({f"{local}@{form}".lower() for form in (typed, *_domain_forms(domain))})
+
+
+def domain_of_other_customers(customer_id: int, domains: list[str]) -> str | None:
+    """One of `domains` (ASCII form) that is the domain of an email address of a person of
+    another customer than `customer_id`; None when none is.
+
+    A suffix match cannot use an index, so this reads the other customers' addresses; it runs
+    when an IT admin saves domains, not at login.
+    """
+    patterns = {f"%@{form}": domain for domain in domains for form in _domain_forms(domain)}
+    if not patterns:
+        return None
+    email = func.lower(Person.email)
+    address = db.session.scalar(
+        select(email)
+        .where(Person.customer_id != customer_id, or_(*(email.like(p) for p in patterns)))
+        .limit(1)
+    )
+    if address is None:
+        return None
+    return next(d for p, d in patterns.items() if address.endswith(p.removeprefix("%")))
+
+
+def _domain_forms(domain: str) -> list[str]:
+    """A stored (ASCII) domain and, for an internationalised one, its Unicode form."""
+    try:
+        return sorted({domain, idna.decode(domain).lower()})
+    except (idna.IDNAError, UnicodeError):
+        return [domain]
 
 
 def login_buttons(slug: str, next_url: str = "") -> list[tuple[str, str]]:

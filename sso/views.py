@@ -67,15 +67,23 @@ def login(customer: str, provider: str):
         page = render_template("sso/refused.html", message=TOO_MANY)
         return page, 429, {"Retry-After": "60"}
     found = _provider(customer, provider)
-    start = oidc.start_login if found.kind == ProviderKind.OIDC else saml.start_login
+    next_url = _safe_next(request.args.get("next"))
+    is_oidc = found.kind == ProviderKind.OIDC
+    browser = oidc.browser_key(request.cookies.get(oidc.BROWSER_COOKIE)) if is_oidc else ""
     try:
-        location = start(_base_url(), found, _safe_next(request.args.get("next")))
+        if is_oidc:
+            location = oidc.start_login(_base_url(), found, next_url, browser=browser)
+        else:  # no cookie: the IdP's cross-site POST to the ACS would not carry it
+            location = saml.start_login(_base_url(), found, next_url)
     except (requests.RequestException, ValueError):
         db.session.rollback()
         logger.warning("SSO provider %s could not be reached to start a login", found.id)
         return render_template("sso/refused.html", message=UNREACHABLE), 503
     db.session.commit()
-    return redirect(location)
+    response = redirect(location)
+    if is_oidc:
+        _set_browser_cookie(response, browser)
+    return response
 
 
 @bp.get("/<customer>/saml/metadata")
@@ -153,7 +161,8 @@ def oidc_logged_out(customer: str):
 def oidc_callback(customer: str):
     found = _customer(customer)
     try:
-        stored = oidc.take_state(found, request.args.get("state", ""))
+        browser = request.cookies.get(oidc.BROWSER_COOKIE, "")
+        stored = oidc.take_state(found, request.args.get("state", ""), browser)
         verified = oidc.finish_login(_base_url(), stored, request.args)
         value, looked_in = matching.oidc_match(verified)
         account = login_person(
@@ -183,6 +192,22 @@ def oidc_callback(customer: str):
     )
     db.session.commit()
     return redirect(_safe_next(verified.next_url))
+
+
+def _set_browser_cookie(response: Response, key: str) -> None:
+    """The OIDC login cookie. The provider's redirect to the callback is a top-level GET, so
+    SameSite=Lax carries it; it is sent only under /sso/, and it lasts twice a login request's
+    lifetime, so an expired or reloaded callback can still restart in this browser."""
+    lifetime = current_app.config["KURSA"]["sso"]["request_lifetime_seconds"]
+    response.set_cookie(
+        oidc.BROWSER_COOKIE,
+        key,
+        max_age=2 * lifetime,
+        path=f"{request.script_root}/sso/",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        httponly=True,
+        samesite="Lax",
+    )
 
 
 def _customer(slug: str):

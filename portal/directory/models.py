@@ -84,6 +84,8 @@ class Person(TimestampMixin, db.Model):
     __tablename__ = "persons"
     __table_args__ = (
         Index("uq_persons_username_lower", text("lower(username)"), unique=True),
+        # Matching a login by email and home realm discovery compare lower(email).
+        Index("ix_persons_email_lower", text("lower(email)")),
         Index("ix_persons_customer_anchor", "customer_id", "anchor"),
     )
 

@@ -2,6 +2,7 @@
 the whole code flow with PKCE without a browser, then every callback that must be refused
 (each leaves no session behind)."""
 
+import hashlib
 import json
 import logging
 from datetime import timedelta
@@ -287,3 +288,61 @@ def test_a_changed_client_secret_is_used_at_once(app, client, acme_with_op, op):
     provider.settings = {**provider.settings, "client_secret": vault.encrypt(CLIENT_SECRET)}
     db.session.commit()
     assert callback(client, op.sign_in(start(client), "ida")).status_code == 302
+
+
+# --- the state is bound to the browser that started the login (login CSRF) ----------------
+
+
+def test_the_login_cookie_is_lax_httponly_under_sso_and_only_its_hash_is_stored(
+    app, client, acme_with_op, op
+):
+    acme_with_op()
+
+    answer = client.get("/sso/acme/corp/login")
+
+    cookie = answer.headers["Set-Cookie"]
+    key = client.get_cookie(oidc.BROWSER_COOKIE, path="/sso/").value
+    assert cookie.startswith(f"{oidc.BROWSER_COOKIE}={key};")
+    for attribute in ("HttpOnly", "SameSite=Lax", "Path=/sso/", "Max-Age=1200"):
+        assert attribute in cookie
+    stored = db.session.scalar(select(OidcRequest))
+    assert stored.browser_hash == hashlib.sha256(key.encode()).hexdigest() != key
+    start(client)  # a second tab keeps the key
+    assert client.get_cookie(oidc.BROWSER_COOKIE, path="/sso/").value == key
+
+
+def test_a_callback_opened_in_another_browser_is_refused_plainly(app, client, acme_with_op, op):
+    """Ida's browser starts the login; the callback link she was given back is opened in
+    another browser (or one whose cookie is gone or forged): refused, no session, no link,
+    and the state is used up, so her own browser restarts instead of logging in."""
+    acme_with_op()
+    redirect = op.sign_in(start(client, "/courses"), "ida")
+    others = [app.test_client(), app.test_client()]
+    others[1].set_cookie(oidc.BROWSER_COOKIE, oidc.browser_key(None), path="/sso/")
+
+    for other in others:
+        answer = callback(other, redirect)
+        assert_refused(answer, other, "state_not_this_browser")
+        assert "Start the login again" in answer.get_data(as_text=True)
+
+    assert db.session.scalar(select(Identity)) is None
+    assert db.session.scalar(select(OidcRequest.is_used)) is True
+    own = callback(client, redirect)
+    assert own.headers["Location"] == "/sso/acme/corp/login?next=%2Fcourses"
+    assert logged_in_account_id(client) is None
+
+
+@pytest.mark.parametrize("state", ["used", "expired"])
+def test_a_used_or_expired_state_from_another_browser_does_not_restart(
+    app, client, acme_with_op, op, state
+):
+    acme_with_op()
+    redirect = op.sign_in(start(client), "ida")
+    if state == "used":
+        assert callback(client, redirect).status_code == 302  # Ida is logged in
+    else:
+        db.session.scalar(select(OidcRequest)).expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    other = app.test_client()
+
+    assert_refused(callback(other, redirect), other, "state_not_this_browser")
