@@ -58,7 +58,7 @@ def roles():
     )
 
 
-@bp.route("/<int:grant_id>/revoke", methods=["POST"])
+@bp.route("/<id:grant_id>/revoke", methods=["POST"])
 @login_required
 def revoke(grant_id: int):
     grant = access.get_visible(current_user, RoleGrant, grant_id)

@@ -24,6 +24,7 @@ from portal.accounts.models import Account, Role, RoleGrant
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, Forbidden, NotFound, UserError
+from portal.core.ids import parse_id
 from portal.courses.models import Activity, ActivityStatus, ActivityTemplate, Category, Signup
 from portal.courses.queries import path_ids
 from portal.directory.models import Customer, OrgUnit, Person
@@ -176,11 +177,10 @@ def visible_person_condition(account, roles=DIRECTORY_ROLES):
 
 def get_visible(account, model, ident):
     """The object of `model` with primary key `ident`, or NotFound (404) when it does not
-    exist or lies outside what `account` may see (both answer alike)."""
-    try:
-        obj = db.session.get(model, int(ident))
-    except (TypeError, ValueError):
-        obj = None
+    exist or lies outside what `account` may see (both answer alike). `ident` may come from a
+    query string or form: one that no row can have (not a number, too large) is not found."""
+    key = parse_id(ident)
+    obj = db.session.get(model, key) if key is not None else None
     if obj is None or not is_visible(scope_of(account), obj):
         raise NotFound(HIDDEN)
     return obj

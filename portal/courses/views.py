@@ -21,6 +21,7 @@ from wtforms import (
 from portal.core import access
 from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
+from portal.core.ids import parse_id
 from portal.courses import setup_views
 from portal.courses.exports import participants_csv, participants_xlsx
 from portal.courses.models import (
@@ -102,7 +103,7 @@ def catalogue_page():
     query = catalogue(
         me.unit,
         text=form.q.data or "",
-        category_id=int(form.category.data) if (form.category.data or "").isdigit() else None,
+        category_id=parse_id(form.category.data),
         location=form.location.data or "",
         starts_from=_day_start(form.date.data, me.customer) or utcnow(),
     )
@@ -129,7 +130,7 @@ def mine():
     return render_template("courses/mine.html", me=me, rows=rows, form=ActionForm())
 
 
-@bp.route("/activities/<int:activity_id>")
+@bp.route("/activities/<id:activity_id>")
 @login_required
 def activity(activity_id: int):
     return _activity_page(access.get_visible(current_user, Activity, activity_id))
@@ -153,7 +154,7 @@ def _activity_page(activity: Activity, username_error: str | None = None):
     )
 
 
-@bp.route("/activities/<int:activity_id>/signup", methods=["POST"])
+@bp.route("/activities/<id:activity_id>/signup", methods=["POST"])
 @login_required
 def signup(activity_id: int):
     activity = access.get_visible(current_user, Activity, activity_id)
@@ -176,7 +177,7 @@ def signup(activity_id: int):
     return redirect(url_for("courses.activity", activity_id=activity.id))
 
 
-@bp.route("/activities/<int:activity_id>/cancel", methods=["POST"])
+@bp.route("/activities/<id:activity_id>/cancel", methods=["POST"])
 @login_required
 def cancel(activity_id: int):
     activity = access.get_visible(current_user, Activity, activity_id)
@@ -195,7 +196,7 @@ def cancel(activity_id: int):
     return redirect(url_for("courses.activity", activity_id=activity.id))
 
 
-@bp.route("/activities/<int:activity_id>/participants.<any(csv, xlsx):kind>")
+@bp.route("/activities/<id:activity_id>/participants.<any(csv, xlsx):kind>")
 @login_required
 def participants(activity_id: int, kind: str):
     """The participant list for course admins of the activity's branch (404 for others)."""
@@ -212,7 +213,7 @@ def participants(activity_id: int, kind: str):
     )
 
 
-@bp.route("/signups/<int:signup_id>")
+@bp.route("/signups/<id:signup_id>")
 @login_required
 def signup_page(signup_id: int):
     signup = access.get_visible(current_user, Signup, signup_id)
@@ -225,7 +226,7 @@ def signup_page(signup_id: int):
     )
 
 
-@bp.route("/signups/<int:signup_id>/attendance", methods=["POST"])
+@bp.route("/signups/<id:signup_id>/attendance", methods=["POST"])
 @login_required
 def attendance(signup_id: int):
     signup = access.get_visible(current_user, Signup, signup_id)
