@@ -140,6 +140,19 @@ def scope_of(account) -> Scope:
     )
 
 
+def person_of(account) -> Person | None:
+    """The person `account` logs in as, while active (platform admins usually are nobody).
+
+    The rule of scope_of: a person the sync inactivated reaches nothing from the next request
+    on, their own catalogue, signups and calendar included; pages that act for "me" ask here.
+    """
+    person_id = getattr(account, "person_id", None)
+    if person_id is None or not getattr(account, "is_authenticated", False):
+        return None
+    person = db.session.get(Person, person_id)
+    return person if person is not None and person.is_active else None
+
+
 def visible_customers(account, *, roles=DIRECTORY_ROLES, whole: bool = False) -> Select:
     """The customers `account` reaches with one of `roles`, by name; `whole`: only those whose
     root unit it reaches (sync runs and imports concern the whole customer)."""

@@ -247,9 +247,8 @@ def attendance(signup_id: int):
 
 
 def _me() -> Person | None:
-    """The person the logged-in account is (platform admins usually are nobody)."""
-    person_id = getattr(current_user, "person_id", None)
-    return db.session.get(Person, person_id) if person_id else None
+    """The person the logged-in account is, while active (see access.person_of)."""
+    return access.person_of(current_user)
 
 
 def _person_for(username: str) -> Person | None:
@@ -259,7 +258,8 @@ def _person_for(username: str) -> Person | None:
     person = person_by_username(username.strip())
     if person is None:
         return None
-    if person.id != current_user.person_id and not access.may_sign_up_others(current_user, person):
+    me = _me()
+    if (me is None or person.id != me.id) and not access.may_sign_up_others(current_user, person):
         return None
     return person
 
