@@ -27,7 +27,6 @@ from portal.courses.exports import participants_csv, participants_xlsx
 from portal.courses.models import (
     SEAT_HOLDING,
     Activity,
-    Category,
     Signup,
     SignupStatus,
 )
@@ -38,6 +37,7 @@ from portal.courses.operations import (
 )
 from portal.courses.queries import (
     catalogue,
+    catalogue_categories,
     my_signups,
     person_by_username,
     signups_in_order,
@@ -95,10 +95,7 @@ def catalogue_page():
     if me is None:
         return render_template("courses/catalogue.html", me=None, form=form, page=None)
     form.category.choices = [SelectChoice("", "All")] + [
-        SelectChoice(str(c.id), c.name)
-        for c in db.session.scalars(
-            select(Category).where(Category.customer_id == me.customer_id).order_by(Category.name)
-        )
+        SelectChoice(str(c.id), c.name) for c in db.session.scalars(catalogue_categories(me.unit))
     ]
     query = catalogue(
         me.unit,
