@@ -112,7 +112,7 @@ def person(person_id: int):
     return render_template(
         "directory/person.html",
         person=person,
-        trail=ancestors(person.unit),
+        trail=access.visible_only(current_user, ancestors(person.unit)),  # from the branch top
         panels=person_panels(person),
     )
 

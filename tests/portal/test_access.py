@@ -205,3 +205,13 @@ def test_an_inactivated_employee_sees_none_of_their_own_pages(login_as, make_act
     renewed = text_of(anna.post("/courses/calendar", data={"csrf_token": token}))
     assert "not an active person" in renewed
     assert db.session.scalar(select(CalendarFeed)) is None
+
+
+def test_the_person_page_breadcrumb_starts_at_the_viewers_branch(login_as, person, unit):
+    """As the tree's: HR of Sales (10) sees Sales and Sales North above Anna, not the root."""
+    hanne = login_as("hanne", "hr", "10")
+
+    html = text_of(hanne.get(f"/persons/{person('anna').id}"))
+
+    crumbs = re.search(r'<nav class="crumbs".*?</nav>', html, re.S).group(0)
+    assert re.findall(r"unit=(\d+)", crumbs) == [str(unit("10").id), str(unit("11").id)]
