@@ -12,6 +12,7 @@ from flask_migrate import Migrate
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
+from portal.core import ids
 from portal.core.db import db, json_text
 
 MIGRATIONS = str(Path(__file__).with_name("portal") / "migrations")
@@ -66,6 +67,7 @@ def _build_app(overrides: dict | None, environ) -> Flask:
     _trust_proxies(app, settings["web"]["trusted_proxies"])
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS)
+    ids.register(app)  # `<id:...>` in the routes below: only ids a database column holds
     _register(app)
     return app
 

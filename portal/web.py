@@ -37,6 +37,8 @@ PersonPanel = Callable[[object], Markup | str | None]
 # A banner returns HTML (or None) for the top of the page being shown: sync flags the runs that
 # need someone on the organisation page this way.
 Banner = Callable[[], Markup | str | None]
+# (page - 1) * per_page must stay a 64-bit integer, the largest OFFSET SQLite and PostgreSQL take.
+MAX_PAGE = 2**31 - 1
 
 
 def init_app(app: Flask) -> None:
@@ -161,11 +163,10 @@ def paginate(query: Select, per_page: int) -> Pagination:
     """The page of `query` that ?page= asks for; past the end, the last page.
 
     A bookmarked or hand-typed page number beyond the results would otherwise show a count,
-    no rows and no links back.
+    no rows and no links back; one beyond MAX_PAGE would make an OFFSET the database refuses.
     """
-    page = db.paginate(
-        query, page=request.args.get("page", 1, type=int), per_page=per_page, error_out=False
-    )
+    asked = min(request.args.get("page", 1, type=int), MAX_PAGE)
+    page = db.paginate(query, page=asked, per_page=per_page, error_out=False)
     if page.page > page.pages > 0:
         page = db.paginate(query, page=page.pages, per_page=per_page, error_out=False)
     return page

@@ -203,7 +203,7 @@ def new_oidc(customer: str):
     return _saved(found, provider, "added")
 
 
-@bp.route("/<customer>/<int:provider_id>/edit", methods=["GET", "POST"])
+@bp.route("/<customer>/<id:provider_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit(customer: str, provider_id: int):
     found = _customer(customer)
@@ -226,7 +226,7 @@ def edit(customer: str, provider_id: int):
     return _saved(found, provider, "saved")
 
 
-@bp.route("/<customer>/<int:provider_id>/delete", methods=["POST"])
+@bp.route("/<customer>/<id:provider_id>/delete", methods=["POST"])
 @login_required
 def delete(customer: str, provider_id: int):
     found = _customer(customer)  # CSRFProtect has checked the token of every POST

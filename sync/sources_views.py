@@ -104,7 +104,7 @@ def new():
     return redirect(url_for("sources.sources", customer=customer.slug))
 
 
-@bp.route("/<int:source_id>/edit", methods=["GET", "POST"])
+@bp.route("/<id:source_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit(source_id: int):
     source = _source(source_id)
@@ -138,7 +138,7 @@ def edit(source_id: int):
     return redirect(url_for("sources.sources", customer=customer.slug))
 
 
-@bp.route("/<int:source_id>/enabled", methods=["POST"])
+@bp.route("/<id:source_id>/enabled", methods=["POST"])
 @login_required
 def set_enabled(source_id: int):
     source = _source(source_id)
@@ -151,7 +151,7 @@ def set_enabled(source_id: int):
     return redirect(url_for("sources.sources", customer=source.customer.slug))
 
 
-@bp.route("/<int:source_id>/delete", methods=["POST"])
+@bp.route("/<id:source_id>/delete", methods=["POST"])
 @login_required
 def delete(source_id: int):
     source = _source(source_id)
@@ -225,25 +225,25 @@ def _warn_unchecked(source: SyncSource) -> None:
         )
 
 
-@bp.route("/<int:source_id>/test", methods=["POST"])
+@bp.route("/<id:source_id>/test", methods=["POST"])
 @login_required
 def test(source_id: int):
     return _request(_source(source_id), "test")  # CSRFProtect has checked every POST's token
 
 
-@bp.route("/<int:source_id>/preview", methods=["POST"])
+@bp.route("/<id:source_id>/preview", methods=["POST"])
 @login_required
 def preview(source_id: int):
     return _request(_source(source_id), "preview")
 
 
-@bp.route("/<int:source_id>/sync", methods=["POST"])
+@bp.route("/<id:source_id>/sync", methods=["POST"])
 @login_required
 def sync_now(source_id: int):
     return _request(_source(source_id), "sync")
 
 
-@bp.route("/requests/<int:request_id>")
+@bp.route("/requests/<id:request_id>")
 @login_required
 def request_page(request_id: int):
     """A queued request: waiting, running, or its outcome with the run's report."""

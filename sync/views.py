@@ -138,7 +138,7 @@ def runs():
     )
 
 
-@bp.route("/runs/<int:run_id>")
+@bp.route("/runs/<id:run_id>")
 @login_required
 def run(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
@@ -172,7 +172,7 @@ def run(run_id: int):
     )
 
 
-@bp.route("/runs/<int:run_id>/report.csv")
+@bp.route("/runs/<id:run_id>/report.csv")
 @login_required
 def report_csv(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
@@ -197,28 +197,28 @@ def report_csv(run_id: int):
     )
 
 
-@bp.route("/runs/<int:run_id>/approve", methods=["POST"])
+@bp.route("/runs/<id:run_id>/approve", methods=["POST"])
 @login_required
 def approve(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
     return _act(run, approve_run)
 
 
-@bp.route("/runs/<int:run_id>/discard", methods=["POST"])
+@bp.route("/runs/<id:run_id>/discard", methods=["POST"])
 @login_required
 def discard(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)  # HR and IT at the root, as approve
     return _act(run, discard_run)
 
 
-@bp.route("/runs/<int:run_id>/apply", methods=["POST"])
+@bp.route("/runs/<id:run_id>/apply", methods=["POST"])
 @login_required
 def apply(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)
     return _act(run, apply_preview)
 
 
-@bp.route("/runs/<int:run_id>/revert", methods=["GET", "POST"])
+@bp.route("/runs/<id:run_id>/revert", methods=["GET", "POST"])
 @login_required
 def revert(run_id: int):
     run = access.get_visible(current_user, SyncRun, run_id)

@@ -1,5 +1,8 @@
 """The roles page: HR (and platform admins) grant and revoke roles within their own branch.
 
+HR grants HR and course admin; only platform admins grant IT admin, and nobody grants a role
+to themselves (access.grant_role holds the rule; the role list offers only what may be granted).
+
 `flask role grant` does the same from the command line. Every lookup goes through
 portal.core.access: a unit, grant or person outside the branch answers 404, as if it did not
 exist.
@@ -25,7 +28,7 @@ ROLE_NAMES = {Role.HR: "HR", Role.IT_ADMIN: "IT admin", Role.COURSE_ADMIN: "Cour
 
 class GrantForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired("Enter a username.")])
-    role = SelectField("Role", choices=[SelectChoice(k.value, v) for k, v in ROLE_NAMES.items()])
+    role = SelectField("Role", choices=[])  # what the user may grant (access.grantable_roles)
     unit = StringField("Unit number (empty: the whole customer)")
 
 
@@ -38,6 +41,9 @@ class ActionForm(FlaskForm):
 def roles():
     customer = _customer()
     form, status = GrantForm(), 200
+    form.role.choices = [
+        SelectChoice(role.value, ROLE_NAMES[role]) for role in access.grantable_roles(current_user)
+    ]
     if customer is not None and form.validate_on_submit():
         status = _grant(customer, form)
         if status == 200:
@@ -58,7 +64,7 @@ def roles():
     )
 
 
-@bp.route("/<int:grant_id>/revoke", methods=["POST"])
+@bp.route("/<id:grant_id>/revoke", methods=["POST"])
 @login_required
 def revoke(grant_id: int):
     grant = access.get_visible(current_user, RoleGrant, grant_id)
@@ -100,7 +106,9 @@ def _grant(customer: Customer, form: GrantForm) -> int:
         form.username.errors = ["There is no person with that username in your branch."]
         return 404
     try:
-        access.grant_role(person, form.role.data, unit, actor=current_user.actor)
+        access.grant_role(
+            person, form.role.data, unit, actor=current_user.actor, granter=current_user
+        )
         db.session.commit()
     except UserError as exc:
         db.session.rollback()

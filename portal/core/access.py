@@ -12,7 +12,9 @@ What each role reaches:
 - categories, templates, activities: course admins (and HR, read-only) of the owner unit's
   branch; an employee sees a published activity owned by their unit or an ancestor, and
   whatever they signed up for (history stays readable once it is cancelled or completed);
-- signups: the person signed up, course admins of the activity's branch, HR of the person's.
+- signups: the person signed up, course admins of the activity's branch, HR of the person's;
+- roles: HR grants HR and course admin in its branch, IT admin only platform admins grant, and
+  nobody grants a role to themselves on a page (the CLI is the platform operator's tool).
 """
 
 import logging
@@ -24,6 +26,7 @@ from portal.accounts.models import Account, Role, RoleGrant
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, Forbidden, NotFound, UserError
+from portal.core.ids import parse_id
 from portal.courses.models import Activity, ActivityStatus, ActivityTemplate, Category, Signup
 from portal.courses.queries import path_ids
 from portal.directory.models import Customer, OrgUnit, Person
@@ -37,6 +40,10 @@ COURSE_ROLES = frozenset({Role.COURSE_ADMIN, Role.HR})
 COURSE_MANAGERS = frozenset({Role.COURSE_ADMIN})
 # Who grants and revokes roles, within their own branch: HR (and platform admins).
 ROLE_GRANTERS = frozenset({Role.HR})
+# What HR grants. IT admin reaches the identity provider and directory source pages (who may
+# log in as anyone, what the directory holds): only platform admins grant it, on the roles
+# page or as the platform's operator with `flask role grant`.
+HR_GRANTS = (Role.HR, Role.COURSE_ADMIN)
 logger = logging.getLogger(__name__)
 HIDDEN = "There is nothing here, or it is not yours to see."
 
@@ -139,6 +146,19 @@ def scope_of(account) -> Scope:
     )
 
 
+def person_of(account) -> Person | None:
+    """The person `account` logs in as, while active (platform admins usually are nobody).
+
+    The rule of scope_of: a person the sync inactivated reaches nothing from the next request
+    on, their own catalogue, signups and calendar included; pages that act for "me" ask here.
+    """
+    person_id = getattr(account, "person_id", None)
+    if person_id is None or not getattr(account, "is_authenticated", False):
+        return None
+    person = db.session.get(Person, person_id)
+    return person if person is not None and person.is_active else None
+
+
 def visible_customers(account, *, roles=DIRECTORY_ROLES, whole: bool = False) -> Select:
     """The customers `account` reaches with one of `roles`, by name; `whole`: only those whose
     root unit it reaches (sync runs and imports concern the whole customer)."""
@@ -176,11 +196,10 @@ def visible_person_condition(account, roles=DIRECTORY_ROLES):
 
 def get_visible(account, model, ident):
     """The object of `model` with primary key `ident`, or NotFound (404) when it does not
-    exist or lies outside what `account` may see (both answer alike)."""
-    try:
-        obj = db.session.get(model, int(ident))
-    except (TypeError, ValueError):
-        obj = None
+    exist or lies outside what `account` may see (both answer alike). `ident` may come from a
+    query string or form: one that no row can have (not a number, too large) is not found."""
+    key = parse_id(ident)
+    obj = db.session.get(model, key) if key is not None else None
     if obj is None or not is_visible(scope_of(account), obj):
         raise NotFound(HIDDEN)
     return obj
@@ -259,14 +278,29 @@ def chosen_customer(
     return db.session.scalar(query.limit(1))
 
 
-def grant_role(person: Person, role: str, unit: OrgUnit, *, actor: str) -> RoleGrant:
+def grantable_roles(account) -> list[Role]:
+    """The roles `account` may grant on the roles page: every role for platform admins,
+    HR_GRANTS for HR, none for anyone else."""
+    scope = scope_of(account)
+    if scope.is_platform_admin:
+        return list(Role)
+    return list(HR_GRANTS) if holding(ROLE_GRANTERS)(scope) else []
+
+
+def grant_role(person: Person, role: str, unit: OrgUnit, *, actor: str, granter=None) -> RoleGrant:
     """Grant `role` over `unit`'s branch to `person`, and give the person an account if they
     have none: without a password, since staff log in by SSO. Granting twice changes nothing.
+
+    `granter` is the account granting on a page (the caller has checked that the unit and the
+    person lie in its branch): nobody grants a role to themselves, and only grantable_roles.
+    None is the platform's operator (`flask role grant`), who grants any role to anyone.
     """
     if role not in {r.value for r in Role}:
         raise UserError(f"{role!r} is not a role; choose one of {', '.join(r for r in Role)}.")
     if unit.customer_id != person.customer_id:
         raise UserError("The unit must belong to the person's own customer.")
+    if granter is not None:
+        _check_granter(granter, person, role)
     grant = db.session.scalar(
         select(RoleGrant).where(
             RoleGrant.person_id == person.id, RoleGrant.role == role, RoleGrant.unit_id == unit.id
@@ -292,6 +326,18 @@ def grant_role(person: Person, role: str, unit: OrgUnit, *, actor: str) -> RoleG
     audit.record(actor, "role.granted", "person", person.id, role=role, unit=unit.id)
     logger.info("role %s at unit %s granted to person %s by %s", role, unit.id, person.id, actor)
     return grant
+
+
+def _check_granter(account, person: Person, role: str) -> None:
+    """Forbidden when `account` would raise its own rights or grant a role above its own."""
+    if account.person_id is not None and account.person_id == person.id:
+        logger.warning("account %s refused: granting %s to its own person", account.id, role)
+        raise Forbidden("Nobody grants a role to themselves: ask another HR or a platform admin.")
+    if role not in grantable_roles(account):
+        logger.warning("account %s refused: granting %s to person %s", account.id, role, person.id)
+        raise Forbidden(
+            "HR grants the HR and course admin roles; only platform admins grant IT admin."
+        )
 
 
 def revoke_role(grant: RoleGrant, *, actor: str) -> None:

@@ -150,7 +150,7 @@ def new_activity():
     return redirect(url_for("courses.activity", activity_id=created.id))
 
 
-@bp.route("/manage/activities/<int:activity_id>/edit", methods=["GET", "POST"])
+@bp.route("/manage/activities/<id:activity_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_activity(activity_id: int):
     """Course admins of the activity's branch change it (404 for everyone else)."""
@@ -189,7 +189,7 @@ def edit_activity(activity_id: int):
     return redirect(url_for("courses.activity", activity_id=activity.id))
 
 
-@bp.route("/manage/activities/<int:activity_id>/status", methods=["POST"])
+@bp.route("/manage/activities/<id:activity_id>/status", methods=["POST"])
 @login_required
 def activity_status(activity_id: int):
     """Publish, cancel (everyone signed up is told) or mark completed."""

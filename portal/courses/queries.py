@@ -5,7 +5,14 @@ from datetime import datetime
 from sqlalchemy import Select, func, or_, select
 
 from portal.core.db import contains_text, db
-from portal.courses.models import SEAT_HOLDING, Activity, ActivityStatus, Signup, SignupStatus
+from portal.courses.models import (
+    SEAT_HOLDING,
+    Activity,
+    ActivityStatus,
+    Category,
+    Signup,
+    SignupStatus,
+)
 from portal.directory.models import OrgUnit, Person
 
 
@@ -53,6 +60,16 @@ def catalogue(
             )
         )
     return query.order_by(Activity.starts_at, Activity.id)
+
+
+def catalogue_categories(unit: OrgUnit) -> Select:
+    """The categories of activities in `unit`'s catalogue, by name: what its persons filter by.
+
+    A category belongs to the course admins of its owner's branch; a person sees its name only
+    where an activity offered to them carries it (then the filter narrows to something).
+    """
+    used = catalogue(unit).with_only_columns(Activity.category_id).order_by(None)
+    return select(Category).where(Category.id.in_(used)).order_by(Category.name, Category.id)
 
 
 def with_free_seats(query: Select) -> Select:

@@ -24,6 +24,7 @@ from wtforms.validators import DataRequired, NumberRange, Optional
 from portal.core import access
 from portal.core.db import db
 from portal.core.errors import UserError
+from portal.core.ids import parse_id
 from portal.courses.models import ActivityTemplate, Category
 from portal.courses.operations import create_category, create_template
 from portal.directory.models import Customer, OrgUnit
@@ -56,8 +57,9 @@ def categories():
     form.parent.choices = _category_choices(customer, "(top level)")
     if customer is not None and form.validate_on_submit():
         unit = _managed_unit(customer, form.unit)
-        parent = _category(customer, form.parent.data)
-        if unit is not None and _done(
+        parent = _category(customer, form.parent)
+        chosen = unit is not None and not form.parent.errors  # else the errors are shown
+        if chosen and _done(
             lambda: create_category(unit, form.name.data, parent=parent, actor=_actor()),
             "The category is created.",
         ):
@@ -74,7 +76,7 @@ def templates():
     form.category.choices = _category_choices(customer, "(none)")
     if customer is not None and form.validate_on_submit():
         unit = _managed_unit(customer, form.unit)
-        category = _category(customer, form.category.data)
+        category = _category(customer, form.category)
         fields = {
             "description": form.description.data or "",
             "duration_minutes": form.duration.data,
@@ -83,7 +85,8 @@ def templates():
             "default_location": form.location.data or "",
             "category_id": category.id if category else None,
         }
-        if unit is not None and _done(
+        chosen = unit is not None and not form.category.errors  # else the errors are shown
+        if chosen and _done(
             lambda: create_template(unit, form.title.data, actor=_actor(), **fields),
             "The template is created.",
         ):
@@ -126,11 +129,15 @@ def _category_choices(customer: Customer | None, empty: str) -> list[SelectChoic
     return choices
 
 
-def _category(customer: Customer, value: str | None) -> Category | None:
-    """The chosen category: one the user sees (a forged id answers 404 like any other)."""
-    if not value:
+def _category(customer: Customer, field) -> Category | None:
+    """The category chosen in `field`: one the user sees (a forged id answers 404 like any
+    other). A value that is no id at all (a word, a number too large) is an error on the field."""
+    if not field.data:
         return None
-    category = access.get_visible(current_user, Category, value)
+    if parse_id(field.data) is None:
+        field.errors = [f"{field.label.text}: choose one from the list."]
+        return None
+    category = access.get_visible(current_user, Category, field.data)
     if category.customer_id != customer.id:
         raise UserError("Choose a category of this customer.")
     return category

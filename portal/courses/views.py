@@ -21,12 +21,12 @@ from wtforms import (
 from portal.core import access
 from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
+from portal.core.ids import parse_id
 from portal.courses import setup_views
 from portal.courses.exports import participants_csv, participants_xlsx
 from portal.courses.models import (
     SEAT_HOLDING,
     Activity,
-    Category,
     Signup,
     SignupStatus,
 )
@@ -37,6 +37,7 @@ from portal.courses.operations import (
 )
 from portal.courses.queries import (
     catalogue,
+    catalogue_categories,
     my_signups,
     signups_in_order,
     with_free_seats,
@@ -94,15 +95,12 @@ def catalogue_page():
     if me is None:
         return render_template("courses/catalogue.html", me=None, form=form, page=None)
     form.category.choices = [SelectChoice("", "All")] + [
-        SelectChoice(str(c.id), c.name)
-        for c in db.session.scalars(
-            select(Category).where(Category.customer_id == me.customer_id).order_by(Category.name)
-        )
+        SelectChoice(str(c.id), c.name) for c in db.session.scalars(catalogue_categories(me.unit))
     ]
     query = catalogue(
         me.unit,
         text=form.q.data or "",
-        category_id=int(form.category.data) if (form.category.data or "").isdigit() else None,
+        category_id=parse_id(form.category.data),
         location=form.location.data or "",
         starts_from=_day_start(form.date.data, me.customer) or utcnow(),
     )
@@ -129,7 +127,7 @@ def mine():
     return render_template("courses/mine.html", me=me, rows=rows, form=ActionForm())
 
 
-@bp.route("/activities/<int:activity_id>")
+@bp.route("/activities/<id:activity_id>")
 @login_required
 def activity(activity_id: int):
     return _activity_page(access.get_visible(current_user, Activity, activity_id))
@@ -153,7 +151,7 @@ def _activity_page(activity: Activity, username_error: str | None = None):
     )
 
 
-@bp.route("/activities/<int:activity_id>/signup", methods=["POST"])
+@bp.route("/activities/<id:activity_id>/signup", methods=["POST"])
 @login_required
 def signup(activity_id: int):
     activity = access.get_visible(current_user, Activity, activity_id)
@@ -176,7 +174,7 @@ def signup(activity_id: int):
     return redirect(url_for("courses.activity", activity_id=activity.id))
 
 
-@bp.route("/activities/<int:activity_id>/cancel", methods=["POST"])
+@bp.route("/activities/<id:activity_id>/cancel", methods=["POST"])
 @login_required
 def cancel(activity_id: int):
     activity = access.get_visible(current_user, Activity, activity_id)
@@ -195,7 +193,7 @@ def cancel(activity_id: int):
     return redirect(url_for("courses.activity", activity_id=activity.id))
 
 
-@bp.route("/activities/<int:activity_id>/participants.<any(csv, xlsx):kind>")
+@bp.route("/activities/<id:activity_id>/participants.<any(csv, xlsx):kind>")
 @login_required
 def participants(activity_id: int, kind: str):
     """The participant list for course admins of the activity's branch (404 for others)."""
@@ -212,7 +210,7 @@ def participants(activity_id: int, kind: str):
     )
 
 
-@bp.route("/signups/<int:signup_id>")
+@bp.route("/signups/<id:signup_id>")
 @login_required
 def signup_page(signup_id: int):
     signup = access.get_visible(current_user, Signup, signup_id)
@@ -225,7 +223,7 @@ def signup_page(signup_id: int):
     )
 
 
-@bp.route("/signups/<int:signup_id>/attendance", methods=["POST"])
+@bp.route("/signups/<id:signup_id>/attendance", methods=["POST"])
 @login_required
 def attendance(signup_id: int):
     signup = access.get_visible(current_user, Signup, signup_id)
@@ -246,9 +244,8 @@ def attendance(signup_id: int):
 
 
 def _me() -> Person | None:
-    """The person the logged-in account is (platform admins usually are nobody)."""
-    person_id = getattr(current_user, "person_id", None)
-    return db.session.get(Person, person_id) if person_id else None
+    """The person the logged-in account is, while active (see access.person_of)."""
+    return access.person_of(current_user)
 
 
 def _person_for(username: str) -> Person | None:
@@ -258,7 +255,8 @@ def _person_for(username: str) -> Person | None:
     person = person_by_username(username.strip())
     if person is None:
         return None
-    if person.id != current_user.person_id and not access.may_sign_up_others(current_user, person):
+    me = _me()
+    if (me is None or person.id != me.id) and not access.may_sign_up_others(current_user, person):
         return None
     return person
 

@@ -9,6 +9,7 @@ from wtforms import SelectChoice, SelectField, StringField
 from portal.core import access
 from portal.core.db import db
 from portal.core.errors import NotFound
+from portal.core.ids import parse_id
 from portal.directory.models import OrgUnit, Person
 from portal.directory.queries import search_persons
 from portal.directory.tree import ancestors, unit_by_number, unit_tree
@@ -104,14 +105,14 @@ def persons():
     )
 
 
-@bp.route("/persons/<int:person_id>")
+@bp.route("/persons/<id:person_id>")
 @login_required
 def person(person_id: int):
     person = access.get_visible(current_user, Person, person_id)
     return render_template(
         "directory/person.html",
         person=person,
-        trail=ancestors(person.unit),
+        trail=access.visible_only(current_user, ancestors(person.unit)),  # from the branch top
         panels=person_panels(person),
     )
 
@@ -120,7 +121,7 @@ def _focus(unit_id: str | None, nodes: dict):
     """The node the tree is narrowed to (?unit=<id>), or None for the whole tree."""
     if not unit_id:
         return None
-    node = nodes.get(int(unit_id)) if unit_id.isdigit() else None
+    node = nodes.get(parse_id(unit_id))
     if node is None:
         raise NotFound("That unit is not in this customer's tree.")
     return node

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from portal.core.db import db, utcnow
 from portal.courses.models import Activity, Signup
-from portal.courses.operations import cancel_activity, sign_up
+from portal.courses.operations import cancel_activity, create_category, sign_up
 from tests.conftest import csrf_token
 
 
@@ -44,6 +44,30 @@ def test_catalogue_shows_the_unit_and_its_ancestors_published(login_as, offers):
 
     assert titles(html) == {"Company day", "Selling"}
     assert titles(text_of(anna.get("/courses/?q=sell"))) == {"Selling"}
+
+
+def category_choices(html: str) -> set[str]:
+    select_tag = html[html.index('<select id="category"') : html.index("</select>")]
+    return set(re.findall(r"<option[^>]*>([^<]+)</option>", select_tag)) - {"All"}
+
+
+def test_catalogue_filters_by_the_categories_of_its_own_activities_only(
+    login_as, make_activity, unit
+):
+    owners = {"Safety": None, "Selling": "10", "Unused": "11", "Budgets": "20", "Drafts": "11"}
+    made = {name: create_category(unit(n), name, actor="test") for name, n in owners.items()}
+    db.session.flush()
+    make_activity(None, title="Fire drill", category_id=made["Safety"].id)
+    make_activity("10", title="Cold calls", category_id=made["Selling"].id)
+    make_activity("20", title="Year end", category_id=made["Budgets"].id)  # Finance's
+    make_activity("11", title="Soon", publish=False, category_id=made["Drafts"].id)
+    anna = login_as("anna")  # Sales North
+
+    html = text_of(anna.get("/courses/"))
+    picked = text_of(anna.get(f"/courses/?category={made['Selling'].id}"))
+
+    assert category_choices(html) == {"Safety", "Selling"}
+    assert titles(picked) == {"Cold calls"}
 
 
 @pytest.mark.parametrize("field", ["q", "location"])

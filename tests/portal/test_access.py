@@ -11,8 +11,9 @@ from portal.core import access
 from portal.core.audit import AuditEntry
 from portal.core.db import db
 from portal.core.errors import NotFound
-from portal.courses.models import Signup
+from portal.courses.models import CalendarFeed, Signup
 from portal.courses.operations import sign_up
+from tests.conftest import csrf_token
 from tests.courses import helpers
 
 # The fixtures of the course tests: a customer with two branches, logins with roles.
@@ -183,3 +184,34 @@ def test_an_inactivated_person_reaches_nothing_despite_their_grants(login_as, pe
     html = text_of(client.get("/persons?status=all"))
     assert names_listed(html) == set()
     assert client.get(f"/persons/{person('anna').id}").status_code == 404
+
+
+def test_an_inactivated_employee_sees_none_of_their_own_pages(login_as, make_activity, person):
+    """scope_of's rule holds on the pages that act for "me" too: catalogue, my activities,
+    the activity they signed up for, and the calendar feed page (which would renew a feed)."""
+    activity = make_activity("11", title="Layoff briefing")
+    sign_up(activity.id, person("anna"), actor="test")
+    db.session.commit()
+    anna = login_as("anna")
+    assert "Layoff briefing" in text_of(anna.get("/courses/mine"))  # before
+
+    person("anna").is_active = False  # as a sync inactivates someone who left
+    db.session.commit()
+
+    assert "not an active person" in text_of(anna.get("/courses/"))
+    assert "Layoff briefing" not in text_of(anna.get("/courses/mine"))
+    assert anna.get(f"/courses/activities/{activity.id}").status_code == 404
+    token = csrf_token(anna, "/courses/calendar")
+    renewed = text_of(anna.post("/courses/calendar", data={"csrf_token": token}))
+    assert "not an active person" in renewed
+    assert db.session.scalar(select(CalendarFeed)) is None
+
+
+def test_the_person_page_breadcrumb_starts_at_the_viewers_branch(login_as, person, unit):
+    """As the tree's: HR of Sales (10) sees Sales and Sales North above Anna, not the root."""
+    hanne = login_as("hanne", "hr", "10")
+
+    html = text_of(hanne.get(f"/persons/{person('anna').id}"))
+
+    crumbs = re.search(r'<nav class="crumbs".*?</nav>', html, re.S).group(0)
+    assert re.findall(r"unit=(\d+)", crumbs) == [str(unit("10").id), str(unit("11").id)]

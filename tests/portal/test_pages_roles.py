@@ -9,6 +9,7 @@ from portal.accounts.models import RoleGrant
 from portal.core import access
 from portal.core.audit import AuditEntry
 from portal.core.db import db
+from portal.core.errors import Forbidden
 from tests.conftest import csrf_token
 from tests.courses import helpers
 
@@ -96,3 +97,58 @@ def test_platform_admin_grants_anywhere_and_sees_every_link(admin_client, acme, 
 
     assert (person("dina").id, "it_admin", unit("20").id) in grants()
     assert {"Organisation", "Sync runs", "Roles", "Manage courses"} <= links(admin_client)
+
+
+def role_choices(client) -> list[str]:
+    html = client.get("/roles/").get_data(as_text=True)
+    select_tag = html[html.index('<select id="role"') : html.index("</select>")]
+    return re.findall(r'<option[^>]*value="([^"]+)"', select_tag)
+
+
+@pytest.mark.parametrize(("role", "number"), [("course_admin", "11"), ("hr", "10")])
+def test_hr_cannot_grant_a_role_to_itself(login_as, person, unit, role, number, caplog):
+    hanne = login_as("hanne", "hr", "10")
+    before = grants()
+
+    refused = grant(hanne, "u101", role, number)
+
+    assert refused.status_code == 403
+    assert "Nobody grants a role to themselves" in refused.get_data(as_text=True)
+    assert grants() == before
+    assert any(r.levelname == "WARNING" and "its own person" in r.message for r in caplog.records)
+
+
+def test_hr_cannot_grant_it_admin_and_is_not_offered_it(login_as, person):
+    hanne = login_as("hanne", "hr", None)  # HR of the whole customer
+    before = grants()
+
+    refused = grant(hanne, "u111", "it_admin", "11")  # a forged choice
+
+    assert "Not a valid choice" in refused.get_data(as_text=True)
+    assert grants() == before
+    assert role_choices(hanne) == ["hr", "course_admin"]
+
+
+def test_grant_role_holds_the_granter_to_its_roles_whoever_calls_it(account_of, person, unit):
+    hanne = account_of("hanne", "hr", None)
+
+    with pytest.raises(Forbidden, match="only platform admins grant IT admin"):
+        access.grant_role(person("anna"), "it_admin", unit("11"), actor="test", granter=hanne)
+    with pytest.raises(Forbidden, match="themselves"):
+        access.grant_role(person("hanne"), "course_admin", unit("11"), actor="test", granter=hanne)
+
+
+def test_platform_admin_is_offered_and_grants_it_admin(admin_client, acme, person, unit):
+    assert role_choices(admin_client) == ["hr", "it_admin", "course_admin"]
+    assert grant(admin_client, "u121", "it_admin", "").status_code == 302
+    assert (person("bo").id, "it_admin", unit(None).id) in grants()
+
+
+def test_the_role_command_grants_it_admin_to_anyone(app, acme, person, unit):
+    runner = app.test_cli_runner()
+    args = ["role", "grant", "u101", "it_admin", "--customer", "acme"]
+
+    result = runner.invoke(args=args, catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert (person("hanne").id, "it_admin", unit(None).id) in grants()
