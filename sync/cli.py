@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from flask import current_app
 
-from portal.core.cli import refusals
+from portal.core.cli import ID, refusals
 from portal.core.db import db
 from portal.directory.lookups import require_customer
 from portal.directory.operations import create_customer
@@ -81,7 +81,7 @@ def import_command(slug, org_path, persons_path, dry_run, as_json):
 
 
 @click.command("approve")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def approve_command(run_id, as_json):
     """Apply held run RUN_ID (or apply the files a dry run previewed)."""
@@ -90,7 +90,7 @@ def approve_command(run_id, as_json):
 
 
 @click.command("discard")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def discard_command(run_id, as_json):
     """Close held run RUN_ID without applying it (nothing changes; exit 0)."""
@@ -99,7 +99,7 @@ def discard_command(run_id, as_json):
 
 
 @click.command("revert")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def revert_command(run_id, as_json):
     """Undo what applied run RUN_ID changed (recorded as a new run)."""

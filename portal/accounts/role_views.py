@@ -59,6 +59,7 @@ def roles():
             form=form,
             action=ActionForm(),
             names=ROLE_NAMES,
+            revocable=access.grantable_roles(current_user),
         ),
         status,
     )
@@ -71,7 +72,7 @@ def revoke(grant_id: int):
     if not ActionForm().validate_on_submit():
         raise UserError("The form had expired. Reload the page and try again.")
     customer_id = db.session.get(OrgUnit, grant.unit_id).customer_id
-    access.revoke_role(grant, actor=current_user.actor)
+    access.revoke_role(grant, actor=current_user.actor, revoker=current_user)
     db.session.commit()
     flash("The role is revoked.", "info")
     return redirect(url_for("roles.roles", customer=db.session.get(Customer, customer_id).slug))

@@ -340,9 +340,18 @@ def _check_granter(account, person: Person, role: str) -> None:
         )
 
 
-def revoke_role(grant: RoleGrant, *, actor: str) -> None:
-    """Take a role back. The account stays (it may hold other roles, or log in as staff)."""
+def revoke_role(grant: RoleGrant, *, actor: str, revoker=None) -> None:
+    """Take a role back. The account stays (it may hold other roles, or log in as staff).
+
+    `revoker` is the account revoking on a page: it takes back only roles it may grant, so HR
+    cannot remove the IT admins that platform admins appointed. None is `flask` (any role).
+    """
     person_id, role, unit_id = grant.person_id, grant.role, grant.unit_id
+    if revoker is not None and role not in grantable_roles(revoker):
+        logger.warning("account %s refused: revoking %s of person %s", revoker.id, role, person_id)
+        raise Forbidden(
+            "HR revokes the HR and course admin roles; only platform admins revoke IT admin."
+        )
     db.session.delete(grant)
     db.session.flush()
 

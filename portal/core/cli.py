@@ -7,6 +7,7 @@ import click
 
 from portal.core.db import db
 from portal.core.errors import UserError
+from portal.core.ids import MAX_ID, parse_id
 
 
 @contextmanager
@@ -18,3 +19,19 @@ def refusals() -> Iterator[None]:
     except UserError as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from None
+
+
+class IdType(click.ParamType):
+    """A command's id argument: a whole number a row can have (portal.core.ids), else a usage
+    error naming the argument, as for any ill-typed value; never a database error."""
+
+    name = "id"
+
+    def convert(self, value, param, ctx):
+        parsed = parse_id(value)
+        if parsed is None:
+            self.fail(f"{value!r} is not an id (a whole number from 1 to {MAX_ID}).", param, ctx)
+        return parsed
+
+
+ID = IdType()

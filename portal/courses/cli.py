@@ -7,7 +7,7 @@ import json
 
 import click
 
-from portal.core.cli import refusals
+from portal.core.cli import ID, refusals
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.courses.models import Activity, ActivityTemplate, SignupStatus
@@ -32,7 +32,7 @@ def activity_cli():
 @click.option("--start", required=True, help="ISO time; without an offset, the customer's zone.")
 @click.option("--end", required=True, help="ISO time; without an offset, the customer's zone.")
 @click.option("--capacity", type=int, required=True, help="Seats.")
-@click.option("--template", "template_id", type=int, help="Id of the template it is made from.")
+@click.option("--template", "template_id", type=ID, help="Id of the template it is made from.")
 @click.option("--publish", is_flag=True, help="Publish at once (else a draft).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...}.')
 def create_command(slug, number, title, start, end, capacity, template_id, publish, as_json):
@@ -61,7 +61,7 @@ def create_command(slug, number, title, start, end, capacity, template_id, publi
 
 
 @activity_cli.command("signup")
-@click.argument("activity_id", type=int)
+@click.argument("activity_id", type=ID)
 @click.argument("username")
 @click.option("--json", "as_json", is_flag=True, help='Print {"status": ...}.')
 def signup_command(activity_id, username, as_json):
@@ -78,7 +78,7 @@ def signup_command(activity_id, username, as_json):
 
 
 @activity_cli.command("cancel")
-@click.argument("activity_id", type=int)
+@click.argument("activity_id", type=ID)
 @click.argument("username")
 def cancel_command(activity_id, username):
     """Cancel a person's signup; a freed seat goes to the first on the waiting list."""
@@ -89,7 +89,7 @@ def cancel_command(activity_id, username):
 
 
 @activity_cli.command("show")
-@click.argument("activity_id", type=int)
+@click.argument("activity_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, required=True, help="Print JSON (required).")
 def show_command(activity_id, as_json):
     """Print an activity with its signups in order."""

@@ -21,6 +21,7 @@ import click
 from flask import current_app
 from sqlalchemy import func, or_, select
 
+from portal.core.cli import ID
 from portal.core.db import db, utcnow
 from portal.courses.models import Activity, OutboxMessage
 from portal.courses.times import shown, zone_of
@@ -355,7 +356,7 @@ def hide_addresses(text: str | None) -> str | None:
 
 
 @outbox_cli.command("retry")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ID)
 def retry_command(message_id):
     """Put given-up message MESSAGE_ID back in the queue (sent by the next `send`)."""
     if retry_message(message_id) is None:

@@ -76,6 +76,42 @@ def test_hr_revokes_in_its_branch_and_gets_404_outside(login_as, person, unit):
     assert "Finn" not in hanne.get("/roles/").get_data(as_text=True)
 
 
+def test_hr_cannot_revoke_it_admin_and_is_not_offered_to(login_as, person, unit, caplog):
+    access.grant_role(person("anna"), "it_admin", unit("11"), actor="test")
+    access.grant_role(person("finn"), "course_admin", unit("11"), actor="test")
+    db.session.commit()
+    ids = {g.role: g.id for g in db.session.scalars(select(RoleGrant))}
+    hanne = login_as("hanne", "hr", "10")
+    page = hanne.get("/roles/").get_data(as_text=True)
+    before = grants()
+
+    refused = hanne.post(
+        f"/roles/{ids['it_admin']}/revoke", data={"csrf_token": csrf_token(hanne, "/roles/")}
+    )
+
+    assert refused.status_code == 403
+    assert "only platform admins revoke IT admin" in refused.get_data(as_text=True)
+    assert grants() == before
+    assert f"/roles/{ids['it_admin']}/revoke" not in page
+    assert f"/roles/{ids['course_admin']}/revoke" in page
+    assert any(
+        r.levelname == "WARNING" and "revoking it_admin" in r.message for r in caplog.records
+    )
+
+
+def test_platform_admin_revokes_it_admin(admin_client, acme, person, unit):
+    access.grant_role(person("anna"), "it_admin", unit("11"), actor="test")
+    db.session.commit()
+    grant_id = db.session.scalar(select(RoleGrant.id))
+
+    token = csrf_token(admin_client, "/roles/?customer=acme")
+    assert (
+        admin_client.post(f"/roles/{grant_id}/revoke", data={"csrf_token": token}).status_code
+        == 302
+    )
+    assert grants() == set()
+
+
 @pytest.mark.parametrize("role", [None, "course_admin", "it_admin"])
 def test_roles_page_is_403_without_hr(login_as, role):
     assert login_as("anna", role, "11" if role else None).get("/roles/").status_code == 403
