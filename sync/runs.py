@@ -160,18 +160,9 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
     started = time.perf_counter()
     try:
         lock_customer(run.customer_id)
-        later = db.session.scalar(
-            select(SyncRun.id).where(
-                SyncRun.customer_id == run.customer_id,
-                SyncRun.status == RunStatus.APPLIED,
-                SyncRun.id > run.id,
-            )
-        )
-        if later is not None:
-            raise Conflict(
-                f"Run {later} was applied after this run was held, so what this run "
-                "read is out of date. Import the files again."
-            )
+        stale = out_of_date(run)
+        if stale:
+            raise Conflict(stale)
         _clear_report(run.id)
         changes = plan(data, run.customer)
         if changes.fatal:
@@ -179,7 +170,7 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
         elif changes.count("person", "inactivated") > held_inactivations:
             raise Conflict(
                 "The directory changed since the run was held: it would now "
-                "inactivate more persons than were approved. Import the files again."
+                f"inactivate more persons than were approved. {_read_again(run)}"
             )
         else:
             apply_changes(changes, run.customer, run.id, batch_size=_batch_size())

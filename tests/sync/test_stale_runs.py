@@ -13,7 +13,7 @@ from portal.core.db import db
 from portal.core.errors import Conflict
 from portal.directory.models import Person
 from sync.models import SyncRun
-from sync.runs import apply_preview
+from sync.runs import apply_preview, approve_run
 from tests.conftest import _csrf_token
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     sample_ldif_fixture,
@@ -116,3 +116,81 @@ def test_a_file_preview_after_a_later_import_says_import_the_files_again(custome
     with pytest.raises(Conflict, match=r"could undo newer changes\. Import the files again\.$"):
         apply_preview(preview.id, actor="test")
     assert last_name("u1") == "Holm"
+
+
+# -- a held run: only a run that changed something makes it out of date -----------------------
+
+
+@pytest.fixture
+def held_full_run(customer, slapd, guard_limits):
+    """A full run held because two persons were deleted, with an incremental schedule going on."""
+    source = openldap_source(customer, slapd)
+    assert sync(source).status == "applied"
+    guard_limits(count=1, share=1.0)
+    for uid in ("e00002", "e00003"):
+        slapd.admin().delete_s(user_dn(uid, "Økonomi/Løn"))
+    held = sync(source, full=True)
+    assert held.status == "held" and held.counts["persons"]["inactivated"] == 2
+    return source, held
+
+
+def test_incremental_runs_that_change_nothing_leave_a_held_full_run_approvable(held_full_run):
+    source, held = held_full_run
+    quiet = [sync(source) for _ in range(2)]  # the 15-minute schedule, nothing changed meanwhile
+    assert [run.status for run in quiet] == ["applied", "applied"]
+    assert all(sum(run.counts["persons"].values()) == 0 for run in quiet)
+
+    run = approve_run(held.id, actor="test")
+
+    assert run.status == "applied" and run.counts["persons"]["inactivated"] == 2
+    assert db.session.scalar(select(Person.is_active).where(Person.username == "e00002")) is False
+
+
+def test_a_held_run_after_a_changing_run_names_a_full_sync_of_its_source(app, held_full_run, slapd):
+    source, held = held_full_run
+    rename(slapd, IDA, "Firstchange")
+    later = sync(source)
+    assert later.status == "applied" and later.counts["persons"]["updated"] == 1
+
+    with pytest.raises(Conflict) as refused:
+        approve_run(held.id, actor="test")
+    result = app.test_cli_runner().invoke(args=["directory", "approve", str(held.id)])
+
+    assert str(refused.value).endswith(
+        "Run a full sync of source hq-ldap again, from its page or with "
+        "'flask directory sync hq-ldap --full'."
+    )
+    assert f"Run {later.id} changed the directory after run {held.id}" in str(refused.value)
+    assert "Import the files" not in str(refused.value)
+    assert result.exit_code == 1 and "flask directory sync hq-ldap --full" in result.output
+    db.session.expire_all()
+    assert db.session.get(SyncRun, held.id).status == "held"
+
+
+def test_the_page_of_a_held_run_that_cannot_be_approved_says_so(held_full_run, slapd, admin_client):
+    source, held = held_full_run
+    fresh = text_of(admin_client.get(f"/sync/runs/{held.id}"))
+    rename(slapd, IDA, "Firstchange")
+    sync(source)
+
+    page = text_of(admin_client.get(f"/sync/runs/{held.id}"))
+
+    assert "Approve and apply</button>" in fresh and 'id="out-of-date"' not in fresh
+    assert "This run can no longer be approved." in page
+    assert "flask directory sync hq-ldap --full&#39;" in page
+    assert "Approve and apply</button>" not in page
+    assert "Discard</button>" in page
+
+
+def test_a_held_file_import_is_approvable_after_an_import_that_changed_nothing(
+    customer, import_csv, guard_limits
+):
+    import_csv(customer, UNITS, PERSONS)
+    guard_limits(count=1, share=1.0)
+    held = import_csv(customer, UNITS, PERSONS[:1])
+    assert held.status == "held"
+    guard_limits(count=1000, share=1.0)
+    assert import_csv(customer, UNITS, PERSONS).status == "applied"  # no change
+
+    assert approve_run(held.id, actor="test").status == "applied"
+    assert last_name("u2") == "Holm"
