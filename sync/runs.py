@@ -37,7 +37,7 @@ __all__ = [
     "apply_preview",
     "out_of_date",
     "revert_run",
-    "preview_hold_notice",
+    "hold_notice",
     "run_summary",
     "report_rows",
     "get_run",
@@ -385,14 +385,15 @@ def get_run(run_id: int) -> SyncRun:
 def run_summary(run: SyncRun) -> dict:
     """The run as the CLI's JSON contract shows it.
 
-    A dry run that applying would hold carries that warning as one more issue, without file
-    or row: the contract has no other place for it, and a tool must learn it before applying.
+    A held run carries the reason it is held as one more issue, without file or row, and so
+    does a dry run that applying would hold: the contract has no other place for it, and a
+    tool must learn it before approving or applying.
     """
     stored = db.session.scalars(
         select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
     )
     issues = [Issue(i.message, i.file, i.row, i.column, i.value).where() for i in stored]
-    notice = preview_hold_notice(run)
+    notice = hold_notice(run)
     if notice:
         issues.append(Issue(notice, severity="notice").where())
     return {
@@ -403,11 +404,15 @@ def run_summary(run: SyncRun) -> dict:
     }
 
 
-def preview_hold_notice(run: SyncRun) -> str | None:
-    """The warning that applying this dry run would be held, or None."""
-    if run.status != RunStatus.DRY_RUN or not run.hold_reason:
+def hold_notice(run: SyncRun) -> str | None:
+    """Why the run is held, or the warning that applying this dry run would be; else None."""
+    if not run.hold_reason:
         return None
-    return f"Applying this preview would be held: {run.hold_reason}"
+    if run.status == RunStatus.HELD:
+        return f"This run is held for approval: {run.hold_reason}"
+    if run.status == RunStatus.DRY_RUN:
+        return f"Applying this preview would be held: {run.hold_reason}"
+    return None
 
 
 REPORT_HEADER = [
