@@ -221,9 +221,11 @@ def _report(run: SyncRun, as_json: bool) -> None:
 def _print_summary(run: SyncRun, summary: dict) -> None:
     label = run.status.replace("_", " ")
     click.echo(f"Run {run.id}: {label} in {(run.duration_ms or 0) / 1000:.1f} s")
-    for entity in ("units", "persons"):
-        figures = ", ".join(f"{n} {action}" for action, n in summary["counts"][entity].items())
-        click.echo(f"  {entity}: {figures}")
+    if run.status != RunStatus.DISCARDED:  # what a discarded run planned never happens
+        planned = run.status in (RunStatus.HELD, RunStatus.DRY_RUN)
+        for entity in ("units", "persons"):
+            figures = ", ".join(f"{n} {action}" for action, n in summary["counts"][entity].items())
+            click.echo(f"  {entity}{', if applied' if planned else ''}: {figures}")
     if run.hold_reason and run.status == RunStatus.HELD:
         click.echo(f"Held: {run.hold_reason}")
         click.echo(f"Approve with: flask directory approve {run.id}")

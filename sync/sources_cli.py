@@ -131,6 +131,7 @@ def list_command(as_json):
         click.echo(
             f"{s['name']}  {s['customer']}  {s['profile']}  {s['uri']}  schedule {s['schedule']}"
             + (f"  incremental {s['delta_schedule']}" if s["delta_schedule"] else "")
+            + ("" if s["enabled"] else "  DISABLED (no runs until enabled)")
         )
 
 

@@ -158,6 +158,7 @@ def test_a_held_run_without_json_prints_its_reason_once(flask, files, customer, 
     result = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS[:1]))
 
     assert result.exit_code == 3
+    assert "persons, if applied: 0 created, 0 updated, 0 moved, 2 inactivated" in result.output
     assert "Held: The run would inactivate 2 of 3" in result.output
     assert result.output.count("would inactivate 2 of 3") == 1
 

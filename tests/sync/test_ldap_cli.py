@@ -205,6 +205,18 @@ def test_a_disabled_source_with_json_prints_a_failed_object(flask, add_source):
     assert message == "Source hq is disabled; enable it before running it."
 
 
+def test_source_list_says_which_sources_are_disabled(flask, add_source):
+    add_source("hq")
+    add_source("branch")
+    flask("directory", "source", "disable", "hq")
+
+    lines = flask("directory", "source", "list").output.splitlines()
+
+    assert [line.split()[0] for line in lines] == ["branch", "hq"]
+    assert "DISABLED" not in lines[0]
+    assert lines[1].endswith("  DISABLED (no runs until enabled)")
+
+
 def test_source_names_are_plain(add_source):
     result = add_source("hq ad/æ")
 
