@@ -303,7 +303,9 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
     if run.reverted_by_id:
         raise Conflict(f"Run {run.id} was reverted already by run {run.reverted_by_id}.")
     if run.revert_of_id:
-        raise Conflict(f"Run {run.id} is itself a revert; import the files again instead.")
+        raise Conflict(
+            f"Run {run.id} is itself a revert; import the files or sync the source again instead."
+        )
     new = SyncRun(
         customer_id=run.customer_id,
         source_kind="revert",

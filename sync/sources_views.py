@@ -301,6 +301,9 @@ def last_runs(customer_id: int, names: list[str]) -> dict[str, SyncRun]:
 
 def _request(source: SyncSource, action: str, *, full: bool = False):
     """Queue the action for the scheduler process: a run may outlast any web request."""
+    if not source.is_enabled:  # the list shows no buttons then; an old page may still post
+        flash(f"Source {source.name} is disabled; enable it before testing or running it.", "error")
+        return redirect(url_for("sources.sources", customer=source.customer.slug))
     sync_request = queue.request_run(source, action, actor=current_user.actor, full=full)
     db.session.commit()
     words = ACTION_WORDS[action]
