@@ -204,7 +204,11 @@ def test_sync_now_is_queued_once_and_applied_by_the_worker(make_source, it_admin
     assert run.counts["persons"]["created"] == SAMPLE_USERS
     request = db.session.scalar(select(SyncRequest))
     assert (request.status, request.run_id) == ("done", run.id)
-    assert f"Run #{run.id} of source hq-ldap is applied." in text_of(it_admin.get(first.location))
+    assert request.requested_by == run.started_by == "account:u202"  # stored as audited
+    page = text_of(it_admin.get(first.location))
+    assert f"Run #{run.id} of source hq-ldap is applied." in page
+    assert "Requested by Finn Juul at" in page and "account:" not in page
+    assert "by Finn Juul</dd>" in text_of(it_admin.get(f"/sync/runs/{run.id}"))
 
 
 def test_a_busy_source_fails_the_request_with_a_plain_message(make_source, it_admin):

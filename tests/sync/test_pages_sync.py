@@ -242,6 +242,11 @@ def test_upload_runs_a_dry_run_and_shows_the_preview(customer, admin_client):
     assert run.status == "dry_run" and run.started_by == "account:root-admin"
     assert {f.filename for f in run.files} == {"Afdelinger.csv", "Medarbejdere.csv"}
     assert person("u1001") is None
+    report = text_of(admin_client.get(response.location))
+    listed = text_of(admin_client.get("/sync/runs"))
+    assert "by root-admin</dd>" in report  # an admin without a person: the username
+    assert re.search(r'data-label="By"[^>]*>root-admin</td>', listed)
+    assert "account:" not in report and "account:" not in listed
 
 
 def test_upload_refuses_other_file_types(customer, admin_client):
