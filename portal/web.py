@@ -43,6 +43,7 @@ MAX_PAGE = 2**31 - 1
 
 def init_app(app: Flask) -> None:
     from portal.accounts import sessions
+    from portal.accounts.queries import actor_name
     from portal.accounts.views import bp as accounts_bp
     from portal.directory.views import bp as directory_bp
 
@@ -68,6 +69,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(directory_bp)
     app.jinja_env.filters["local_time"] = format_local
+    app.jinja_env.filters["actor_name"] = actor_name
     app.jinja_env.globals["url_with"] = url_with
     app.jinja_env.globals["banners"] = banners
     app.before_request(_assign_request_id)

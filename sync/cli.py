@@ -3,6 +3,8 @@
 import json
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -10,6 +12,7 @@ from flask import current_app
 
 from portal.core.cli import ID, refusals
 from portal.core.db import db
+from portal.core.errors import UserError
 from portal.directory.lookups import require_customer
 from portal.directory.operations import create_customer
 from portal.directory.queries import customer_by_slug
@@ -21,8 +24,8 @@ from sync.runs import (
     apply_preview,
     approve_run,
     discard_run,
+    hold_notice,
     import_files,
-    preview_hold_notice,
     revert_run,
     run_summary,
 )
@@ -62,7 +65,7 @@ def import_command(slug, org_path, persons_path, dry_run, as_json):
 
     Exit status: 0 applied or dry run, 1 failed, 3 held for approval.
     """
-    with refusals():
+    with run_refusals(as_json, column="customer", value=slug):
         customer = require_customer(slug)
     org, persons = _read(org_path, as_json), _read(persons_path, as_json)
     if as_json:
@@ -161,7 +164,27 @@ def _read(path: str, as_json: bool) -> FileInput:
         reason = exc.strerror or str(exc)
         if not as_json:
             raise click.ClickException(f"{path}: {reason}") from None
-    issue = Issue(f"The file cannot be read: {reason}.", file=path)
+    _exit_failed(Issue(f"The file cannot be read: {reason}.", file=path))
+
+
+@contextmanager
+def run_refusals(as_json: bool, **where) -> Iterator[None]:
+    """A refusal before any run started (no such customer or source, a disabled or busy
+    source) is exit 1: with --json as a failed run's object whose one issue names the field
+    (`where`: column and value), else as one plain sentence."""
+    if not as_json:
+        with refusals():
+            yield
+        return
+    try:
+        yield
+    except UserError as exc:
+        db.session.rollback()
+        _exit_failed(Issue(str(exc), **where))
+
+
+def _exit_failed(issue: Issue):
+    """Print the JSON contract's object of a run that never started, and exit 1."""
     summary = {
         "run_id": None,
         "status": RunStatus.FAILED.value,
@@ -198,18 +221,20 @@ def _report(run: SyncRun, as_json: bool) -> None:
 def _print_summary(run: SyncRun, summary: dict) -> None:
     label = run.status.replace("_", " ")
     click.echo(f"Run {run.id}: {label} in {(run.duration_ms or 0) / 1000:.1f} s")
-    for entity in ("units", "persons"):
-        figures = ", ".join(f"{n} {action}" for action, n in summary["counts"][entity].items())
-        click.echo(f"  {entity}: {figures}")
+    if run.status != RunStatus.DISCARDED:  # what a discarded run planned never happens
+        planned = run.status in (RunStatus.HELD, RunStatus.DRY_RUN)
+        for entity in ("units", "persons"):
+            figures = ", ".join(f"{n} {action}" for action, n in summary["counts"][entity].items())
+            click.echo(f"  {entity}{', if applied' if planned else ''}: {figures}")
     if run.hold_reason and run.status == RunStatus.HELD:
         click.echo(f"Held: {run.hold_reason}")
         click.echo(f"Approve with: flask directory approve {run.id}")
         click.echo(f"Or discard it with: flask directory discard {run.id}")
     if run.status == RunStatus.DISCARDED:
         click.echo(f"Discarded by {run.discarded_by}: nothing changed.")
-    notice = preview_hold_notice(run)
-    if notice:
-        click.echo(notice)
+    notice = hold_notice(run)
+    if notice and run.status == RunStatus.DRY_RUN:
+        click.echo(notice)  # a held run's reason is printed above
     if run.error:
         click.echo(f"Failed: {run.error}", err=True)
     errors = [i for i in summary["issues"] if i["message"] != notice]

@@ -1,5 +1,6 @@
 """Queries over a customer's run history: the trend chart of its last runs, and the runs that
-need someone's attention (held and not approved, or failed since the last applied run)."""
+need someone's attention (held and not approved, or failed since their source's last applied
+run)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,7 +87,7 @@ class Attention:
     """One line of the "needs attention" box: a held run, or a source's failed runs.
 
     Failed runs of the same source are one line: `run` is the newest, `count` how many failed
-    in a row since the last applied run, `latest_at` when the newest started.
+    in a row since that source's last applied run, `latest_at` when the newest started.
     """
 
     run: SyncRun
@@ -111,9 +112,13 @@ def source_label(run: SyncRun) -> str:
 
 
 def needing_attention(customer_ids) -> list[Attention]:
-    """Held runs not yet approved or discarded, and failed runs started after their
-    customer's last applied run (or its approval), newest first. `customer_ids` is a list or
-    a select of ids.
+    """Held runs not yet approved or discarded, and failed runs started after their source's
+    last applied run (or its approval), newest first. `customer_ids` is a list or a select of
+    ids.
+
+    A source is the customer's file import, its file drop, each of its LDAP sources (a run's
+    kind and name): another source's successful run says nothing of a failing one, so it
+    leaves that one's failures flagged.
 
     Failed runs of one source (customer, kind and name) are collapsed into one line with
     their count and the newest run, so a source failing every night is one line, not thirty.
@@ -127,7 +132,12 @@ def needing_attention(customer_ids) -> list[Attention]:
     # A held run approved later counts from its approval: the directory is newer than that.
     last_applied = (
         select(func.max(func.coalesce(applied.approved_at, applied.started_at)))
-        .where(applied.status == RunStatus.APPLIED, applied.customer_id == SyncRun.customer_id)
+        .where(
+            applied.status == RunStatus.APPLIED,
+            applied.customer_id == SyncRun.customer_id,
+            applied.source_kind == SyncRun.source_kind,
+            applied.source_name == SyncRun.source_name,
+        )
         .scalar_subquery()
     )
     failed_since = (

@@ -162,6 +162,8 @@ class SyncRequest(db.Model):
         ForeignKey("sync_sources.id", ondelete="CASCADE"), index=True
     )
     action: Mapped[str] = mapped_column(String(20))
+    # A preview or sync that reads everything (catches deletions), not only what changed.
+    is_full: Mapped[bool] = mapped_column(default=False)
     requested_by: Mapped[str] = mapped_column(String(200))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(20), default=RequestStatus.QUEUED.value, index=True)

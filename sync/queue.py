@@ -3,8 +3,9 @@
 A page queues a SyncRequest ("test", "preview" or "sync") and shows it; the scheduler polls
 every `[schedule] poll_seconds`, takes the oldest queued request (one UPDATE that only one
 process can win), performs it through the same operations as the CLI and records the outcome.
-A request of the same source and action already waiting is reused, so a double click queues
-one run.
+A request of the same source, action and kind (full or not) already waiting is reused, so a
+double click queues one run. A full preview or sync reads everything, as `flask directory sync
+--full` does; otherwise the run is incremental once the source has an applied full run.
 """
 
 import logging
@@ -24,24 +25,32 @@ STALE_AFTER = timedelta(hours=2)
 UNTAKEN_AFTER = timedelta(seconds=30)
 
 
-def request_run(source: SyncSource, action: str, *, actor: str) -> SyncRequest:
-    """Queue `action` for the source (or return the same one already waiting); flushes."""
+def request_run(source: SyncSource, action: str, *, actor: str, full: bool = False) -> SyncRequest:
+    """Queue `action` for the source (or return the same one already waiting); flushes.
+
+    `full` asks a preview or sync to read everything; a connection test always does.
+    """
     if action not in ACTIONS:
         raise UserError(f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
+    full = full and action != "test"
     waiting = db.session.scalar(
         select(SyncRequest).where(
             SyncRequest.source_id == source.id,
             SyncRequest.action == action,
+            SyncRequest.is_full.is_(full),
             SyncRequest.status.in_([RequestStatus.QUEUED, RequestStatus.RUNNING]),
         )
     )
     if waiting is not None:
         return waiting
 
-    request = SyncRequest(source_id=source.id, action=action, requested_by=actor)
+    request = SyncRequest(source_id=source.id, action=action, is_full=full, requested_by=actor)
     db.session.add(request)
     db.session.flush()
-    logger.info("%s of source %s requested by %s as %s", action, source.name, actor, request.id)
+    kind = "full " if full else ""
+    logger.info(
+        "%s%s of source %s requested by %s as %s", kind, action, source.name, actor, request.id
+    )
     return request
 
 
@@ -78,7 +87,10 @@ def perform(request_id: int) -> SyncRequest:
             )
         else:
             run = operations.sync_source(
-                request.source, actor=request.requested_by, dry_run=request.action == "preview"
+                request.source,
+                actor=request.requested_by,
+                full=request.is_full,
+                dry_run=request.action == "preview",
             )
             request = db.session.get(SyncRequest, request_id)
             request.run_id = run.id

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from portal.core import audit
 from portal.core.db import db, utcnow
@@ -35,8 +35,9 @@ __all__ = [
     "approve_run",
     "discard_run",
     "apply_preview",
+    "out_of_date",
     "revert_run",
-    "preview_hold_notice",
+    "hold_notice",
     "run_summary",
     "report_rows",
     "get_run",
@@ -159,18 +160,9 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
     started = time.perf_counter()
     try:
         lock_customer(run.customer_id)
-        later = db.session.scalar(
-            select(SyncRun.id).where(
-                SyncRun.customer_id == run.customer_id,
-                SyncRun.status == RunStatus.APPLIED,
-                SyncRun.id > run.id,
-            )
-        )
-        if later is not None:
-            raise Conflict(
-                f"Run {later} was applied after this run was held, so what this run "
-                "read is out of date. Import the files again."
-            )
+        stale = out_of_date(run)
+        if stale:
+            raise Conflict(stale)
         _clear_report(run.id)
         changes = plan(data, run.customer)
         if changes.fatal:
@@ -178,7 +170,7 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
         elif changes.count("person", "inactivated") > held_inactivations:
             raise Conflict(
                 "The directory changed since the run was held: it would now "
-                "inactivate more persons than were approved. Import the files again."
+                f"inactivate more persons than were approved. {_read_again(run)}"
             )
         else:
             apply_changes(changes, run.customer, run.id, batch_size=_batch_size())
@@ -228,14 +220,75 @@ def apply_preview(run_id: int, *, actor: str) -> SyncRun:
     run = get_run(run_id)
     if run.status != RunStatus.DRY_RUN or run.payload is None:
         raise Conflict(f"Run {run.id} is not a dry run that can be applied.")
-    lock_customer(run.customer_id)  # two clicks on Apply must not both pass the check below
+    lock_customer(run.customer_id)  # two clicks on Apply must not both pass the checks below
     earlier = db.session.scalar(select(SyncRun.id).where(SyncRun.preview_of_id == run.id))
     if earlier is not None:
         db.session.rollback()
         raise Conflict(f"This preview was applied already, as run {earlier}.")
+    stale = out_of_date(run)
+    if stale:
+        db.session.rollback()
+        raise Conflict(stale)
     data = _payload(run)
     db.session.commit()
     return run_source(run.customer, data, actor=actor, preview_of=run.id)
+
+
+def out_of_date(run: SyncRun) -> str | None:
+    """Why the records of a held or previewed run may no longer be applied, or None.
+
+    They are out of date once another run changed the customer's directory after this one
+    planned against it: applying them would put back what the source said before, over what
+    it says now. A run that changed nothing leaves the directory as this one found it.
+    """
+    later = _changed_since(run)
+    if later is None:
+        return None
+    return (
+        f"Run {later} changed the directory after run {run.id} read its source, so what run "
+        f"{run.id} read is out of date: applying it could undo newer changes. {_read_again(run)}"
+    )
+
+
+def _changed_since(run: SyncRun) -> int | None:
+    """The first run that changed the customer's directory after `run` planned against it.
+
+    It changed something: an applied run with at least one change, a revert, an approval.
+    After: it started later, or it was applied (or approved) after `run` ended. Runs of a
+    customer plan one at a time (lock_customer), so one that ended before is in `run`'s plan.
+    """
+    changed_at = func.coalesce(SyncRun.approved_at, SyncRun.finished_at)
+    has_changes = exists().where(SyncChange.run_id == SyncRun.id)
+    return db.session.scalar(
+        select(SyncRun.id)
+        .where(
+            SyncRun.customer_id == run.customer_id,
+            SyncRun.status == RunStatus.APPLIED,
+            SyncRun.id != run.id,
+            (SyncRun.id > run.id) | (changed_at > (run.finished_at or run.started_at)),
+            SyncRun.revert_of_id.is_not(None) | SyncRun.approved_at.is_not(None) | has_changes,
+        )
+        .order_by(SyncRun.id)
+        .limit(1)
+    )
+
+
+def _read_again(run: SyncRun) -> str:
+    """What to do instead of applying `run`'s out-of-date records: read its source again."""
+    preview = " --dry-run" if run.status == RunStatus.DRY_RUN else ""
+    if run.source_kind == "ldap":
+        name = run.source_name
+        return (
+            f"Run a full {'preview' if preview else 'sync'} of source {name} again, from its "
+            f"page or with 'flask directory sync {name} --full{preview}'."
+        )
+    if run.source_name == "drop":
+        slug = run.customer.slug
+        return (
+            f"Import the drop's files again with 'flask drop import {slug}{preview}' (or wait "
+            "for the daily run); upload them again on the drop page if they were archived."
+        )
+    return "Import the files again."
 
 
 def revert_run(run_id: int, *, actor: str) -> SyncRun:
@@ -250,7 +303,9 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
     if run.reverted_by_id:
         raise Conflict(f"Run {run.id} was reverted already by run {run.reverted_by_id}.")
     if run.revert_of_id:
-        raise Conflict(f"Run {run.id} is itself a revert; import the files again instead.")
+        raise Conflict(
+            f"Run {run.id} is itself a revert; import the files or sync the source again instead."
+        )
     new = SyncRun(
         customer_id=run.customer_id,
         source_kind="revert",
@@ -332,14 +387,15 @@ def get_run(run_id: int) -> SyncRun:
 def run_summary(run: SyncRun) -> dict:
     """The run as the CLI's JSON contract shows it.
 
-    A dry run that applying would hold carries that warning as one more issue, without file
-    or row: the contract has no other place for it, and a tool must learn it before applying.
+    A held run carries the reason it is held as one more issue, without file or row, and so
+    does a dry run that applying would hold: the contract has no other place for it, and a
+    tool must learn it before approving or applying.
     """
     stored = db.session.scalars(
         select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
     )
     issues = [Issue(i.message, i.file, i.row, i.column, i.value).where() for i in stored]
-    notice = preview_hold_notice(run)
+    notice = hold_notice(run)
     if notice:
         issues.append(Issue(notice, severity="notice").where())
     return {
@@ -350,11 +406,15 @@ def run_summary(run: SyncRun) -> dict:
     }
 
 
-def preview_hold_notice(run: SyncRun) -> str | None:
-    """The warning that applying this dry run would be held, or None."""
-    if run.status != RunStatus.DRY_RUN or not run.hold_reason:
+def hold_notice(run: SyncRun) -> str | None:
+    """Why the run is held, or the warning that applying this dry run would be; else None."""
+    if not run.hold_reason:
         return None
-    return f"Applying this preview would be held: {run.hold_reason}"
+    if run.status == RunStatus.HELD:
+        return f"This run is held for approval: {run.hold_reason}"
+    if run.status == RunStatus.DRY_RUN:
+        return f"Applying this preview would be held: {run.hold_reason}"
+    return None
 
 
 REPORT_HEADER = [

@@ -131,6 +131,7 @@ def list_command(as_json):
         click.echo(
             f"{s['name']}  {s['customer']}  {s['profile']}  {s['uri']}  schedule {s['schedule']}"
             + (f"  incremental {s['delta_schedule']}" if s["delta_schedule"] else "")
+            + ("" if s["enabled"] else "  DISABLED (no runs until enabled)")
         )
 
 
@@ -208,10 +209,11 @@ def sync_command(name, full, dry_run, as_json):
     Exit status: 0 applied or dry run, 1 failed (or another run of NAME is going on), 3 held
     for approval.
     """
-    from sync.cli import _report  # sync.cli imports this module: resolve at call time
+    from sync.cli import _report, run_refusals  # sync.cli imports this module: at call time
 
-    source = _call(operations.source_by_name, name)
-    run = _call(operations.sync_source, source, actor=CLI_ACTOR, full=full, dry_run=dry_run)
+    with run_refusals(as_json, column="name", value=name):
+        source = operations.source_by_name(name)
+        run = operations.sync_source(source, actor=CLI_ACTOR, full=full, dry_run=dry_run)
     _report(run, as_json)
 
 

@@ -234,13 +234,13 @@ def test(source_id: int):
 @bp.route("/<id:source_id>/preview", methods=["POST"])
 @login_required
 def preview(source_id: int):
-    return _request(_source(source_id), "preview")
+    return _request(_source(source_id), "preview", full=_full_asked())
 
 
 @bp.route("/<id:source_id>/sync", methods=["POST"])
 @login_required
 def sync_now(source_id: int):
-    return _request(_source(source_id), "sync")
+    return _request(_source(source_id), "sync", full=_full_asked())
 
 
 @bp.route("/requests/<id:request_id>")
@@ -299,12 +299,24 @@ def last_runs(customer_id: int, names: list[str]) -> dict[str, SyncRun]:
     return {run.source_name: run for run in runs}
 
 
-def _request(source: SyncSource, action: str):
+def _request(source: SyncSource, action: str, *, full: bool = False):
     """Queue the action for the scheduler process: a run may outlast any web request."""
-    sync_request = queue.request_run(source, action, actor=current_user.actor)
+    if not source.is_enabled:  # the list shows no buttons then; an old page may still post
+        flash(f"Source {source.name} is disabled; enable it before testing or running it.", "error")
+        return redirect(url_for("sources.sources", customer=source.customer.slug))
+    sync_request = queue.request_run(source, action, actor=current_user.actor, full=full)
     db.session.commit()
-    flash(f"{ACTION_WORDS[action]} of source {source.name} is queued.", "info")
+    words = ACTION_WORDS[action]
+    if full:
+        words = words.replace("A ", "A full ", 1)
+    flash(f"{words} of source {source.name} is queued.", "info")
     return redirect(url_for("sources.request_page", request_id=sync_request.id))
+
+
+def _full_asked() -> bool:
+    """The page's "Full run" box: ticked by default; unticked, a run is incremental once the
+    source has an applied full run (as the schedule's incremental runs are)."""
+    return request.form.get("full") == "1"
 
 
 def _customer(slug: str | None):

@@ -36,6 +36,7 @@ from sync.runs import (
     approve_run,
     discard_run,
     import_files,
+    out_of_date,
     report_rows,
     revert_run,
 )
@@ -50,6 +51,7 @@ CSV_CHUNK_ROWS = 1000
 # A run reads and changes a whole customer: HR and IT admins granted at its root see runs.
 WHOLE = {"roles": access.SYNC_ROLES, "whole": True}
 NO_RUNS = "Only HR and IT admins of a whole customer import files and see sync runs."
+WAITING = (RunStatus.HELD, RunStatus.DRY_RUN)  # runs whose records may be applied later
 UNIT_NUMBER_FIELDS = ("unit", "parent")  # change fields whose values are unit numbers
 CHART_COLOURS = {
     "created": "#2e7d32",
@@ -152,6 +154,7 @@ def run(run_id: int):
         changes = changes.where(SyncChange.entity == entity)
     page = paginate(changes, CHANGES_PER_PAGE)
     rows = [(change, changed_fields(change)) for change in page.items]
+    applied_as = _applied_as(run)
     return render_template(
         "sync/run.html",
         run=run,
@@ -167,7 +170,9 @@ def run(run_id: int):
         issue_count=db.session.scalar(
             select(func.count()).select_from(SyncIssue).where(SyncIssue.run_id == run.id)
         ),
-        applied_as=_applied_as(run),
+        applied_as=applied_as,
+        # a held run or preview that can no longer be applied says why instead of offering to
+        stale=out_of_date(run) if run.status in WAITING and not applied_as else None,
         shown=ISSUES_SHOWN,
     )
 

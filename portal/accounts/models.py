@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.core.db import TimestampMixin, db
 
+ACTOR_PREFIX = "account:"  # an account as audit entries and runs name it: account:<username>
+
 
 class Account(UserMixin, TimestampMixin, db.Model):
     __tablename__ = "accounts"
@@ -30,7 +32,7 @@ class Account(UserMixin, TimestampMixin, db.Model):
     @property
     def actor(self) -> str:
         """How this account is named in audit entries and logs."""
-        return f"account:{self.username}"
+        return f"{ACTOR_PREFIX}{self.username}"
 
 
 class Role(enum.StrEnum):

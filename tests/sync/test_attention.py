@@ -1,6 +1,8 @@
 """Runs that need someone: flagged on the runs page and the organisation page, and mailed (as
 outbox messages) to the customer's HR contacts when a run ends failed or held."""
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -11,8 +13,15 @@ from portal.courses.outbox import send_pending
 from sync import history
 from sync.models import RunStatus, SyncRun
 from sync.runs import approve_run
+from sync.sources.ldap.operations import update_ldap_source
 from tests.courses import helpers, test_outbox
 from tests.courses.helpers import PERSONS, UNITS
+from tests.servers.slapd import (  # noqa: F401 - fixtures
+    SERVICE_PASSWORD,
+    sample_ldif_fixture,
+    slapd_fixture,
+)
+from tests.sync.ldap_helpers import openldap_source, sync
 
 acme, unit, person = helpers.acme, helpers.unit, helpers.person
 account_of, login_as = helpers.account_of, helpers.login_as
@@ -178,3 +187,62 @@ def test_a_failed_file_drop_is_named_as_such(acme, admin_client):
     db.session.commit()
 
     assert f"Run #{run.id}</a> of Acme (file drop) failed" in attention_banner(admin_client)
+
+
+def test_a_failing_source_stays_flagged_after_another_sources_successful_run(
+    acme, slapd, admin_client
+):
+    """The trial: source hq-ldap fails on a wrong password; branch-ldap then syncs well."""
+    failing = openldap_source(acme, slapd, name="hq-ldap", password="wrong")
+    working = openldap_source(acme, slapd, name="branch-ldap")
+    failed = sync(failing)
+    assert failed.status == "failed"
+
+    assert sync(working).status == "applied"
+
+    assert [(line.run.id, line.count) for line in history.needing_attention([acme.id])] == [
+        (failed.id, 1)
+    ]
+    assert f"Run #{failed.id}</a> of Acme (source hq-ldap) failed" in attention_banner(admin_client)
+    update_ldap_source(
+        failing, profile="openldap", settings=failing.settings, password=SERVICE_PASSWORD,
+        actor="test",
+    )  # fmt: skip
+    db.session.commit()
+    assert sync(failing).status == "applied"
+    assert history.needing_attention([acme.id]) == []
+
+
+@pytest.mark.parametrize(
+    ("failing", "applied", "still_flagged"),
+    [
+        (("files", ""), ("files", "drop"), True),
+        (("files", "drop"), ("files", ""), True),
+        (("files", "drop"), ("ldap", "hq-ldap"), True),
+        (("ldap", "hq-ldap"), ("files", ""), True),
+        (("ldap", "hq-ldap"), ("ldap", "branch-ldap"), True),
+        (("files", ""), ("files", ""), False),
+        (("files", "drop"), ("files", "drop"), False),
+        (("ldap", "hq-ldap"), ("ldap", "hq-ldap"), False),
+    ],
+)
+def test_failures_are_cleared_by_their_own_sources_applied_run_only(
+    acme, failing, applied, still_flagged
+):
+    failed = failed_ldap_run(acme, failing[1])
+    failed.source_kind = failing[0]
+    db.session.add(
+        SyncRun(
+            customer_id=acme.id,
+            source_kind=applied[0],
+            source_name=applied[1],
+            started_by="scheduler",
+            status=RunStatus.APPLIED,
+            started_at=failed.started_at + timedelta(minutes=5),
+        )
+    )
+    db.session.commit()
+
+    flagged = [line.run.id for line in history.needing_attention([acme.id])]
+
+    assert flagged == ([failed.id] if still_flagged else [])

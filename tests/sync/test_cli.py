@@ -136,6 +136,12 @@ def test_held_run_exits_3_and_approve_applies_it(flask, files, customer, guard_l
     )
     body = json.loads(result.stdout)
     assert (result.exit_code, body["status"]) == (3, "held")
+    [issue] = body["issues"]  # the hold's reason, as a dry run that would be held carries it
+    assert (issue["file"], issue["row"], issue["column"], issue["value"]) == (None,) * 4
+    assert issue["message"] == (
+        "This run is held for approval: The run would inactivate 2 of 3 active persons, more "
+        "than the limit of 0. Check the source; approve the run if this is right."
+    )
 
     result = flask("directory", "approve", str(body["run_id"]))
     assert result.exit_code == 0, result.output
@@ -143,6 +149,32 @@ def test_held_run_exits_3_and_approve_applies_it(flask, files, customer, guard_l
 
     export = json.loads(flask("directory", "export", "--customer", "acme", "--json").stdout)
     assert [p["active"] for p in export["persons"]] == [True, False, False]
+
+
+def test_a_held_run_without_json_prints_its_reason_once(flask, files, customer, guard_limits):
+    flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
+    guard_limits(count=0, share=1.0)
+
+    result = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS[:1]))
+
+    assert result.exit_code == 3
+    assert "persons, if applied: 0 created, 0 updated, 0 moved, 2 inactivated" in result.output
+    assert "Held: The run would inactivate 2 of 3" in result.output
+    assert result.output.count("would inactivate 2 of 3") == 1
+
+
+def test_an_unknown_customer_with_json_prints_a_failed_object_naming_it(flask, files, app):
+    result = flask("directory", "import", "--customer", "nosuch", *files(UNITS, PERSONS), "--json")
+    body = json.loads(result.stdout)
+
+    assert result.exit_code == 1
+    assert (body["run_id"], body["status"]) == (None, "failed")
+    assert body["counts"]["persons"] == dict.fromkeys(body["counts"]["persons"], 0)
+    [issue] = body["issues"]
+    assert (issue["file"], issue["row"], issue["column"], issue["value"]) == (
+        None, None, "customer", "nosuch"
+    )  # fmt: skip
+    assert "nosuch" in issue["message"]
 
 
 def test_revert_command(flask, files, customer):

@@ -48,7 +48,8 @@ def test_hr_at_the_root_discards_a_held_run_and_nothing_changes(acme, held, logi
     [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "sync.discarded"))
     assert (entry.object_id, entry.actor) == (str(run.id), run.discarded_by)
     report = text_of(client.get(response.location))
-    assert f"Discarded by {run.discarded_by} at" in report
+    assert "Discarded by Finn Juul at" in report  # the account's person, not account:u202
+    assert "account:" not in report
     assert "Approve and apply" not in report
 
 
@@ -100,3 +101,12 @@ def test_the_cli_discards_a_held_run(app, held):
     assert json.loads(result.stdout)["status"] == "discarded"
     again = runner.invoke(args=["directory", "discard", str(held.id)])
     assert again.exit_code == 1 and "only a held run can be discarded" in again.output
+
+
+def test_the_cli_prints_no_counts_for_a_discarded_run(app, held):
+    result = app.test_cli_runner().invoke(args=["directory", "discard", str(held.id)])
+
+    assert result.exit_code == 0, result.output
+    assert f"Run {held.id}: discarded" in result.output
+    assert "Discarded by cli: nothing changed." in result.output
+    assert "inactivated" not in result.output and "created" not in result.output

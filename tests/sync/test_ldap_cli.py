@@ -149,6 +149,11 @@ def test_mass_inactivation_is_held_with_exit_3(flask, add_source, guard_limits):
     body = json.loads(result.stdout)
     assert body["status"] == "held"
     assert body["counts"]["persons"]["inactivated"] == SAMPLE_USERS - 160
+    [issue] = body["issues"]
+    assert (issue["file"], issue["row"], issue["column"]) == (None, None, None)
+    assert issue["message"].startswith(
+        f"This run is held for approval: The run would inactivate {SAMPLE_USERS - 160} of"
+    )
 
 
 def test_add_without_the_password_variable_fails(add_source):
@@ -167,11 +172,49 @@ def test_source_names_are_unique(add_source):
     assert "exists already" in result.output
 
 
+def failed_before_a_run(result, name: str) -> str:
+    """The --json object of a sync refused before any run started; its one issue's message."""
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)
+    assert (body["run_id"], body["status"]) == (None, "failed")
+    assert set(body) == {"run_id", "status", "counts", "issues"}
+    assert not any(n for entity in body["counts"].values() for n in entity.values())
+    [issue] = body["issues"]
+    assert (issue["file"], issue["row"], issue["column"], issue["value"]) == (
+        None, None, "name", name
+    )  # fmt: skip
+    return issue["message"]
+
+
 def test_unknown_source_is_named(flask):
     result = flask("directory", "sync", "nowhere", "--json")
 
-    assert result.exit_code == 1
-    assert "There is no source named 'nowhere'" in result.output
+    message = failed_before_a_run(result, "nowhere")
+    assert message.startswith("There is no source named 'nowhere'")
+    plain = flask("directory", "sync", "nowhere")
+    assert plain.exit_code == 1 and "Error: There is no source named 'nowhere'" in plain.output
+
+
+def test_a_disabled_source_with_json_prints_a_failed_object(flask, add_source):
+    add_source("hq")
+    assert flask("directory", "source", "disable", "hq").exit_code == 0
+
+    result = flask("directory", "sync", "hq", "--json")
+
+    message = failed_before_a_run(result, "hq")
+    assert message == "Source hq is disabled; enable it before running it."
+
+
+def test_source_list_says_which_sources_are_disabled(flask, add_source):
+    add_source("hq")
+    add_source("branch")
+    flask("directory", "source", "disable", "hq")
+
+    lines = flask("directory", "source", "list").output.splitlines()
+
+    assert [line.split()[0] for line in lines] == ["branch", "hq"]
+    assert "DISABLED" not in lines[0]
+    assert lines[1].endswith("  DISABLED (no runs until enabled)")
 
 
 def test_source_names_are_plain(add_source):

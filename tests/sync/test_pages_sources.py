@@ -11,7 +11,7 @@ from portal.core.db import db
 from sync.locks import run_lock
 from sync.models import SyncRequest, SyncRun, SyncSource
 from sync.queue import process_requests
-from sync.sources.ldap.operations import add_ldap_source
+from sync.sources.ldap.operations import add_ldap_source, set_enabled
 from tests.conftest import _csrf_token
 from tests.courses import helpers
 from tests.servers.slapd import (  # noqa: F401 - fixtures
@@ -182,6 +182,8 @@ def test_preview_is_queued_and_its_page_links_the_report(make_source, it_admin):
     assert f'href="/sync/runs/{run.id}">Open the report of run #{run.id}</a>' in page
     report = text_of(it_admin.get(f"/sync/runs/{run.id}"))
     assert "Preview: nothing has changed yet" in report
+    assert "Below is what applying what this preview read from source hq-ldap would do." in report
+    assert "these files" not in report
     listed = text_of(it_admin.get("/sync/sources"))
     assert f'href="/sync/runs/{run.id}">#{run.id}</a>' in listed
 
@@ -202,7 +204,11 @@ def test_sync_now_is_queued_once_and_applied_by_the_worker(make_source, it_admin
     assert run.counts["persons"]["created"] == SAMPLE_USERS
     request = db.session.scalar(select(SyncRequest))
     assert (request.status, request.run_id) == ("done", run.id)
-    assert f"Run #{run.id} of source hq-ldap is applied." in text_of(it_admin.get(first.location))
+    assert request.requested_by == run.started_by == "account:u202"  # stored as audited
+    page = text_of(it_admin.get(first.location))
+    assert f"Run #{run.id} of source hq-ldap is applied." in page
+    assert "Requested by Finn Juul at" in page and "account:" not in page
+    assert "by Finn Juul</dd>" in text_of(it_admin.get(f"/sync/runs/{run.id}"))
 
 
 def test_a_busy_source_fails_the_request_with_a_plain_message(make_source, it_admin):
@@ -215,6 +221,37 @@ def test_a_busy_source_fails_the_request_with_a_plain_message(make_source, it_ad
     page = text_of(it_admin.get(response.location))
     assert 'data-status="failed"' in page and "is being synced already" in page
     assert db.session.scalar(LDAP_RUNS) is None
+
+
+def test_a_disabled_source_offers_no_test_preview_or_sync(make_source, it_admin):
+    source = make_source()
+    enabled = text_of(it_admin.get("/sync/sources"))
+    set_enabled(source, False, actor="test")
+    db.session.commit()
+
+    listed = text_of(it_admin.get("/sync/sources"))
+
+    assert "Test connection</button>" in enabled
+    for button in ("Test connection</button>", "Preview</button>", "Sync now</button>"):
+        assert button not in listed
+    assert "Disabled: enable the source to test, preview or sync it." in listed
+    assert "Enable</button>" in listed
+
+
+def test_a_post_to_run_a_disabled_source_is_refused_before_queueing(make_source, it_admin):
+    source = make_source()
+    token = _csrf_token(text_of(it_admin.get("/sync/sources")))
+    set_enabled(source, False, actor="test")
+    db.session.commit()
+
+    for action in ("test", "preview", "sync"):
+        url = f"/sync/sources/{source.id}/{action}"
+        response = it_admin.post(url, data={"csrf_token": token, "full": "1"})
+        assert response.status_code == 302 and response.location == "/sync/sources?customer=acme"
+
+    page = text_of(it_admin.get("/sync/sources?customer=acme"))
+    assert "Source hq-ldap is disabled; enable it before testing or running it." in page
+    assert db.session.scalar(select(SyncRequest)) is None
 
 
 def test_sources_are_404_for_hr_and_it_admins_of_a_branch(make_source, login_as):

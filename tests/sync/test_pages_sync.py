@@ -242,6 +242,11 @@ def test_upload_runs_a_dry_run_and_shows_the_preview(customer, admin_client):
     assert run.status == "dry_run" and run.started_by == "account:root-admin"
     assert {f.filename for f in run.files} == {"Afdelinger.csv", "Medarbejdere.csv"}
     assert person("u1001") is None
+    report = text_of(admin_client.get(response.location))
+    listed = text_of(admin_client.get("/sync/runs"))
+    assert "by root-admin</dd>" in report  # an admin without a person: the username
+    assert re.search(r'data-label="By"[^>]*>root-admin</td>', listed)
+    assert "account:" not in report and "account:" not in listed
 
 
 def test_upload_refuses_other_file_types(customer, admin_client):
@@ -376,6 +381,26 @@ def test_revert_report_does_not_claim_rows_were_read(first_run, admin_client):
 
     assert "every row was read" not in html
     assert f"No issues: every change of run #{first_run.id} was undone." in html
+
+
+def test_a_revert_offers_no_revert_of_itself(first_run, admin_client):
+    post(admin_client, f"/sync/runs/{first_run.id}/revert")
+    revert = db.session.scalar(select(SyncRun).where(SyncRun.revert_of_id == first_run.id))
+
+    report = text_of(admin_client.get(f"/sync/runs/{revert.id}"))
+    confirm = text_of(admin_client.get(f"/sync/runs/{revert.id}/revert"))
+
+    assert "Revert…" not in report and f"/sync/runs/{revert.id}/revert" not in report
+    assert f'this run undid <a href="/sync/runs/{first_run.id}">run #{first_run.id}</a>' in report
+    assert "a revert cannot be reverted" in confirm and "Yes, revert run" not in confirm
+
+
+def test_a_file_preview_says_what_applying_these_files_would_do(customer, import_csv, admin_client):
+    preview = import_csv(customer, UNITS, PERSONS, dry_run=True)
+
+    html = text_of(admin_client.get(f"/sync/runs/{preview.id}"))
+
+    assert "Below is what applying these files would do." in html
 
 
 def test_a_long_report_shows_a_hundred_changes_a_page_from_the_first_visit(
