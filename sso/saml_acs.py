@@ -215,24 +215,37 @@ def _check_audience(facts, provider, base_url: str, customer: Customer) -> None:
 
 
 def _check_times_and_recipient(facts, provider: IdentityProvider, acs: str, stored) -> None:
-    """NotOnOrAfter is exclusive; NotBefore inclusive; each bearer names this ACS and, when it
-    names a request, the one answered (none for an IdP-initiated login)."""
+    """NotOnOrAfter is exclusive; NotBefore inclusive; each bearer names this ACS and binds
+    the assertion to the request answered (_check_bearer)."""
     now = _now()
     skew = timedelta(seconds=provider.setting("clock_skew_seconds"))
     if not facts.bearers:
         raise SamlRefused("no_bearer", provider)
-    expected_request = stored.id if stored is not None else ""
     for bearer in facts.bearers:
-        if bearer.recipient != acs:
-            raise SamlRefused("recipient", provider)
-        if bearer.in_response_to not in {"", expected_request}:
-            raise SamlRefused("unknown_request", provider)
+        _check_bearer(bearer, facts, provider, acs, stored)
     bounds = [facts.not_on_or_after, *(b.not_on_or_after for b in facts.bearers)]
     for bound in filter(None, bounds):
         if now >= _instant(bound, provider) + skew:
             raise SamlRefused("expired", provider)
     if facts.not_before and now + skew < _instant(facts.not_before, provider):
         raise SamlRefused("not_yet_valid", provider)
+
+
+def _check_bearer(bearer, facts, provider: IdentityProvider, acs: str, stored) -> None:
+    """The bearer names this ACS, and its InResponseTo the request answered. One without
+    InResponseTo is an unsolicited assertion: accepted only where IdP-initiated login is
+    allowed, and as an answer to a request only inside a signed Response (an unsigned one's
+    InResponseTo binds nothing: anyone can wrap a captured assertion in it)."""
+    if bearer.recipient != acs:
+        raise SamlRefused("recipient", provider)
+    if bearer.in_response_to not in {"", stored.id if stored is not None else ""}:
+        raise SamlRefused("unknown_request", provider)
+    if bearer.in_response_to:
+        return
+    if not provider.setting("allow_idp_initiated"):
+        raise SamlRefused("idp_initiated", provider)
+    if stored is not None and not facts.response_signed:
+        raise SamlRefused("unknown_request", provider)
 
 
 def _now() -> datetime:

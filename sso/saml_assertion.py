@@ -38,6 +38,7 @@ class AssertionFacts:
     status: str
     id: str
     issuer: str
+    response_signed: bool = False  # the Response's InResponseTo is covered only then
     name_id: str = ""
     name_id_format: str = ""
     not_before: str = ""
@@ -60,6 +61,7 @@ def read(signed: SignedResponse) -> AssertionFacts:
         status=status.get("Value", "") if status is not None else "",
         id=assertion.get("ID", ""),
         issuer=_child_text(assertion, f"{SAML}Issuer"),
+        response_signed=signed.response_signed,
     )
     _read_subject(assertion, facts)
     _read_conditions(assertion, facts)
