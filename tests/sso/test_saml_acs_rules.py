@@ -6,16 +6,60 @@ the cases the attacks did not try. Documents are the in-process IdP's, edited an
 with its key (tests.sso.test_saml_signature.sign).
 """
 
-import pytest
+import copy
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import select
+
+from portal.core.db import db
+from sso.models import SamlAssertionSeen
 from tests.sso.conftest import post_acs, start_login
 from tests.sso.test_attack_saml_acs import signed_assertion
+from tests.sso.test_attack_saml_more import forget_browser, iso, move_all_clocks
 from tests.sso.test_saml_login import assert_refused
 from tests.sso.test_saml_signature import SAML, sign, text
 
 
 def without_bearer_in_response_to(root, assertion):
     del assertion.find(f".//{SAML}SubjectConfirmationData").attrib["InResponseTo"]
+
+
+def whole_seconds_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def bounds(conditions_minutes: int | None, bearer_minutes: int, now: datetime | None = None):
+    """An edit: Conditions' NotOnOrAfter (None: absent) and the bearer's, minutes from now."""
+
+    def edit(root, assertion):
+        nonlocal now
+        now = now or whole_seconds_now()
+        conditions = assertion.find(f"{SAML}Conditions")
+        if conditions_minutes is None:
+            del conditions.attrib["NotOnOrAfter"]
+        else:
+            conditions.set("NotOnOrAfter", iso(now + timedelta(minutes=conditions_minutes)))
+        data = assertion.find(f".//{SAML}SubjectConfirmationData")
+        data.set("NotOnOrAfter", iso(now + timedelta(minutes=bearer_minutes)))
+
+    return edit
+
+
+def second_bearer(hours: int | None):
+    """An edit: a copy of the bearer confirmation, NotOnOrAfter `hours` ahead (None: absent)."""
+
+    def edit(root, assertion):
+        confirmation = assertion.find(f".//{SAML}SubjectConfirmation")
+        extra = copy.deepcopy(confirmation)
+        data = extra.find(f"{SAML}SubjectConfirmationData")
+        if hours is None:
+            del data.attrib["NotOnOrAfter"]
+        else:
+            data.set("NotOnOrAfter", iso(whole_seconds_now() + timedelta(hours=hours)))
+        confirmation.addnext(extra)
+
+    return edit
 
 
 # --- an unsolicited assertion is no answer to a request -------------------------------------
@@ -59,3 +103,55 @@ def test_a_signed_response_binds_a_bearer_without_in_response_to_only_where_allo
     sign(root, key_pairs["idp"])
 
     assert post_acs(client, text(root)).status_code == status
+
+
+# --- time bounds and the replay record ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("conditions", "bearer", "earliest"), [(120, 60, 60), (30, 90, 30)])
+def test_the_replay_record_lasts_until_the_earliest_bound_plus_skew(
+    app, client, acme_with_idp, idp, key_pairs, conditions, bearer, earliest
+):
+    acme_with_idp(allow_idp_initiated=True, clock_skew_seconds=120)
+    now = whole_seconds_now()
+    root, _ = signed_assertion(idp, client, key_pairs, None, edit=bounds(conditions, bearer, now))
+
+    assert post_acs(client, text(root)).status_code == 302
+    seen = db.session.scalar(select(SamlAssertionSeen))
+    assert seen.expires_at == now + timedelta(minutes=earliest, seconds=120)
+
+
+@pytest.mark.parametrize(("later_minutes", "reason"), [(20, "replay"), (63, "expired")])
+def test_a_replay_is_refused_while_the_record_lasts_and_after_it(
+    app, client, acme_with_idp, idp, key_pairs, monkeypatch, later_minutes, reason
+):
+    """The bearer's bound (60 min) is the earliest, Conditions' is later: before the record
+    goes (60 min + skew) the replay is caught by it, after that by the bearer's bound."""
+    acme_with_idp(allow_idp_initiated=True, clock_skew_seconds=120)
+    root, _ = signed_assertion(idp, client, key_pairs, None, edit=bounds(120, 60))
+    assert post_acs(client, text(root)).status_code == 302
+    forget_browser(client)
+
+    move_all_clocks(monkeypatch, later_minutes * 60)
+    start_login(client)  # purges the expired records
+
+    assert_refused(post_acs(client, text(root)), client, reason)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (second_bearer(None), "bearer_not_on_or_after"),
+        (second_bearer(48), "lifetime"),
+        (bounds(60 * 48, 5), "lifetime"),
+    ],
+    ids=["second_bearer_unbounded", "second_bearer_two_days", "conditions_two_days"],
+)
+def test_every_not_on_or_after_is_required_or_bounded_to_a_day(
+    app, client, acme_with_idp, idp, key_pairs, edit, reason
+):
+    acme_with_idp()
+    started = start_login(client)
+    root, _ = signed_assertion(idp, client, key_pairs, started.request_id, edit=edit)
+
+    assert_refused(post_acs(client, text(root)), client, reason)
