@@ -82,19 +82,22 @@ def _read_subject(assertion: etree._Element, facts: AssertionFacts) -> None:
         facts.name_id = _text(name_id)
         facts.name_id_format = name_id.get("Format", "")
     for confirmation in subject.iterfind(f"{SAML}SubjectConfirmation"):
-        if confirmation.get("Method") != BEARER:
-            continue
-        data = confirmation.find(f"{SAML}SubjectConfirmationData")
-        if data is None:
-            facts.bearers.append(Bearer("", "", ""))
-            continue
-        facts.bearers.append(
-            Bearer(
-                data.get("Recipient", ""),
-                data.get("NotOnOrAfter", ""),
-                data.get("InResponseTo", ""),
-            )
-        )
+        if confirmation.get("Method") == BEARER:
+            facts.bearers.append(_bearer(confirmation))
+
+
+def _bearer(confirmation: etree._Element) -> Bearer:
+    """The confirmation's one SubjectConfirmationData (the schema allows no second, and
+    checking only the first would make the outcome depend on their order)."""
+    found = confirmation.findall(f"{SAML}SubjectConfirmationData")
+    if len(found) > 1:
+        raise SignatureRefused("invalid:duplicate_confirmation_data")
+    if not found:
+        return Bearer("", "", "")
+    data = found[0]
+    return Bearer(
+        data.get("Recipient", ""), data.get("NotOnOrAfter", ""), data.get("InResponseTo", "")
+    )
 
 
 def _read_conditions(assertion: etree._Element, facts: AssertionFacts) -> None:

@@ -155,3 +155,23 @@ def test_every_not_on_or_after_is_required_or_bounded_to_a_day(
     root, _ = signed_assertion(idp, client, key_pairs, started.request_id, edit=edit)
 
     assert_refused(post_acs(client, text(root)), client, reason)
+
+
+# --- one subject, one confirmation data -----------------------------------------------------
+
+
+@pytest.mark.parametrize("wrong", ["first", "second"])
+def test_a_bearer_with_two_confirmation_data_is_refused_in_either_order(
+    app, client, acme_with_idp, idp, key_pairs, wrong
+):
+    def edit(root, assertion):
+        data = assertion.find(f".//{SAML}SubjectConfirmationData")
+        extra = copy.deepcopy(data)
+        (data if wrong == "first" else extra).set("Recipient", "https://evil.test/acs")
+        data.addnext(extra)
+
+    acme_with_idp()
+    started = start_login(client)
+    root, _ = signed_assertion(idp, client, key_pairs, started.request_id, edit=edit)
+
+    assert_refused(post_acs(client, text(root)), client, "duplicate_confirmation_data")
