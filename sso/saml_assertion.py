@@ -17,6 +17,7 @@ from sso.saml_signature import SAML, SAMLP, SignatureRefused, SignedResponse
 
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+SUBJECT_IDS = {f"{SAML}NameID", f"{SAML}BaseID", f"{SAML}EncryptedID"}
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,16 @@ def read(signed: SignedResponse) -> AssertionFacts:
 
 
 def _read_subject(assertion: etree._Element, facts: AssertionFacts) -> None:
-    subject = assertion.find(f"{SAML}Subject")
-    if subject is None:
+    """The one subject: a second Subject, or a second identifier in it (NameID, BaseID or
+    EncryptedID; the schema allows one), is refused rather than letting order decide who."""
+    subjects = assertion.findall(f"{SAML}Subject")
+    if len(subjects) > 1:
+        raise SignatureRefused("invalid:duplicate_subject")
+    if not subjects:
         return
+    subject = subjects[0]
+    if sum(1 for child in subject if child.tag in SUBJECT_IDS) > 1:
+        raise SignatureRefused("invalid:duplicate_subject")
     name_id = subject.find(f"{SAML}NameID")
     if name_id is not None:
         facts.name_id = _text(name_id)

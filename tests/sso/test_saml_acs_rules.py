@@ -10,6 +10,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lxml import etree
 from sqlalchemy import select
 
 from portal.core.db import db
@@ -18,7 +19,7 @@ from tests.sso.conftest import post_acs, start_login
 from tests.sso.test_attack_saml_acs import signed_assertion
 from tests.sso.test_attack_saml_more import forget_browser, iso, move_all_clocks
 from tests.sso.test_saml_login import assert_refused
-from tests.sso.test_saml_signature import SAML, sign, text
+from tests.sso.test_saml_signature import SAML, assert_nobody_linked, sign, text
 
 
 def without_bearer_in_response_to(root, assertion):
@@ -175,3 +176,31 @@ def test_a_bearer_with_two_confirmation_data_is_refused_in_either_order(
     root, _ = signed_assertion(idp, client, key_pairs, started.request_id, edit=edit)
 
     assert_refused(post_acs(client, text(root)), client, "duplicate_confirmation_data")
+
+
+@pytest.mark.parametrize("second", ["NameID", "Subject", "EncryptedID"])
+def test_a_second_subject_after_the_first_is_refused(
+    app, client, acme_with_idp, idp, key_pairs, second
+):
+    """The attack puts the other subject first; after the genuine one, or as an identifier
+    Kursa does not read (EncryptedID), it is refused all the same."""
+
+    def edit(root, assertion):
+        subject = assertion.find(f"{SAML}Subject")
+        name_id = subject.find(f"{SAML}NameID")
+        name_id.text = "u1"
+        if second == "Subject":
+            extra = copy.deepcopy(subject)
+            extra.find(f"{SAML}NameID").text = "u2"
+            subject.addnext(extra)
+        else:
+            extra = etree.Element(f"{SAML}{second}")
+            extra.text = "u2"
+            name_id.addnext(extra)
+
+    acme_with_idp(match="nameid")
+    started = start_login(client)
+    root, _ = signed_assertion(idp, client, key_pairs, started.request_id, edit=edit)
+
+    assert_refused(post_acs(client, text(root)), client, "duplicate_subject")
+    assert_nobody_linked()
