@@ -34,6 +34,10 @@ REFUSALS = {
     "inactive": "Your entry in {whom}'s directory in Kursa is inactive, so you cannot log in.",
     "other_customer": NOT_FOUND,
     "account_disabled": "Your Kursa account is disabled.",
+    "ambiguous": (
+        "Your company's sign-in sent more than one {attribute} for you, so Kursa cannot "
+        "tell who you are."
+    ),
 }
 # Written with Core statements: the login reads none of these rows back.
 IDENTITIES = Identity.__table__
@@ -90,11 +94,11 @@ def profile_of(values: dict) -> dict[str, str]:
 class LinkRefused(Exception):
     """The verified person may not log in; `message` is the plain sentence they see."""
 
-    def __init__(self, reason: str, provider: IdentityProvider, missing=()):
+    def __init__(self, reason: str, provider: IdentityProvider, missing=(), attribute=""):
         whom = provider.customer.name
         super().__init__(reason)
         self.reason = reason
-        said = REFUSALS[reason].format(whom=whom)
+        said = REFUSALS[reason].format(whom=whom, attribute=attribute)
         if missing:
             said += f" {MISSING.format(names=', '.join(missing))}"
         self.message = f"{said} {CONTACT.format(whom=whom)}"
@@ -197,6 +201,21 @@ def _record(audits: list[tuple]) -> None:
     db.session.execute(insert(AUDIT_ENTRIES), rows)
 
 
+def match_key(provider: IdentityProvider, value: str) -> str:
+    """`value` as the provider's match rule compares it with persons: trimmed, with the
+    customer's username prefix (username and nameid rules), without regard to case."""
+    value = (value or "").strip()
+    if provider.setting("match") in (MatchRule.USERNAME, MatchRule.NAMEID):
+        value = with_prefix(value, provider.customer.username_prefix)
+    return value.lower()
+
+
+def refuse_ambiguous(provider: IdentityProvider, attribute: str):
+    """Refuse (audited) a login whose match attribute carried values naming different
+    persons: taking the first would let element order decide whom the subject is linked to."""
+    _refuse(provider, "ambiguous", attribute=attribute)
+
+
 def _match(provider: IdentityProvider, value: str, profile: dict | None, looked_in=()):
     """(person, account or None) whom `value` names under the provider's match rule."""
     value = (value or "").strip()
@@ -207,7 +226,6 @@ def _match(provider: IdentityProvider, value: str, profile: dict | None, looked_
     rule = provider.setting("match")
     if rule in (MatchRule.USERNAME, MatchRule.NAMEID):
         column = Person.username
-        value = with_prefix(value, provider.customer.username_prefix)
     elif rule == MatchRule.EMAIL:
         column = Person.email
     else:
@@ -215,7 +233,7 @@ def _match(provider: IdentityProvider, value: str, profile: dict | None, looked_
     rows = db.session.execute(
         select(Person, Account)
         .outerjoin(Account, Account.person_id == Person.id)
-        .where(func.lower(column) == value.lower())
+        .where(func.lower(column) == match_key(provider, value))
         .order_by(Person.id, Account.id)
     )
     found: dict[int, tuple[Person, Account | None]] = {}
@@ -282,15 +300,24 @@ def _check_person(provider: IdentityProvider, person: Person) -> None:
         _refuse(provider, "inactive", person)
 
 
-def _refuse(provider: IdentityProvider, reason: str, person: Person | None = None, missing=()):
-    """Audit and raise; `missing`: the attribute or claim names that carried no value."""
+def _refuse(
+    provider: IdentityProvider,
+    reason: str,
+    person: Person | None = None,
+    missing=(),
+    attribute: str = "",
+):
+    """Audit and raise; `missing`: the attribute or claim names that carried no value;
+    `attribute`: the one whose values were ambiguous."""
     target = ("person", person.id) if person is not None else ("identity_provider", provider.id)
     details = {"provider": provider.id, "reason": reason}
     if missing:
         details["missing"] = list(missing)
+    if attribute:
+        details["attribute"] = attribute
     audit.record(f"sso:{provider.id}", "login.refused", *target, **details)
     logger.warning("SSO login through provider %s refused: %s", provider.id, reason)
-    raise LinkRefused(reason, provider, missing)
+    raise LinkRefused(reason, provider, missing, attribute)
 
 
 def _new_account(person: Person, now) -> Account:

@@ -14,10 +14,16 @@ from lxml import etree
 from sqlalchemy import select
 
 from portal.core.db import db
+from sso.linking import match_key
 from sso.models import SamlAssertionSeen
 from tests.sso.conftest import post_acs, start_login
 from tests.sso.test_attack_saml_acs import signed_assertion
-from tests.sso.test_attack_saml_more import forget_browser, iso, move_all_clocks
+from tests.sso.test_attack_saml_more import (
+    forget_browser,
+    iso,
+    logged_in_username,
+    move_all_clocks,
+)
 from tests.sso.test_saml_login import assert_refused
 from tests.sso.test_saml_signature import SAML, assert_nobody_linked, sign, text
 
@@ -204,3 +210,94 @@ def test_a_second_subject_after_the_first_is_refused(
 
     assert_refused(post_acs(client, text(root)), client, "duplicate_subject")
     assert_nobody_linked()
+
+
+# --- the match value: one person, however often it is sent ---------------------------------
+
+
+def attribute_values(name: str, *texts: str, basic: bool = False):
+    """An edit: the Attribute `name` (its URI, or a basic name) given `texts` as its values."""
+
+    form = "basic" if basic else "uri"
+
+    def edit(root, assertion):
+        statement = assertion.find(f"{SAML}AttributeStatement")
+        attribute = etree.SubElement(statement, f"{SAML}Attribute", Name=name)
+        attribute.set("NameFormat", f"urn:oasis:names:tc:SAML:2.0:attrname-format:{form}")
+        for text_ in texts:
+            etree.SubElement(attribute, f"{SAML}AttributeValue").text = text_
+        for old in statement.findall(f"{SAML}Attribute"):
+            if old is not attribute and old.get("Name") == name and not basic:
+                statement.remove(old)
+
+    return edit
+
+
+UID = "urn:oid:0.9.2342.19200300.100.1.1"
+MAIL = "urn:oid:0.9.2342.19200300.100.1.3"
+
+
+@pytest.mark.parametrize(
+    ("match", "edit"),
+    [
+        ("username", attribute_values(UID, "u1", "u1")),
+        ("username", attribute_values(UID, "u1", " U1 ")),
+        ("username", attribute_values(UID, "u1", "")),
+        ("email", attribute_values(MAIL, "ida.lund@acme.test", "Ida.Lund@ACME.test")),
+    ],
+    ids=["repeated", "case_and_space", "an_empty_one", "email_case"],
+)
+def test_a_match_value_repeated_alike_logs_in(
+    app, client, acme_with_idp, idp, key_pairs, match, edit
+):
+    acme_with_idp(match=match, match_attribute="")
+    started = start_login(client)
+    root, _ = signed_assertion(idp, client, key_pairs, started.request_id, edit=edit)
+
+    assert post_acs(client, text(root)).status_code == 302
+    assert logged_in_username(client) == "u1"
+
+
+@pytest.mark.parametrize(
+    ("match", "edit", "attribute"),
+    [
+        ("username", attribute_values(UID, "u1", "u2"), "uid"),
+        ("username", attribute_values("UID", "u2", basic=True), "uid"),
+        ("email", attribute_values(MAIL, "ida.lund@acme.test", "bo.holm@acme.test"), "mail"),
+    ],
+    ids=["two_values", "same_name_in_another_case", "email"],
+)
+def test_a_match_attribute_naming_two_persons_is_refused_and_named(
+    app, client, acme_with_idp, idp, key_pairs, match, edit, attribute
+):
+    acme_with_idp(match=match, match_attribute="")
+    started = start_login(client)
+    root, _ = signed_assertion(idp, client, key_pairs, started.request_id, edit=edit)
+
+    answer = post_acs(client, text(root))
+
+    refusal = assert_refused(answer, client, "ambiguous")
+    assert refusal.details["attribute"] == attribute
+    assert f"more than one {attribute}" in answer.get_data(as_text=True)
+    assert_nobody_linked()
+
+
+@pytest.mark.parametrize(
+    ("rule", "prefix", "first", "second", "alike"),
+    [
+        ("username", "ac-", "u1", "AC-u1", True),
+        ("nameid", "ac-", "ac-u1", "u1", True),
+        ("username", "ac-", "u1", "ac-u2", False),
+        ("email", "", "U1@acme.test", " u1@acme.test", True),
+        ("email", "ac-", "u1@acme.test", "ac-u1@acme.test", False),
+        ("employee_number", "", "E1", "e1", True),
+        ("employee_number", "", "E1", "E2", False),
+    ],
+)
+def test_match_values_are_alike_under_the_rules_normalisation(
+    acme_with_idp, rule, prefix, first, second, alike
+):
+    customer, provider = acme_with_idp(match=rule, match_attribute="")
+    customer.username_prefix = prefix
+
+    assert (match_key(provider, first) == match_key(provider, second)) is alike
