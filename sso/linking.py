@@ -34,6 +34,10 @@ REFUSALS = {
     "inactive": "Your entry in {whom}'s directory in Kursa is inactive, so you cannot log in.",
     "other_customer": NOT_FOUND,
     "account_disabled": "Your Kursa account is disabled.",
+    "subject_too_long": (
+        "Your company's sign-in identifies you by an id longer than Kursa can keep, so "
+        "Kursa cannot log you in."
+    ),
     "ambiguous": (
         "Your company's sign-in sent more than one {attribute} for you, so Kursa cannot "
         "tell who you are."
@@ -42,6 +46,11 @@ REFUSALS = {
 # Written with Core statements: the login reads none of these rows back.
 IDENTITIES = Identity.__table__
 AUDIT_ENTRIES = AuditEntry.__table__
+# The longest subject (persistent NameID, OIDC `sub`) linked, in UTF-8 bytes: what the
+# identities column holds and a unique index entry takes on PostgreSQL. SAML allows 256
+# characters, OIDC 255 ASCII characters; a longer one is refused, never cut (two subjects
+# cut to one would share a link, and log one person in as the other).
+MAX_SUBJECT_BYTES = 1024
 CONTACT = "Ask {whom}'s HR or IT department to check your entry in the directory."
 MISSING = "It sent none of: {names}."
 
@@ -123,6 +132,8 @@ def login_person(
     Each lookup reads the person and their account in one statement, and the link and audit
     rows are written without loading objects: a login is on every user's path (issue 4).
     """
+    if len(subject.encode("utf-8", "surrogatepass")) > MAX_SUBJECT_BYTES:
+        _refuse(provider, "subject_too_long")
     linked = _linked(provider, subject) if subject else None
     if linked is not None:
         identity_id, person, account = linked
@@ -173,7 +184,7 @@ def _add_identity(provider: IdentityProvider, subject: str, person: Person, now)
     db.session.execute(
         insert(IDENTITIES).values(
             provider_id=provider.id,
-            subject=subject[:255],
+            subject=subject,
             person_id=person.id,
             created_at=now,
             last_login_at=now,
