@@ -1,19 +1,15 @@
 """A provider's subject (persistent NameID, OIDC `sub`) is linked whole: up to
-sso.linking.MAX_SUBJECT_BYTES it logs in again and again, longer it is refused, never cut."""
+sso.linking.MAX_SUBJECT_BYTES it logs in again and again, longer it is refused, never cut.
+The OIDC `sub` case is in tests/sso/test_oidc_id_token.py, beside its OP."""
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from portal.core.db import db
-from sso import oidc
 from sso.linking import MAX_SUBJECT_BYTES
 from sso.models import Identity
-from sso.operations import add_oidc_provider
-from tests.servers.flawed_op import CLIENT_ID, CLIENT_SECRET, FlawedOp
-from tests.sso.conftest import PERSONS, UNITS, post_acs, start_login
+from tests.sso.conftest import post_acs, start_login
 from tests.sso.test_attack_saml_more import forget_browser, logged_in_username
-from tests.sso.test_oidc import CALLBACK, USERS, callback, start
 from tests.sso.test_saml_login import assert_refused
 
 # 1024 ASCII bytes; 512 two-byte characters (1024 bytes); one byte more of each.
@@ -64,40 +60,3 @@ def test_a_longer_saml_subject_is_refused(app, client, acme_with_idp, idp, subje
     assert_refused(answer, client, "subject_too_long")
     assert "longer than Kursa can keep" in answer.get_data(as_text=True)
     assert identities() == []
-
-
-@pytest.fixture(scope="module")
-def op():
-    server = FlawedOp(redirect_uri=CALLBACK, users=USERS).start()
-    yield server
-    server.stop()
-
-
-@pytest.mark.parametrize(
-    ("subject", "status"), [(FITS[0], 302), (TOO_LONG[0], 403)], ids=["fits", "too_long"]
-)
-def test_an_oidc_sub_follows_the_same_limit(
-    app, client, make_customer, import_csv, op, subject, status
-):
-    oidc.forget_caches()
-    customer = make_customer("acme", "Acme")
-    import_csv(customer, UNITS, PERSONS)
-    add_oidc_provider(
-        customer,
-        "corp",
-        op.discovery_url,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        match="username",
-        actor="test",
-    )
-    db.session.commit()
-    op.spoil(sub=subject, userinfo={"sub": subject})
-
-    with requests.Session() as browser:
-        answer = callback(client, op.authorize(start(client), browser))
-
-    assert answer.status_code == status, answer.get_data(as_text=True)
-    assert identities() == ([subject] if status == 302 else [])
-    if status == 403:
-        assert_refused(answer, client, "subject_too_long")
