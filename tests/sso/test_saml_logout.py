@@ -65,9 +65,22 @@ def sp_cert_body(key_pairs) -> str:
     return "".join(line for line in text.splitlines() if "-----" not in line)
 
 
-def idp_answer(server, request, *, sign=True, sigalg=SIG_RSA_SHA256) -> str:
+def kursas_request(server, location: str):
+    """Kursa's LogoutRequest as the IdP reads it from the address Kursa sent the browser to
+    (pysaml2 verifies its Redirect signature)."""
+    query = single(location)
+    return server.parse_logout_request(
+        query["SAMLRequest"],
+        BINDING_HTTP_REDIRECT,
+        sigalg=query["SigAlg"],
+        signature=query["Signature"],
+    ).message
+
+
+def idp_answer(server, request, *, sign=True, sigalg=SIG_RSA_SHA256, destination=SLS) -> str:
     """The IdP's signed LogoutResponse to Kursa's request, as the address it redirects to."""
     response = server.create_logout_response(request, [BINDING_HTTP_REDIRECT], sign=False)
+    response.destination = destination
     info = server.apply_binding(
         BINDING_HTTP_REDIRECT, str(response), SLS, response=True, sign=sign, sigalg=sigalg
     )
@@ -116,13 +129,7 @@ def test_sp_initiated_logout_round_trip(client, acme_with_idp, idp):
     assert client.get(PAGE).status_code == 302
     # pysaml2's IdP verifies the Redirect signature and reads who is to be logged out.
     server = idp.server(client)
-    query = single(location)
-    request = server.parse_logout_request(
-        query["SAMLRequest"],
-        BINDING_HTTP_REDIRECT,
-        sigalg=query["SigAlg"],
-        signature=query["Signature"],
-    ).message
+    request = kursas_request(server, location)
     assert request.name_id.text == "subject-u1"
     assert [index.text for index in request.session_index] == [session.session_index]
 
@@ -146,14 +153,8 @@ def test_forged_or_unsigned_logout_responses_are_refused(
 ):
     acme_with_idp()
     log_in(client, idp)
-    query = single(log_out(client))
     server = idp.server(client)
-    request = server.parse_logout_request(
-        query["SAMLRequest"],
-        BINDING_HTTP_REDIRECT,
-        sigalg=query["SigAlg"],
-        signature=query["Signature"],
-    ).message
+    request = kursas_request(server, log_out(client))
     signer = idp if forger == "idp" else SamlIdp(key_pairs["attacker"])
     answer = client.get(local(idp_answer(signer.server(client), request, sign=sign, sigalg=sigalg)))
     assert answer.status_code == 403
@@ -419,21 +420,10 @@ def test_a_logout_response_must_name_this_sls_as_its_destination(
     refused, and Kursa's request stays open for the right answer."""
     acme_with_idp()
     log_in(client, idp)
-    query = single(log_out(client))
     server = idp.server(client)
-    request = server.parse_logout_request(
-        query["SAMLRequest"],
-        BINDING_HTTP_REDIRECT,
-        sigalg=query["SigAlg"],
-        signature=query["Signature"],
-    ).message
-    response = server.create_logout_response(request, [BINDING_HTTP_REDIRECT], sign=False)
-    response.destination = DESTINATIONS[destination]
-    info = server.apply_binding(
-        BINDING_HTTP_REDIRECT, str(response), SLS, response=True, sign=True, sigalg=SIG_RSA_SHA256
-    )
+    request = kursas_request(server, log_out(client))
 
-    answer = client.get(local(dict(info["headers"])["Location"]))
+    answer = client.get(local(idp_answer(server, request, destination=DESTINATIONS[destination])))
 
     assert answer.status_code == 403
     assert refusals() == ["destination"]
