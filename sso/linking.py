@@ -34,10 +34,23 @@ REFUSALS = {
     "inactive": "Your entry in {whom}'s directory in Kursa is inactive, so you cannot log in.",
     "other_customer": NOT_FOUND,
     "account_disabled": "Your Kursa account is disabled.",
+    "subject_too_long": (
+        "Your company's sign-in identifies you by an id longer than Kursa can keep, so "
+        "Kursa cannot log you in."
+    ),
+    "ambiguous": (
+        "Your company's sign-in sent more than one {attribute} for you, so Kursa cannot "
+        "tell who you are."
+    ),
 }
 # Written with Core statements: the login reads none of these rows back.
 IDENTITIES = Identity.__table__
 AUDIT_ENTRIES = AuditEntry.__table__
+# The longest subject (persistent NameID, OIDC `sub`) linked, in UTF-8 bytes: what the
+# identities column holds and a unique index entry takes on PostgreSQL. SAML allows 256
+# characters, OIDC 255 ASCII characters; a longer one is refused, never cut (two subjects
+# cut to one would share a link, and log one person in as the other).
+MAX_SUBJECT_BYTES = 1024
 CONTACT = "Ask {whom}'s HR or IT department to check your entry in the directory."
 MISSING = "It sent none of: {names}."
 
@@ -90,11 +103,11 @@ def profile_of(values: dict) -> dict[str, str]:
 class LinkRefused(Exception):
     """The verified person may not log in; `message` is the plain sentence they see."""
 
-    def __init__(self, reason: str, provider: IdentityProvider, missing=()):
+    def __init__(self, reason: str, provider: IdentityProvider, missing=(), attribute=""):
         whom = provider.customer.name
         super().__init__(reason)
         self.reason = reason
-        said = REFUSALS[reason].format(whom=whom)
+        said = REFUSALS[reason].format(whom=whom, attribute=attribute)
         if missing:
             said += f" {MISSING.format(names=', '.join(missing))}"
         self.message = f"{said} {CONTACT.format(whom=whom)}"
@@ -119,6 +132,8 @@ def login_person(
     Each lookup reads the person and their account in one statement, and the link and audit
     rows are written without loading objects: a login is on every user's path (issue 4).
     """
+    if len(subject.encode("utf-8", "surrogatepass")) > MAX_SUBJECT_BYTES:
+        _refuse(provider, "subject_too_long")
     linked = _linked(provider, subject) if subject else None
     if linked is not None:
         identity_id, person, account = linked
@@ -169,7 +184,7 @@ def _add_identity(provider: IdentityProvider, subject: str, person: Person, now)
     db.session.execute(
         insert(IDENTITIES).values(
             provider_id=provider.id,
-            subject=subject[:255],
+            subject=subject,
             person_id=person.id,
             created_at=now,
             last_login_at=now,
@@ -197,6 +212,21 @@ def _record(audits: list[tuple]) -> None:
     db.session.execute(insert(AUDIT_ENTRIES), rows)
 
 
+def match_key(provider: IdentityProvider, value: str) -> str:
+    """`value` as the provider's match rule compares it with persons: trimmed, with the
+    customer's username prefix (username and nameid rules), without regard to case."""
+    value = (value or "").strip()
+    if provider.setting("match") in (MatchRule.USERNAME, MatchRule.NAMEID):
+        value = with_prefix(value, provider.customer.username_prefix)
+    return value.lower()
+
+
+def refuse_ambiguous(provider: IdentityProvider, attribute: str):
+    """Refuse (audited) a login whose match attribute carried values naming different
+    persons: taking the first would let element order decide whom the subject is linked to."""
+    _refuse(provider, "ambiguous", attribute=attribute)
+
+
 def _match(provider: IdentityProvider, value: str, profile: dict | None, looked_in=()):
     """(person, account or None) whom `value` names under the provider's match rule."""
     value = (value or "").strip()
@@ -207,7 +237,6 @@ def _match(provider: IdentityProvider, value: str, profile: dict | None, looked_
     rule = provider.setting("match")
     if rule in (MatchRule.USERNAME, MatchRule.NAMEID):
         column = Person.username
-        value = with_prefix(value, provider.customer.username_prefix)
     elif rule == MatchRule.EMAIL:
         column = Person.email
     else:
@@ -215,7 +244,7 @@ def _match(provider: IdentityProvider, value: str, profile: dict | None, looked_
     rows = db.session.execute(
         select(Person, Account)
         .outerjoin(Account, Account.person_id == Person.id)
-        .where(func.lower(column) == value.lower())
+        .where(func.lower(column) == match_key(provider, value))
         .order_by(Person.id, Account.id)
     )
     found: dict[int, tuple[Person, Account | None]] = {}
@@ -282,15 +311,24 @@ def _check_person(provider: IdentityProvider, person: Person) -> None:
         _refuse(provider, "inactive", person)
 
 
-def _refuse(provider: IdentityProvider, reason: str, person: Person | None = None, missing=()):
-    """Audit and raise; `missing`: the attribute or claim names that carried no value."""
+def _refuse(
+    provider: IdentityProvider,
+    reason: str,
+    person: Person | None = None,
+    missing=(),
+    attribute: str = "",
+):
+    """Audit and raise; `missing`: the attribute or claim names that carried no value;
+    `attribute`: the one whose values were ambiguous."""
     target = ("person", person.id) if person is not None else ("identity_provider", provider.id)
     details = {"provider": provider.id, "reason": reason}
     if missing:
         details["missing"] = list(missing)
+    if attribute:
+        details["attribute"] = attribute
     audit.record(f"sso:{provider.id}", "login.refused", *target, **details)
     logger.warning("SSO login through provider %s refused: %s", provider.id, reason)
-    raise LinkRefused(reason, provider, missing)
+    raise LinkRefused(reason, provider, missing, attribute)
 
 
 def _new_account(person: Person, now) -> Account:

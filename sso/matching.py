@@ -4,12 +4,13 @@ A provider may name the SAML attribute or OIDC claim itself. When it does not, t
 names of the rule are read, in order (DEFAULT_ATTRIBUTES; for OIDC the rule's standard
 claim): comparing an opaque persistent NameID with an email address matched nobody, silently.
 The `nameid` rule is the one that compares the NameID, as a username. The names looked in
-are returned too, so a refusal can say which were missing.
+are returned too, so a refusal can say which were missing. An attribute whose values name
+different persons is refused as ambiguous (LinkRefused), never decided by their order.
 """
 
 from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
 
-from sso import oidc, saml_acs
+from sso import linking, oidc, saml_acs
 from sso.models import MatchRule
 
 # SAML attribute names per rule: friendly (LDAP) names, as sso.saml_assertion gives known
@@ -53,11 +54,10 @@ def saml_match(verified: saml_acs.VerifiedLogin) -> tuple[str, tuple[str, ...]]:
     if provider.setting("match") == MatchRule.NAMEID:
         return verified.name_id, ()
     names = saml_attribute_names(provider)
-    folded = {name.casefold(): values for name, values in verified.attributes.items()}
     for name in names:
-        values = verified.attributes.get(name) or folded.get(name.casefold())
-        if values and str(values[0]).strip():
-            return str(values[0]), names
+        values = _values(verified.attributes, name)
+        if values:
+            return _one_value(provider, name, values), names
     if (
         provider.setting("match") == MatchRule.EMAIL
         and not provider.setting("match_attribute")
@@ -65,6 +65,28 @@ def saml_match(verified: saml_acs.VerifiedLogin) -> tuple[str, tuple[str, ...]]:
     ):
         return verified.name_id, names
     return "", names
+
+
+def _values(attributes: dict[str, list[str]], name: str) -> list[str]:
+    """The non-empty values of the attribute `name`, whatever the case of its name (so
+    "uid" and "UID" are one attribute); sso.saml_assertion already joined the values of an
+    attribute repeated in several AttributeStatements."""
+    folded = name.casefold()
+    return [
+        str(value)
+        for key, values in attributes.items()
+        if key.casefold() == folded
+        for value in values
+        if str(value).strip()
+    ]
+
+
+def _one_value(provider, name: str, values: list[str]) -> str:
+    """The value the attribute gives: repeated the same is fine, but values that name
+    different persons under the rule are ambiguous, and the login is refused."""
+    if len(values) > 1 and len({linking.match_key(provider, v) for v in values}) > 1:
+        linking.refuse_ambiguous(provider, name)
+    return values[0]
 
 
 def oidc_match(verified: oidc.VerifiedLogin) -> tuple[str, tuple[str, ...]]:

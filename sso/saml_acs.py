@@ -215,24 +215,49 @@ def _check_audience(facts, provider, base_url: str, customer: Customer) -> None:
 
 
 def _check_times_and_recipient(facts, provider: IdentityProvider, acs: str, stored) -> None:
-    """NotOnOrAfter is exclusive; NotBefore inclusive; each bearer names this ACS and, when it
-    names a request, the one answered (none for an IdP-initiated login)."""
+    """NotOnOrAfter is exclusive; NotBefore inclusive; each bearer names this ACS and binds
+    the assertion to the request answered (_check_bearer). Every NotOnOrAfter is at most a
+    day ahead: the replay record must outlive the assertion (_remember_assertion), and one
+    valid for longer than a login could take is refused rather than remembered for years."""
     now = _now()
     skew = timedelta(seconds=provider.setting("clock_skew_seconds"))
     if not facts.bearers:
         raise SamlRefused("no_bearer", provider)
-    expected_request = stored.id if stored is not None else ""
     for bearer in facts.bearers:
-        if bearer.recipient != acs:
-            raise SamlRefused("recipient", provider)
-        if bearer.in_response_to not in {"", expected_request}:
-            raise SamlRefused("unknown_request", provider)
-    bounds = [facts.not_on_or_after, *(b.not_on_or_after for b in facts.bearers)]
-    for bound in filter(None, bounds):
-        if now >= _instant(bound, provider) + skew:
+        _check_bearer(bearer, facts, provider, acs, stored)
+    for bound in _expiries(facts, provider):
+        if now >= bound + skew:
             raise SamlRefused("expired", provider)
+        if bound - now > MAX_ASSERTION_LIFETIME:
+            raise SamlRefused("invalid:lifetime", provider)
     if facts.not_before and now + skew < _instant(facts.not_before, provider):
         raise SamlRefused("not_yet_valid", provider)
+
+
+def _expiries(facts, provider: IdentityProvider) -> list[datetime]:
+    """Every NotOnOrAfter of the assertion: its Conditions' (optional) and each bearer's
+    (required by the Web SSO profile, so there is always one)."""
+    bounds = [facts.not_on_or_after, *(b.not_on_or_after for b in facts.bearers)]
+    return [_instant(bound, provider) for bound in bounds if bound]
+
+
+def _check_bearer(bearer, facts, provider: IdentityProvider, acs: str, stored) -> None:
+    """The bearer names this ACS, and its InResponseTo the request answered. One without
+    InResponseTo is an unsolicited assertion: accepted only where IdP-initiated login is
+    allowed, and as an answer to a request only inside a signed Response (an unsigned one's
+    InResponseTo binds nothing: anyone can wrap a captured assertion in it)."""
+    if bearer.recipient != acs:
+        raise SamlRefused("recipient", provider)
+    if not bearer.not_on_or_after:
+        raise SamlRefused("invalid:bearer_not_on_or_after", provider)
+    if bearer.in_response_to not in {"", stored.id if stored is not None else ""}:
+        raise SamlRefused("unknown_request", provider)
+    if bearer.in_response_to:
+        return
+    if not provider.setting("allow_idp_initiated"):
+        raise SamlRefused("idp_initiated", provider)
+    if stored is not None and not facts.response_signed:
+        raise SamlRefused("unknown_request", provider)
 
 
 def _now() -> datetime:
@@ -266,18 +291,15 @@ def _use_request(stored: SamlRequest, provider: IdentityProvider) -> None:
 
 
 def _remember_assertion(provider: IdentityProvider, facts) -> None:
-    """Record the assertion id; a second use of it (on any node) inserts nothing: replay."""
+    """Record the assertion id; a second use of it (on any node) inserts nothing: replay.
+
+    The record is kept until the last moment the assertion could still be accepted: its
+    earliest NotOnOrAfter plus the clock skew (the purge of expired records at each login
+    start must not make it usable again)."""
     if not facts.id:
         raise SamlRefused("invalid:no_id", provider)
-    lifetime = current_app.config["KURSA"]["sso"]["request_lifetime_seconds"]
-    expires = utcnow() + timedelta(seconds=lifetime + provider.setting("clock_skew_seconds"))
-    if facts.not_on_or_after:
-        valid_until = _instant(facts.not_on_or_after, provider)
-        # The replay record must outlive the assertion; one valid for longer than a login
-        # could take (some IdPs mint them for minutes) is refused rather than kept for years.
-        if valid_until - _now() > MAX_ASSERTION_LIFETIME:
-            raise SamlRefused("invalid:lifetime", provider)
-        expires = max(expires, valid_until + timedelta(hours=1))
+    skew = timedelta(seconds=provider.setting("clock_skew_seconds"))
+    expires = min(_expiries(facts, provider)) + skew
     if not remember_once(provider, facts.id, expires):
         raise SamlRefused("replay", provider)
 

@@ -17,6 +17,7 @@ from sso.saml_signature import SAML, SAMLP, SignatureRefused, SignedResponse
 
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+SUBJECT_IDS = {f"{SAML}NameID", f"{SAML}BaseID", f"{SAML}EncryptedID"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class AssertionFacts:
     status: str
     id: str
     issuer: str
+    response_signed: bool = False  # the Response's InResponseTo is covered only then
     name_id: str = ""
     name_id_format: str = ""
     not_before: str = ""
@@ -60,6 +62,7 @@ def read(signed: SignedResponse) -> AssertionFacts:
         status=status.get("Value", "") if status is not None else "",
         id=assertion.get("ID", ""),
         issuer=_child_text(assertion, f"{SAML}Issuer"),
+        response_signed=signed.response_signed,
     )
     _read_subject(assertion, facts)
     _read_conditions(assertion, facts)
@@ -72,27 +75,37 @@ def read(signed: SignedResponse) -> AssertionFacts:
 
 
 def _read_subject(assertion: etree._Element, facts: AssertionFacts) -> None:
-    subject = assertion.find(f"{SAML}Subject")
-    if subject is None:
+    """The one subject: a second Subject, or a second identifier in it (NameID, BaseID or
+    EncryptedID; the schema allows one), is refused rather than letting order decide who."""
+    subjects = assertion.findall(f"{SAML}Subject")
+    if len(subjects) > 1:
+        raise SignatureRefused("invalid:duplicate_subject")
+    if not subjects:
         return
+    subject = subjects[0]
+    if sum(1 for child in subject if child.tag in SUBJECT_IDS) > 1:
+        raise SignatureRefused("invalid:duplicate_subject")
     name_id = subject.find(f"{SAML}NameID")
     if name_id is not None:
         facts.name_id = _text(name_id)
         facts.name_id_format = name_id.get("Format", "")
     for confirmation in subject.iterfind(f"{SAML}SubjectConfirmation"):
-        if confirmation.get("Method") != BEARER:
-            continue
-        data = confirmation.find(f"{SAML}SubjectConfirmationData")
-        if data is None:
-            facts.bearers.append(Bearer("", "", ""))
-            continue
-        facts.bearers.append(
-            Bearer(
-                data.get("Recipient", ""),
-                data.get("NotOnOrAfter", ""),
-                data.get("InResponseTo", ""),
-            )
-        )
+        if confirmation.get("Method") == BEARER:
+            facts.bearers.append(_bearer(confirmation))
+
+
+def _bearer(confirmation: etree._Element) -> Bearer:
+    """The confirmation's one SubjectConfirmationData (the schema allows no second, and
+    checking only the first would make the outcome depend on their order)."""
+    found = confirmation.findall(f"{SAML}SubjectConfirmationData")
+    if len(found) > 1:
+        raise SignatureRefused("invalid:duplicate_confirmation_data")
+    if not found:
+        return Bearer("", "", "")
+    data = found[0]
+    return Bearer(
+        data.get("Recipient", ""), data.get("NotOnOrAfter", ""), data.get("InResponseTo", "")
+    )
 
 
 def _read_conditions(assertion: etree._Element, facts: AssertionFacts) -> None:

@@ -337,13 +337,16 @@ def _inflate(encoded: str):
 
 
 def _check_message(base_url, customer, provider, message: Message) -> None:
+    """Enabled provider, its signature, its issuer, and this customer's sls as Destination.
+
+    Destination is required (the bindings require it on signed messages): without it, a
+    message an IdP serving several customers signed for one would act at the others too."""
     if not provider.is_enabled:
         raise LogoutRefused("provider_disabled", provider)
     message.verify(provider)
     if message.issuer != provider.setting("entity_id"):
         raise LogoutRefused("issuer", provider)
-    destination = message.root.get("Destination")
-    if destination is not None and destination != sls_url(base_url, customer):
+    if message.root.get("Destination") != sls_url(base_url, customer):
         raise LogoutRefused("destination", provider)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from portal.accounts.models import LoginSession
 from portal.core.db import db
 from sso import oidc
+from sso.linking import MAX_SUBJECT_BYTES
 from sso.models import Identity, OidcRequest
 from sso.operations import add_oidc_provider
 from sso.views import REFUSED_RESPONSE
@@ -112,3 +113,22 @@ def test_a_flawed_token_is_refused(app, client, acme_with_flawed_op, op, flaw):
     assert db.session.scalar(select(func.count()).select_from(LoginSession)) == 0
     assert db.session.scalar(select(func.count()).select_from(Identity)) == 0
     assert db.session.scalar(select(OidcRequest.is_used)) is True
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 302), (1, 403)], ids=["fits", "too_long"])
+def test_a_sub_is_linked_whole_up_to_the_longest_kursa_keeps(
+    app, client, acme_with_flawed_op, op, extra, status
+):
+    """As a SAML NameID (tests/sso/test_linking_subjects.py): never cut, longer refused."""
+    subject = "s" * (MAX_SUBJECT_BYTES + extra)
+    op.spoil(sub=subject, userinfo={"sub": subject})
+
+    answer = log_in(client, op)
+
+    assert answer.status_code == status, answer.get_data(as_text=True)
+    linked = db.session.scalars(select(Identity.subject)).all()
+    if status == 302:
+        assert linked == [subject]
+    else:
+        assert linked == []
+        assert_refused(answer, client, "subject_too_long")

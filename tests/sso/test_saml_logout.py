@@ -17,6 +17,7 @@ from portal.accounts.models import LoginSession
 from portal.accounts.sessions import SESSION_KEY
 from portal.core.audit import AuditEntry
 from portal.core.db import db
+from sso.models import SamlLogoutRequest
 from sso.operations import add_saml_provider
 from tests.conftest import csrf_token
 from tests.servers.saml_idp import SamlIdpServer
@@ -64,9 +65,22 @@ def sp_cert_body(key_pairs) -> str:
     return "".join(line for line in text.splitlines() if "-----" not in line)
 
 
-def idp_answer(server, request, *, sign=True, sigalg=SIG_RSA_SHA256) -> str:
+def kursas_request(server, location: str):
+    """Kursa's LogoutRequest as the IdP reads it from the address Kursa sent the browser to
+    (pysaml2 verifies its Redirect signature)."""
+    query = single(location)
+    return server.parse_logout_request(
+        query["SAMLRequest"],
+        BINDING_HTTP_REDIRECT,
+        sigalg=query["SigAlg"],
+        signature=query["Signature"],
+    ).message
+
+
+def idp_answer(server, request, *, sign=True, sigalg=SIG_RSA_SHA256, destination=SLS) -> str:
     """The IdP's signed LogoutResponse to Kursa's request, as the address it redirects to."""
     response = server.create_logout_response(request, [BINDING_HTTP_REDIRECT], sign=False)
+    response.destination = destination
     info = server.apply_binding(
         BINDING_HTTP_REDIRECT, str(response), SLS, response=True, sign=sign, sigalg=sigalg
     )
@@ -115,13 +129,7 @@ def test_sp_initiated_logout_round_trip(client, acme_with_idp, idp):
     assert client.get(PAGE).status_code == 302
     # pysaml2's IdP verifies the Redirect signature and reads who is to be logged out.
     server = idp.server(client)
-    query = single(location)
-    request = server.parse_logout_request(
-        query["SAMLRequest"],
-        BINDING_HTTP_REDIRECT,
-        sigalg=query["SigAlg"],
-        signature=query["Signature"],
-    ).message
+    request = kursas_request(server, location)
     assert request.name_id.text == "subject-u1"
     assert [index.text for index in request.session_index] == [session.session_index]
 
@@ -145,14 +153,8 @@ def test_forged_or_unsigned_logout_responses_are_refused(
 ):
     acme_with_idp()
     log_in(client, idp)
-    query = single(log_out(client))
     server = idp.server(client)
-    request = server.parse_logout_request(
-        query["SAMLRequest"],
-        BINDING_HTTP_REDIRECT,
-        sigalg=query["SigAlg"],
-        signature=query["Signature"],
-    ).message
+    request = kursas_request(server, log_out(client))
     signer = idp if forger == "idp" else SamlIdp(key_pairs["attacker"])
     answer = client.get(local(idp_answer(signer.server(client), request, sign=sign, sigalg=sigalg)))
     assert answer.status_code == 403
@@ -375,3 +377,54 @@ def test_logout_requests_by_post_must_carry_a_valid_xml_signature(
     db.session.refresh(session)
     assert (session.ended_at is not None) == (status == 302)
     assert refusals() == ([reason] if reason else [])
+
+
+# --- Destination: required, and this customer's sls ----------------------------------------
+
+DESTINATIONS = {"absent": None, "another_customers": SLS.replace("/acme/", "/beta/")}
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_a_logout_request_must_name_this_sls_as_its_destination(
+    app, client, acme_with_idp, idp, destination
+):
+    """Signed by the right IdP, naming the right person, sent to acme's sls: refused unless
+    its Destination is acme's sls (the attacks hold it at another customer's)."""
+    acme_with_idp()
+    session = log_in(client, idp)
+    server = idp.server(client)
+    _, request = server.create_logout_request(
+        SLS,
+        SP_ENTITY,
+        name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=session.name_id),
+        sign=False,
+    )
+    request.destination = DESTINATIONS[destination]
+    info = server.apply_binding(
+        BINDING_HTTP_REDIRECT, str(request), SLS, sign=True, sigalg=SIG_RSA_SHA256
+    )
+
+    answer = app.test_client().get(local(dict(info["headers"])["Location"]))
+
+    assert answer.status_code == 403
+    db.session.refresh(session)
+    assert session.ended_at is None
+    assert refusals() == ["destination"]
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_a_logout_response_must_name_this_sls_as_its_destination(
+    client, acme_with_idp, idp, destination
+):
+    """The IdP's genuine answer to Kursa's logout, its Destination removed or another's:
+    refused, and Kursa's request stays open for the right answer."""
+    acme_with_idp()
+    log_in(client, idp)
+    server = idp.server(client)
+    request = kursas_request(server, log_out(client))
+
+    answer = client.get(local(idp_answer(server, request, destination=DESTINATIONS[destination])))
+
+    assert answer.status_code == 403
+    assert refusals() == ["destination"]
+    assert not db.session.get(SamlLogoutRequest, request.id).is_used
