@@ -270,7 +270,7 @@ def _logout_request(base_url, customer, message: Message) -> LogoutDone:
     indexes = [_text(e) for e in root.findall(f"{SAMLP}SessionIndex") if _text(e)]
     ended = 0
     for index in indexes or [""]:
-        ended += end_sessions(provider.id, name_id[:255], index[:255])
+        ended += end_sessions(provider.id, name_id, index[:255])
     audit.record(
         f"sso:{provider.id}", "logout.idp", "identity_provider", provider.id, sessions=ended
     )

@@ -118,7 +118,7 @@ def acs(customer: str):
         account,
         "saml",
         provider_id=verified.provider.id,
-        name_id=verified.name_id[:255],
+        name_id=verified.name_id,  # linking refused any over 1024 bytes
         name_id_format=verified.name_id_format[:255],
         session_index=verified.session_index[:255],
     )
@@ -187,7 +187,7 @@ def oidc_callback(customer: str):
         account,
         "oidc",
         provider_id=verified.provider.id,
-        name_id=verified.subject[:255],
+        name_id=verified.subject,
         id_token=verified.id_token,
     )
     db.session.commit()

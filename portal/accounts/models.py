@@ -74,7 +74,7 @@ class LoginSession(db.Model):
     kind: Mapped[str] = mapped_column(String(10))  # local, saml or oidc
     # identity_providers.id; no foreign key so that portal stays free of the sso tables.
     provider_id: Mapped[int | None] = mapped_column(index=True)
-    name_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    name_id: Mapped[str] = mapped_column(String(1024), default="", index=True)
     name_id_format: Mapped[str] = mapped_column(String(255), default="")
     session_index: Mapped[str] = mapped_column(String(255), default="")
     id_token: Mapped[str] = mapped_column(Text, default="")

@@ -24,7 +24,7 @@ from sqlalchemy import select
 import portal.core.db
 import sso.saml
 import sso.saml_acs
-from portal.accounts.models import Account
+from portal.accounts.models import Account, LoginSession
 from portal.core.db import db
 from portal.directory.models import Person
 from sso.models import Identity, IdentityProvider, SamlLogoutRequest
@@ -180,6 +180,8 @@ def test_a_long_persistent_name_id_logs_in_again(app, client, acme_with_idp, idp
         assert logged_in_username(client) == "u1"
         forget_browser(client)
     assert len(db.session.scalars(select(Identity)).all()) == 1
+    # the sessions keep the whole NameID too, so an IdP's logout names exactly them
+    assert set(db.session.scalars(select(LoginSession.name_id))) == {subject}
 
 
 @pytest.mark.parametrize("duplicate", ["NameID", "Subject"])
