@@ -30,6 +30,7 @@ from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
 from sso import metadata as idp_metadata
 from sso import operations, queries
+from sso.fetch import policy_refusal
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 
 logger = logging.getLogger(__name__)
@@ -334,13 +335,33 @@ def _replace_metadata(provider: IdentityProvider, form: EditForm) -> None:
 def _describe(provider: IdentityProvider) -> dict:
     """What the list shows of a provider beyond its columns."""
     if provider.kind == ProviderKind.OIDC:
-        source = provider.setting("discovery_url")
-        return {"source": source, "validity": None, "value": provider.setting("match_claim")}
+        return {
+            "source": provider.setting("discovery_url"),
+            "validity": None,
+            "value": provider.setting("match_claim"),
+            "refused": _address_refused(provider),
+        }
     return {
         "source": provider.setting("metadata_url") or "pasted or uploaded",
         "validity": queries.metadata_validity(provider),
         "value": provider.setting("match_attribute"),
+        "refused": "",
     }
+
+
+def _address_refused(provider: IdentityProvider | None) -> str:
+    """Why logins through an OIDC provider fail when the address policy refuses the
+    discovery address it was added with (under an earlier policy); "" when it does not."""
+    if provider is None or provider.kind != ProviderKind.OIDC:
+        return ""
+    refusal = policy_refusal(provider.setting("discovery_url"))
+    if refusal is None:
+        return ""
+    return (
+        f"Logins through {provider.name} fail: its discovery address {refusal} Ask the "
+        "platform operator to allow it, or add the provider again with an https:// address "
+        "on a public network."
+    )
 
 
 def _sp_addresses(slug: str, provider: IdentityProvider | None = None) -> dict:
@@ -376,6 +397,7 @@ def _form_page(
         provider=provider,
         form_error=form_error,
         addresses=_sp_addresses(customer.slug, provider) if provider else {},
+        address_refused=_address_refused(provider),
     )
     return page, status
 

@@ -3,6 +3,7 @@ add (SAML by paste, upload or URL; OIDC by discovery), edit and delete; everyone
 
 import html
 import io
+import logging
 import re
 import threading
 
@@ -13,10 +14,10 @@ from werkzeug.wrappers import Response
 
 from portal.core.audit import AuditEntry
 from portal.core.db import db
-from sso import vault
+from sso import oidc, vault
 from sso.linking import login_person
 from sso.models import IdentityProvider
-from sso.operations import add_saml_provider, set_email_domains
+from sso.operations import add_oidc_provider, add_saml_provider, set_email_domains
 from tests.conftest import _csrf_token
 from tests.courses import helpers
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
@@ -248,6 +249,48 @@ def test_an_unreachable_discovery_address_is_refused(it_admin, acme):
     assert "Errno" not in text(answer) and "HTTPConnectionPool" not in text(answer)
     assert CLIENT_SECRET not in text(answer)
     assert provider_named("entra") is None
+
+
+def test_a_discovery_address_the_address_policy_now_refuses_is_named_so(
+    app, it_admin, acme, op, caplog, monkeypatch
+):
+    """Added while [sso] allow_private_addresses was on (a loopback http address), used by a
+    portal without it: the log and the IT admin's pages name the policy, not "unreachable";
+    the employee's page stays generic."""
+    provider = add_oidc_provider(
+        acme,
+        "entra",
+        op.discovery_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        match="email",
+        actor="test",
+    )
+    db.session.commit()
+    oidc.forget_caches()
+    monkeypatch.setitem(app.config["KURSA"]["sso"], "allow_private_addresses", False)
+    policy = (
+        f"{op.discovery_url} is plain http, which Kursa does not fetch from unless the "
+        "platform operator allows it ([sso] allow_private_addresses)."
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sso.views"):
+        login = app.test_client().get("/sso/acme/entra/login")
+
+    assert login.status_code == 503
+    assert "could not reach your company&#39;s sign-in" in text(login)
+    assert "allow_private_addresses" not in text(login)
+    logged = [r.getMessage() for r in caplog.records if r.name == "sso.views"]
+    assert logged == [
+        f"SSO provider {provider.id} could not start a login: The discovery document address "
+        + policy
+    ]
+    sentence = f"Logins through entra fail: its discovery address {policy} Ask the platform"
+    for url in (PAGE, f"{PAGE}/{provider.id}/edit"):
+        assert sentence in html.unescape(text(it_admin.get(url))), url
+
+    monkeypatch.setitem(app.config["KURSA"]["sso"], "allow_private_addresses", True)
+    assert "address-refused" not in text(it_admin.get(PAGE))
 
 
 def test_edit_changes_the_options_and_disables(it_admin, corp):
