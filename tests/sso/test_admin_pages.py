@@ -247,7 +247,9 @@ def test_an_unreachable_discovery_address_is_refused(it_admin, acme):
     assert answer.status_code == 400
     assert "The discovery document could not be fetched: http://127.0.0.1:" in text(answer)
     assert "Errno" not in text(answer) and "HTTPConnectionPool" not in text(answer)
-    assert CLIENT_SECRET not in text(answer)
+    # the typed secret is kept in its field (only there), so it need not be typed again
+    assert text(answer).count(CLIENT_SECRET) == 1
+    assert f'type="password" value="{CLIENT_SECRET}"' in text(answer)
     assert provider_named("entra") is None
 
 
@@ -390,6 +392,82 @@ def test_add_page_errors_show_under_their_fields(it_admin, corp, idp):
     assert provider_named("again") is None and provider_named("spare") is None
 
 
+def test_a_saml_add_names_every_refused_field_in_one_submit(it_admin, corp, idp):
+    other = as_another_idp(idp.metadata, "other")
+    data = {"name": "Not A Name", "label": "x" * 81, "metadata_xml": other, "match": "email"}
+
+    answer = post(it_admin, f"{PAGE}/saml/new", {**data, "email_domains": "acme.test bad_domain"})
+    taken = post(it_admin, f"{PAGE}/saml/new", {"name": "corp", "metadata_xml": idp.metadata})
+
+    assert answer.status_code == taken.status_code == 400
+    page = text(answer)
+    assert errors_under(page, "name")[0].startswith("A provider name is 1-50")
+    assert errors_under(page, "label") == ["Label: at most 80 characters."]
+    assert errors_under(page, "email_domains") == [
+        "Email domains: 'bad_domain' is not a domain name such as example.com."
+    ]
+    assert errors_under(page, "metadata_xml") == []
+    assert errors_under(text(taken), "name") == ["acme has a provider named 'corp' already."]
+    assert errors_under(text(taken), "metadata_xml")[0].startswith("The provider corp already")
+    assert provider_named("other") is None
+
+
+def test_a_saml_add_names_a_bad_metadata_and_a_bad_name_together(it_admin, acme):
+    answer = post(
+        it_admin,
+        f"{PAGE}/saml/new",
+        {"name": "", "metadata_xml": "<html>", "match": "email", "email_domains": "-x-"},
+    )
+
+    assert answer.status_code == 400
+    assert errors_under(text(answer), "name") == ["Name: give one."]
+    assert errors_under(text(answer), "metadata_xml") == [
+        "Metadata XML: The metadata is not well-formed XML."
+    ]
+    assert errors_under(text(answer), "email_domains") == [
+        "Email domains: '-x-' is not a domain name such as example.com."
+    ]
+
+
+def test_an_oidc_add_names_every_refused_field_and_keeps_the_secret(it_admin, acme, op, corp):
+    set_email_domains(corp, ["acme.test"], actor="test")
+    db.session.commit()
+    data = {
+        "name": "Entra!",
+        "discovery_url": op.discovery_url,
+        "client_id": "",
+        "client_secret": CLIENT_SECRET,
+        "scopes": "email",
+        "match": "email",
+        "email_domains": "acme.test",
+    }
+
+    answer = post(it_admin, f"{PAGE}/oidc/new", data)
+
+    assert answer.status_code == 400
+    page = text(answer)
+    assert errors_under(page, "name")[0].startswith("A provider name is 1-50")
+    assert errors_under(page, "client_id") == ["Client id: give Kursa's client id."]
+    assert errors_under(page, "scopes") == ["Scopes: the scopes must include openid."]
+    assert errors_under(page, "email_domains") == [
+        "Email domains: acme.test already leads to the provider corp; "
+        "a domain can lead to one provider only."
+    ]
+    assert errors_under(page, "discovery_url") == errors_under(page, "client_secret") == []
+    assert f'type="password" value="{CLIENT_SECRET}"' in page
+    assert provider_named("entra!") is None and provider_named("Entra!") is None
+
+    fixed = {
+        **data,
+        "name": "entra",
+        "client_id": CLIENT_ID,
+        "scopes": "openid",
+        "email_domains": "",
+    }
+    assert post(it_admin, f"{PAGE}/oidc/new", fixed).status_code == 302
+    assert provider_named("entra").settings["client_id"] == CLIENT_ID
+
+
 def test_edit_replaces_the_metadata_and_keeps_it_when_left_empty(it_admin, corp, idp):
     moved = as_another_idp(idp.metadata, "moved")
     kept = post(it_admin, f"{PAGE}/{corp.id}/edit", {"is_enabled": "y", "match": "email"})
@@ -498,6 +576,22 @@ def test_edit_replaces_the_client_secret_only_when_one_is_given(it_admin, acme, 
     assert "rotated-secret-2" not in page and CLIENT_SECRET not in page
     actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("sso.%")))
     assert list(actions).count("sso.client_secret_replaced") == 1
+
+
+def test_edit_names_the_refused_label_and_scopes_together(it_admin, acme, op):
+    provider = add_oidc_provider(
+        acme, "entra", op.discovery_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        match="email", actor="test",
+    )  # fmt: skip
+    db.session.commit()
+    fields = {"is_enabled": "y", "match": "email", "scopes": "email", "label": "x" * 81}
+
+    answer = post(it_admin, f"{PAGE}/{provider.id}/edit", fields)
+
+    assert answer.status_code == 400
+    assert errors_under(text(answer), "label") == ["Label: at most 80 characters."]
+    assert errors_under(text(answer), "scopes") == ["Scopes: the scopes must include openid."]
+    assert provider_named("entra").settings["scopes"] == "openid email profile"
 
 
 def test_each_edit_page_lists_the_addresses_of_its_kind(it_admin, corp, acme, op):
