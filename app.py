@@ -93,12 +93,14 @@ def _register(app: Flask) -> None:
     from sso import views as sso_views
     from sso.cli import sso_cli
     from sync import cli as sync_cli
-    from sync import drop_views, schedule_cli, sources_views
+    from sync import drop_views, history, schedule_cli, sources_views
     from sync import models as sync_models  # noqa: F401
     from sync import views as sync_views
 
     web.init_app(app)
     app.register_blueprint(sync_views.bp)
+    # templates/sync/_chart.html sizes the chart's y-axis (its label and margin) with it.
+    app.add_template_global(history.chart_axis)
     syncs = access.holding(access.SYNC_ROLES, whole=True)
     web.add_navigation(app, "Sync runs", "sync.runs", syncs)
     web.add_navigation(app, "Import files", "sync.upload", syncs)

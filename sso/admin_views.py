@@ -4,7 +4,8 @@ A provider decides who may log in as anyone in the whole customer, so only IT ad
 the customer's root (and platform admins) see these pages; everyone else gets a 404. Adding
 goes through sso.operations, the same checks `flask sso add-saml` / `add-oidc` make. The edit
 page also replaces the metadata (or fetches it again) and the client secret. A refused value
-is shown under its field (operations name it in FieldRefused) and nothing is saved.
+is shown under its field (operations name it in FieldRefused) and nothing is saved; an add
+form names every refused field in one submit, and keeps a typed client secret.
 """
 
 import logging
@@ -23,6 +24,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.validators import InputRequired
+from wtforms.widgets import PasswordInput
 
 from portal.accounts.models import Role
 from portal.core import access
@@ -30,6 +32,7 @@ from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
 from sso import metadata as idp_metadata
 from sso import operations, queries
+from sso.fetch import policy_refusal
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 
 logger = logging.getLogger(__name__)
@@ -68,8 +71,12 @@ class OidcForm(FlaskForm):
         "Discovery URL", [InputRequired("Discovery URL: give the provider's address.")]
     )
     client_id = StringField("Client id", [InputRequired("Client id: give Kursa's client id.")])
+    # A refused add renders the typed secret again, as the LDAP source form its password
+    # (the edit form never shows the stored one).
     client_secret = PasswordField(
-        "Client secret (stored encrypted)", [InputRequired("Client secret: give it.")]
+        "Client secret (stored encrypted)",
+        [InputRequired("Client secret: give it.")],
+        widget=PasswordInput(hide_value=False),
     )
     scopes = StringField("Scopes", default="openid email profile")
     match = SelectField("Match persons by", choices=OIDC_MATCHES, default="email")
@@ -152,27 +159,35 @@ def providers(customer: str):
 @login_required
 def new_saml(customer: str):
     found = _customer(customer)
-    form = SamlForm()
-    if not form.validate_on_submit():
-        return _form_page(found, form, "Add a SAML identity provider")
+    form, title = SamlForm(), "Add a SAML identity provider"
+    if not form.is_submitted():
+        return _form_page(found, form, title)
 
+    # Every wrong field is shown in one submit: the form's own checks, the metadata, and the
+    # operation's checks of the rest (as the LDAP source form does).
+    valid, refused = form.validate(), []
     try:
         xml, url = _metadata(form, required=True)
+    except operations.FieldRefused as exc:
+        xml, url, refused = None, "", [exc]
+    name, checked = (form.name.data or "").strip(), _new_saml_settings(form)
+    if not valid or refused:
+        refused += operations.saml_provider_errors(found, name, xml, **checked)
+        return _refused(found, form, refused, title)
+    try:
         provider = operations.add_saml_provider(
             found,
-            form.name.data.strip(),
+            name,
             xml,
             metadata_url=url,
-            label=form.label.data or "",
-            match=form.match.data,
             match_attribute=(form.match_attribute.data or "").strip(),
             require_signed_assertion=form.require_signed_assertion.data,
             allow_idp_initiated=form.allow_idp_initiated.data,
             actor=current_user.actor,
+            **checked,
         )
-        _set_domains(provider, form.email_domains.data)
     except UserError as exc:
-        return _refused(found, form, exc, "Add a SAML identity provider")
+        return _refused(found, form, [exc], title)
     return _saved(found, provider, "added")
 
 
@@ -180,27 +195,50 @@ def new_saml(customer: str):
 @login_required
 def new_oidc(customer: str):
     found = _customer(customer)
-    form = OidcForm()
-    if not form.validate_on_submit():
-        return _form_page(found, form, "Add an OpenID Connect provider")
+    form, title = OidcForm(), "Add an OpenID Connect provider"
+    if not form.is_submitted():
+        return _form_page(found, form, title)
 
+    name = (form.name.data or "").strip()
+    url, checked = (form.discovery_url.data or "").strip(), _new_oidc_settings(form)
+    if not form.validate():  # the operation's checks still name the other wrong fields
+        refused = operations.oidc_provider_errors(found, name, url, **checked)
+        return _refused(found, form, refused, title)
     try:
         provider = operations.add_oidc_provider(
             found,
-            form.name.data.strip(),
-            form.discovery_url.data.strip(),
-            client_id=form.client_id.data.strip(),
-            client_secret=form.client_secret.data,
-            scopes=" ".join((form.scopes.data or "openid").split()),
-            label=form.label.data or "",
-            match=form.match.data,
+            name,
+            url,
             match_claim=(form.match_claim.data or "").strip(),
             actor=current_user.actor,
+            **checked,
         )
-        _set_domains(provider, form.email_domains.data)
     except UserError as exc:
-        return _refused(found, form, exc, "Add an OpenID Connect provider")
+        return _refused(found, form, [exc], title)
     return _saved(found, provider, "added")
+
+
+def _new_saml_settings(form: SamlForm) -> dict:
+    """The add form's settings that saml_provider_errors checks, as add_saml_provider takes
+    them."""
+    return {
+        "label": form.label.data or "",
+        "match": form.match.data,
+        "email_domains": operations.parse_domains(form.email_domains.data),
+    }
+
+
+def _new_oidc_settings(form: OidcForm) -> dict:
+    """The add form's settings that oidc_provider_errors checks, as add_oidc_provider takes
+    them."""
+    return {
+        "client_id": (form.client_id.data or "").strip(),
+        "client_secret": form.client_secret.data or "",
+        "scopes": " ".join((form.scopes.data or "openid").split()),
+        "label": form.label.data or "",
+        "match": form.match.data,
+        "email_domains": operations.parse_domains(form.email_domains.data),
+    }
 
 
 @bp.route("/<customer>/<id:provider_id>/edit", methods=["GET", "POST"])
@@ -222,7 +260,7 @@ def edit(customer: str, provider_id: int):
     try:
         _apply_edit(provider, form)
     except UserError as exc:
-        return _refused(found, form, exc, title, provider=provider)
+        return _refused(found, form, [exc], title, provider=provider)
     return _saved(found, provider, "saved")
 
 
@@ -278,12 +316,6 @@ def _read_metadata(pasted: str, upload, url: str) -> str:
     return operations.metadata_text(raw, what="The file")
 
 
-def _set_domains(provider: IdentityProvider, text: str) -> None:
-    domains = operations.parse_domains(text)
-    if domains:
-        operations.set_email_domains(provider, domains, actor=current_user.actor)
-
-
 def _edit_data(provider: IdentityProvider) -> dict:
     keys = operations.EDITABLE[ProviderKind(provider.kind)]
     data = {key: provider.setting(key) for key in keys}
@@ -334,13 +366,33 @@ def _replace_metadata(provider: IdentityProvider, form: EditForm) -> None:
 def _describe(provider: IdentityProvider) -> dict:
     """What the list shows of a provider beyond its columns."""
     if provider.kind == ProviderKind.OIDC:
-        source = provider.setting("discovery_url")
-        return {"source": source, "validity": None, "value": provider.setting("match_claim")}
+        return {
+            "source": provider.setting("discovery_url"),
+            "validity": None,
+            "value": provider.setting("match_claim"),
+            "refused": _address_refused(provider),
+        }
     return {
         "source": provider.setting("metadata_url") or "pasted or uploaded",
         "validity": queries.metadata_validity(provider),
         "value": provider.setting("match_attribute"),
+        "refused": "",
     }
+
+
+def _address_refused(provider: IdentityProvider | None) -> str:
+    """Why logins through an OIDC provider fail when the address policy refuses the
+    discovery address it was added with (under an earlier policy); "" when it does not."""
+    if provider is None or provider.kind != ProviderKind.OIDC:
+        return ""
+    refusal = policy_refusal(provider.setting("discovery_url"))
+    if refusal is None:
+        return ""
+    return (
+        f"Logins through {provider.name} fail: its discovery address {refusal} Ask the "
+        "platform operator to allow it, or add the provider again with an https:// address "
+        "on a public network."
+    )
 
 
 def _sp_addresses(slug: str, provider: IdentityProvider | None = None) -> dict:
@@ -376,18 +428,23 @@ def _form_page(
         provider=provider,
         form_error=form_error,
         addresses=_sp_addresses(customer.slug, provider) if provider else {},
+        address_refused=_address_refused(provider),
     )
     return page, status
 
 
-def _refused(customer, form, exc: UserError, title: str, provider=None):
-    """Show the refusal under the field it concerns (at the top when none); save nothing."""
+def _refused(customer, form, refused: list[UserError], title: str, provider=None):
+    """Show each refusal under the field it concerns (at the top when none), except where
+    the form itself refused that field already; save nothing."""
     db.session.rollback()
-    field = _field_of(form, exc)
-    if field is None:
-        return _form_page(customer, form, title, provider, form_error=str(exc))
-    field.errors = [*field.errors, str(exc)]
-    return _form_page(customer, form, title, provider)
+    on_top = []
+    for exc in (each for error in refused for each in getattr(error, "errors", [error])):
+        field = _field_of(form, exc)
+        if field is None:
+            on_top.append(str(exc))
+        elif not field.errors:
+            field.errors = [str(exc)]
+    return _form_page(customer, form, title, provider, form_error=" ".join(on_top))
 
 
 def _field_of(form, exc: UserError):

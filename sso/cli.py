@@ -54,11 +54,7 @@ def sso_cli():
 @click.argument("name")
 @click.option("--customer", "slug", required=True, help="The customer's slug.")
 @click.option("--metadata-url", help="Fetch the IdP's SAML metadata from this https address.")
-@click.option(
-    "--metadata-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Read the IdP's SAML metadata from this file.",
-)
+@click.option("--metadata-file", help="Read the IdP's SAML metadata from this file.")
 @click.option(
     "--match",
     required=True,
@@ -68,7 +64,6 @@ def sso_cli():
 @click.option("--match-attribute", default="", help="SAML attribute holding it (default: NameID).")
 @click.option(
     "--metadata-signing-cert",
-    type=click.Path(exists=True, dir_okay=False),
     help="PEM certificate that must sign the metadata fetched at each refresh.",
 )
 @click.option("--label", default="", help=LABEL_HELP)
@@ -78,13 +73,14 @@ def add_saml_command(
     """Add SAML identity provider NAME to a customer."""
     if bool(metadata_url) == bool(metadata_file):
         raise click.UsageError("Give exactly one of --metadata-url and --metadata-file.")
+    certificate = _read(metadata_signing_cert)
     with refusals():
         customer = require_customer(slug)
         if metadata_url:
             xml = fetch_metadata(metadata_url)
         else:
-            with open(metadata_file, "rb") as fh:
-                raw = fh.read(MAX_METADATA_BYTES + 1)  # a larger file is refused unread
+            # a larger file is refused unread
+            raw = _read_file(metadata_file, "metadata file", MAX_METADATA_BYTES + 1)
             xml = metadata_text(raw, what=f"The metadata file {metadata_file}")
         provider = add_saml_provider(
             customer,
@@ -93,7 +89,7 @@ def add_saml_command(
             metadata_url=metadata_url or "",
             match=match,
             match_attribute=match_attribute,
-            metadata_signing_cert=_read(metadata_signing_cert),
+            metadata_signing_cert=certificate,
             label=label,
             actor=CLI_ACTOR,
         )
@@ -245,12 +241,22 @@ def _call(operation, *args, **kwargs) -> None:
 def _read(path: str | None) -> str:
     if not path:
         return ""
-    with open(path, "rb") as fh:
-        raw = fh.read(64 * 1024)
+    raw = _read_file(path, "metadata signing certificate", 64 * 1024)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise click.ClickException(f"{path} is not a PEM certificate (text).") from None
+
+
+def _read_file(path: str, what: str, limit: int) -> bytes:
+    """The first `limit` bytes of the file, or exit 1 with one sentence naming it (not
+    click.Path's usage block and exit 2: a missing file is a refusal like any other)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise click.ClickException(f"The {what} {path} cannot be read: {reason}.") from None
 
 
 def _row(provider: IdentityProvider) -> dict:

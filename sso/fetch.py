@@ -25,6 +25,11 @@ from flask import current_app
 from portal.core.errors import UserError
 
 DEADLINE_SECONDS = 15
+# How a refusal by the address policy ends, so that logs and pages name the setting.
+POLICY = (
+    "which Kursa does not fetch from unless the platform operator allows it "
+    "([sso] allow_private_addresses)"
+)
 MAX_REDIRECTS = 3
 CHUNK = 64 * 1024
 
@@ -67,6 +72,8 @@ def check_address(url: str, *, what: str) -> None:
         raise UserError(f"{what} address {url!r} is not a web address.") from None
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes or not host:
+        if parts.scheme == "http" and host:
+            raise UserError(f"{what} address {url} is plain http, {POLICY}.")
         raise UserError(f"{what} address must start with https://.")
     if allow_private:
         return
@@ -77,11 +84,39 @@ def check_address(url: str, *, what: str) -> None:
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
-            raise UserError(
-                f"{what} address {url} is on a private or local network, which Kursa does not "
-                "fetch from (the platform operator can allow it: [sso] "
-                "allow_private_addresses)."
-            )
+            raise UserError(f"{what} address {url} is on a private or local network, {POLICY}.")
+
+
+def policy_refusal(url: str) -> str | None:
+    """Why the address policy refuses `url` now, or None: for an address stored while the
+    policy allowed it (a provider added with `[sso] allow_private_addresses` on, used by a
+    portal without it), so that pages and logs can name the policy instead of "unreachable".
+
+    Judged from the address alone (scheme; a literal IP address or localhost as host): no
+    name is resolved, so a page may ask. A name that resolves to a private address is still
+    refused by check_address at the next fetch, with the same sentence.
+    """
+    if current_app.config["KURSA"]["sso"]["allow_private_addresses"]:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return None
+    if parts.scheme == "http":
+        return f"{url} is plain http, {POLICY}."
+    if _is_local_name(host):
+        return f"{url} is on a private or local network, {POLICY}."
+    return None
+
+
+def _is_local_name(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False  # a name: only resolving it would tell
 
 
 def _get(url: str, what: str, started: float) -> requests.Response:

@@ -28,6 +28,7 @@ from sso.models import (
     SamlAssertionSeen,
     SamlRequest,
 )
+from sso.refusals import FieldConflict, FieldRefused, collect, refuse
 
 logger = logging.getLogger(__name__)
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
@@ -58,17 +59,7 @@ EDITABLE = {
 }
 
 
-class FieldRefused(UserError):
-    """A value refused for one setting; `field` names it (the provider pages' field name, or
-    "metadata" for the metadata however it was given), so a page shows the error there."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
-class FieldConflict(FieldRefused, Conflict):
-    """A setting that clashes with another provider's (an email domain, an IdP)."""
+OIDC_MATCHES = {MatchRule.USERNAME, MatchRule.EMAIL, MatchRule.EMPLOYEE_NUMBER}
 
 
 def add_saml_provider(
@@ -85,19 +76,25 @@ def add_saml_provider(
     clock_skew_seconds: int = 120,
     metadata_signing_cert: str = "",
     label: str = "",
+    email_domains: list[str] | tuple = (),
 ) -> IdentityProvider:
-    """Add a SAML IdP to `customer` from its metadata (one IdP entity, signing key, SSO).
+    """Add a SAML IdP to `customer` from its metadata (one IdP entity, signing key, SSO),
+    with the email domains that lead to it. Every refused setting is named at once.
 
     `metadata_signing_cert` (PEM): refreshed metadata must then be signed by it."""
-    _check_name(customer, name)
-    if match not in set(MatchRule):
-        raise FieldRefused("match", f"Match by one of {', '.join(MatchRule)}, not {match!r}.")
-    if not 0 <= clock_skew_seconds <= 600:
-        raise UserError("The clock skew must be between 0 and 600 seconds.")
+    refuse(
+        saml_provider_errors(
+            customer,
+            name,
+            metadata_xml,
+            match=match,
+            label=label,
+            clock_skew_seconds=clock_skew_seconds,
+            metadata_signing_cert=metadata_signing_cert,
+            email_domains=email_domains,
+        )
+    )
     entity = idp_entity_id(metadata_xml)
-    if metadata_signing_cert:
-        _check_certificate(metadata_signing_cert)
-    check_entity_id_free(customer, entity)
 
     settings = {
         **DEFAULT_SETTINGS,
@@ -119,7 +116,48 @@ def add_saml_provider(
     db.session.flush()
     audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="saml")
     logger.info("SAML provider %s added to customer %s by %s", provider.id, customer.id, actor)
+    if email_domains:
+        set_email_domains(provider, list(email_domains), actor=actor)
     return provider
+
+
+def saml_provider_errors(
+    customer: Customer,
+    name: str,
+    metadata_xml: str | None,
+    *,
+    match: str,
+    label: str = "",
+    clock_skew_seconds: int = 120,
+    metadata_signing_cert: str = "",
+    email_domains: list[str] | tuple = (),
+) -> list[FieldRefused]:
+    """Everything wrong with a new SAML provider, field by field, in one pass (the add page
+    shows them all). `metadata_xml` None: the caller has refused the metadata already."""
+    return collect(
+        lambda: _check_name(customer, name),
+        lambda: clean_label(label),
+        lambda: metadata_xml is None or _check_metadata(customer, metadata_xml),
+        lambda: _check_match_in(match, set(MatchRule)),
+        lambda: _check_clock_skew(clock_skew_seconds),
+        lambda: metadata_signing_cert and _check_certificate(metadata_signing_cert),
+        lambda: _check_new_domains(email_domains, customer),
+    )
+
+
+def _check_clock_skew(seconds: int) -> None:
+    if not 0 <= seconds <= 600:
+        raise FieldRefused(
+            "clock_skew_seconds", "The clock skew must be between 0 and 600 seconds."
+        )
+
+
+def _check_metadata(customer: Customer, metadata_xml: str) -> None:
+    try:
+        entity = idp_entity_id(metadata_xml)
+    except UserError as exc:
+        raise FieldRefused("metadata", str(exc)) from None
+    check_entity_id_free(customer, entity)
 
 
 def check_entity_id_free(
@@ -146,7 +184,9 @@ def _check_certificate(pem: str) -> None:
     try:
         x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
-        raise UserError("metadata signing certificate: not a PEM certificate.") from None
+        raise FieldRefused(
+            "metadata_signing_cert", "metadata signing certificate: not a PEM certificate."
+        ) from None
 
 
 def metadata_text(data: bytes | str, *, what: str = "The metadata") -> str:
@@ -240,21 +280,23 @@ def add_oidc_provider(
     match_claim: str = "",
     scopes: str = "openid email profile",
     label: str = "",
+    email_domains: list[str] | tuple = (),
 ) -> IdentityProvider:
-    """Add an OpenID provider to `customer`; its discovery document is fetched and checked."""
-    _check_name(customer, name)
-    if match not in {MatchRule.USERNAME, MatchRule.EMAIL, MatchRule.EMPLOYEE_NUMBER}:
-        raise FieldRefused("match", f"Match by username, email or employee_number, not {match!r}.")
-    if not client_id:
-        raise FieldRefused("client_id", "Client id: give Kursa's client id.")
-    if not client_secret:
-        raise FieldRefused("client_secret", "Client secret: give it.")
-    if "openid" not in scopes.split():
-        raise FieldRefused("scopes", "Scopes: the scopes must include openid.")
-    try:
-        document = _discovery(discovery_url)
-    except UserError as exc:
-        raise FieldRefused("discovery_url", str(exc)) from None
+    """Add an OpenID provider to `customer`, with the email domains that lead to it; its
+    discovery document is fetched and checked. Every refused setting is named at once."""
+    errors, document = _oidc_checks(
+        customer,
+        name,
+        discovery_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        match=match,
+        scopes=scopes,
+        label=label,
+        email_domains=email_domains,
+    )
+    refuse(errors)
+
     settings = {
         **DEFAULT_SETTINGS,
         "label": clean_label(label),
@@ -273,7 +315,57 @@ def add_oidc_provider(
     db.session.flush()
     audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="oidc")
     logger.info("OIDC provider %s added to customer %s by %s", provider.id, customer.id, actor)
+    if email_domains:
+        set_email_domains(provider, list(email_domains), actor=actor)
     return provider
+
+
+def oidc_provider_errors(customer: Customer, name: str, discovery_url: str, **settings):
+    """Everything wrong with a new OIDC provider, field by field, in one pass (the add page
+    shows them all); `settings` as add_oidc_provider's. The discovery document is fetched."""
+    return _oidc_checks(customer, name, discovery_url, **settings)[0]
+
+
+def _oidc_checks(
+    customer: Customer,
+    name: str,
+    discovery_url: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    match: str,
+    scopes: str,
+    label: str,
+    email_domains: list[str] | tuple,
+) -> tuple[list[FieldRefused], dict | None]:
+    """(what is refused, the discovery document or None when it is refused)."""
+    errors = collect(
+        lambda: _check_name(customer, name),
+        lambda: clean_label(label),
+    )
+    try:
+        document = _discovery(discovery_url)
+    except UserError as exc:
+        errors.append(FieldRefused("discovery_url", str(exc)))
+        document = None
+    errors += collect(
+        lambda: _require(client_id, "client_id", "Client id: give Kursa's client id."),
+        lambda: _require(client_secret, "client_secret", "Client secret: give it."),
+        lambda: _check_scopes(scopes),
+        lambda: _check_match_in(match, OIDC_MATCHES),
+        lambda: _check_new_domains(email_domains, customer),
+    )
+    return errors, document
+
+
+def _check_scopes(scopes: str) -> None:
+    if "openid" not in str(scopes).split():
+        raise FieldRefused("scopes", "Scopes: the scopes must include openid.")
+
+
+def _require(value: str, field: str, message: str) -> None:
+    if not value:
+        raise FieldRefused(field, message)
 
 
 def clean_label(label: str) -> str:
@@ -330,18 +422,13 @@ def set_email_domains(provider: IdentityProvider, domains: list[str], *, actor: 
     refused too (the domains kept from before were claimed first and stay).
     """
     domains = parse_domains(" ".join(domains))
-    bad = [d for d in domains if not DOMAIN_RE.match(d)]
-    if bad:
-        raise FieldRefused(
-            "email_domains",
-            f"Email domains: {bad[0]!r} is not a domain name such as example.com.",
-        )
+    _check_domain_names(domains)
     if domains == queries.email_domains(provider):
         return
     if provider.is_enabled:
-        _check_domains_free(provider, domains)
+        _check_domains_free(domains, provider.customer_id, ignore_id=provider.id)
     claimed = set(queries.email_domains(provider))
-    _check_domains_own(provider, [d for d in domains if d not in claimed])
+    _check_domains_own([d for d in domains if d not in claimed], provider.customer_id, provider.id)
 
     provider.settings = {**provider.settings, queries.EMAIL_DOMAINS: domains}
     db.session.flush()
@@ -357,8 +444,9 @@ def set_provider_enabled(provider: IdentityProvider, enabled: bool, *, actor: st
     if enabled == provider.is_enabled:
         return
     if enabled:
-        _check_domains_free(provider, queries.email_domains(provider))
-        _check_domains_own(provider, queries.email_domains(provider))
+        domains = queries.email_domains(provider)
+        _check_domains_free(domains, provider.customer_id, ignore_id=provider.id)
+        _check_domains_own(domains, provider.customer_id, provider.id)
 
     provider.is_enabled = enabled
     db.session.flush()
@@ -375,11 +463,14 @@ def update_provider(provider: IdentityProvider, *, actor: str, **changes) -> Non
     unknown = set(changes) - set(EDITABLE[kind])
     if unknown:
         raise UserError(f"A {kind} provider has no setting {sorted(unknown)[0]!r} to change.")
-    allowed = set(MatchRule) if kind == ProviderKind.SAML else set(MatchRule) - {MatchRule.NAMEID}
-    if "match" in changes and changes["match"] not in allowed:
-        raise FieldRefused("match", f"Match: choose one of {', '.join(sorted(allowed))}.")
-    if "scopes" in changes and "openid" not in str(changes["scopes"]).split():
-        raise FieldRefused("scopes", "Scopes: the scopes must include openid.")
+    allowed = set(MatchRule) if kind == ProviderKind.SAML else OIDC_MATCHES
+    refuse(
+        collect(
+            lambda: "label" not in changes or clean_label(changes["label"]),
+            lambda: "match" not in changes or _check_match_in(changes["match"], allowed),
+            lambda: "scopes" not in changes or _check_scopes(changes["scopes"]),
+        )
+    )
     if "label" in changes:
         changes["label"] = clean_label(changes["label"])
 
@@ -389,6 +480,11 @@ def update_provider(provider: IdentityProvider, *, actor: str, **changes) -> Non
         actor, "sso.provider_changed", "identity_provider", provider.id, keys=sorted(changes)
     )
     logger.info("provider %s changed by %s", provider.id, actor)
+
+
+def _check_match_in(match: str, allowed: set) -> None:
+    if match not in allowed:
+        raise FieldRefused("match", f"Match: choose one of {', '.join(sorted(allowed))}.")
 
 
 def set_client_secret(provider: IdentityProvider, secret: str, *, actor: str) -> None:
@@ -430,14 +526,36 @@ def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
     logger.info("provider %s deleted by %s", provider_id, actor)
 
 
-def _check_domains_own(provider: IdentityProvider, domains: list[str]) -> None:
+def _check_new_domains(domains: list[str] | tuple, customer: Customer) -> None:
+    """The domains of a provider being added (enabled): domain names, led nowhere yet, and
+    none of another customer's persons."""
+    domains = parse_domains(" ".join(domains))
+    _check_domain_names(domains)
+    _check_domains_free(domains, customer.id)
+    _check_domains_own(domains, customer.id)
+
+
+def _check_domain_names(domains: list[str]) -> None:
+    bad = [d for d in domains if not DOMAIN_RE.match(d)]
+    if bad:
+        raise FieldRefused(
+            "email_domains",
+            f"Email domains: {bad[0]!r} is not a domain name such as example.com.",
+        )
+
+
+def _check_domains_own(
+    domains: list[str], customer_id: int, provider_id: int | None = None
+) -> None:
     """A domain in the addresses of another customer's persons is that customer's: leading
     it to this provider would send their staff to a sign-in page this customer runs. The
-    message gives the reason without naming the customer."""
-    domain = queries.domain_of_other_customers(provider.customer_id, domains)
+    message gives the reason without naming the customer. `provider_id`: None for a new one."""
+    domain = queries.domain_of_other_customers(customer_id, domains)
     if domain is not None:
         logger.warning(
-            "provider %s: email domain of another customer's persons refused", provider.id
+            "provider %s of customer %s: email domain of another customer's persons refused",
+            provider_id or "(new)",
+            customer_id,
         )
         raise FieldConflict(
             "email_domains",
@@ -446,11 +564,14 @@ def _check_domains_own(provider: IdentityProvider, domains: list[str]) -> None:
         )
 
 
-def _check_domains_free(provider: IdentityProvider, domains: list[str]) -> None:
-    taken = queries.domain_owners(set(domains), ignore_id=provider.id)
+def _check_domains_free(
+    domains: list[str], customer_id: int, *, ignore_id: int | None = None
+) -> None:
+    taken = queries.domain_owners(set(domains), ignore_id=ignore_id)
     if taken:
         domain = sorted(taken)[0]
-        raise _taken(domain, owner=db.session.get(IdentityProvider, taken[domain]), of=provider)
+        owner = db.session.get(IdentityProvider, taken[domain])
+        raise _taken(domain, owner=owner, customer_id=customer_id)
 
 
 def _claim_domains(provider: IdentityProvider, domains: list[str]) -> None:
@@ -472,9 +593,11 @@ def _claim_domains(provider: IdentityProvider, domains: list[str]) -> None:
             raise _taken(domain) from exc
 
 
-def _taken(domain: str, owner: IdentityProvider | None = None, of=None) -> FieldConflict:
+def _taken(
+    domain: str, owner: IdentityProvider | None = None, customer_id: int | None = None
+) -> FieldConflict:
     """The refusal of a claimed domain; it names the owner only within one customer."""
-    if owner is not None and of is not None and owner.customer_id == of.customer_id:
+    if owner is not None and owner.customer_id == customer_id:
         whose = f"the provider {owner.name}"
     else:
         whose = "another identity provider in Kursa"

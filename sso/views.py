@@ -75,9 +75,9 @@ def login(customer: str, provider: str):
             location = oidc.start_login(_base_url(), found, next_url, browser=browser)
         else:  # no cookie: the IdP's cross-site POST to the ACS would not carry it
             location = saml.start_login(_base_url(), found, next_url)
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, ValueError) as exc:
         db.session.rollback()
-        logger.warning("SSO provider %s could not be reached to start a login", found.id)
+        logger.warning("SSO provider %s could not start a login: %s", found.id, exc)
         return render_template("sso/refused.html", message=UNREACHABLE), 503
     db.session.commit()
     response = redirect(location)

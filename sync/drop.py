@@ -6,9 +6,11 @@ days older than `[drop] keep_days` are deleted.
 
 Naming rule (tell customers): a file is CSV or XLSX; its name says
 its role and carries a date stamp, e.g. `organisation_2026-12-03.csv` + `persons_20261203.xlsx`.
-- organisation file: a word of the name starts with "org" (organisation, organization),
-  "afdeling" or "enhed" (words split at signs, digits and camelCase; "Norge" is no role);
-- persons file: a word starts with "person" (persons, personer), "medarbejder" or "employee";
+- organisation file: a word of the name starts with org, afdeling or enhed (organisation,
+  organization, afdelinger, enheder; words split at signs, digits and camelCase; "Norge" is
+  no role);
+- persons file: a word starts with person, medarbejder or employee (persons, personer,
+  medarbejdere, employee, employees);
 - the date stamp is YYYYMMDD or YYYY-MM-DD in ASCII digits, optionally followed by a time
   HHMM or HHMMSS (20261203T0200, 2026-12-03_020000); an impossible date or time is no stamp.
 Two files with the same stamp, one of each role, are a pair. The newest complete pair is
@@ -42,6 +44,7 @@ SUFFIXES = {".csv", ".xlsx"}
 TEMPORARY_SUFFIXES = {".part", ".tmp", ".temp", ".filepart", ".partial", ".crdownload"}
 # A role is said by a whole word of the name (split at signs, digits and camelCase), not by
 # letters inside another word: "Norge", "Georg" and "storgade" say nothing.
+# The page, the refusals and docs/drop.md say it as role_rule does.
 ROLE_WORDS = {"org": ("org", "afdeling", "enhed"), "persons": ("person", "medarbejder", "employee")}
 ROLE_NAMES = {"org": "organisation", "persons": "persons"}
 # ASCII digits only: \d would take Arabic-Indic and other digits, and such a stamp sorts as newest.
@@ -116,6 +119,12 @@ def role_words(name: str) -> dict[str, list[str]]:
     return {role: [w for w in words if w.startswith(starts)] for role, starts in ROLE_WORDS.items()}
 
 
+def role_rule(role: str) -> str:
+    """What a name needs to say `role`: 'a word starting with person, medarbejder or employee'."""
+    *words, last = ROLE_WORDS[role]
+    return f"a word starting with {', '.join(words)} or {last}"
+
+
 def name_problem(name: str) -> str | None:
     """Why the import would never read a file of this name, in words; None if it would."""
     if Path(name.lower()).suffix not in SUFFIXES:
@@ -130,8 +139,8 @@ def name_problem(name: str) -> str | None:
         )
     if not found["org"] and not found["persons"]:
         return (
-            "the name says neither organisation (organisation, org, afdeling, enhed) nor "
-            "persons (persons, personer, medarbejdere, employees) as a word of its own"
+            f"the name says neither organisation ({role_rule('org')}) nor persons "
+            f"({role_rule('persons')})"
         )
     return stamp_problem(name)
 

@@ -173,6 +173,7 @@ def inbox(slug: str):
         form=form,
         waiting=waiting_files(folder),
         archive=archive_days(customer.slug),
+        role_rules={role: drop.role_rule(role) for role in drop.ROLE_WORDS},
         keep_days=current_app.config["KURSA"]["drop"]["keep_days"],
     )
 

@@ -2,6 +2,7 @@
 need someone's attention (held and not approved, or failed since their source's last applied
 run)."""
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,13 @@ SERIES = ("created", "moved", "inactivated", "errors")
 # discarded run is left out too: its bars would draw changes that were never made, and an
 # admin has decided it needs no one (its report stays in the list of runs).
 CHARTED = (RunStatus.APPLIED, RunStatus.HELD, RunStatus.FAILED)
+AXIS_FONT = 11  # the chart's font size, in the SVG's units
+# Character widths (em) a little over those of DejaVu Sans, the widest sans-serif a browser
+# is likely to pick (a digit is 0.64 em there, 0.56 in Arial), so a label's room is never
+# too small; any other character counts as a digit.
+AXIS_CHAR_EM = {".": 0.35, "k": 0.6, "M": 0.9}
+AXIS_DIGIT_EM = 0.65
+AXIS_GAP = 3  # between the label and the bars, and between the label and the edge
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,49 @@ class ChartRun:
     def is_flagged(self) -> bool:
         """Held or failed: a run HR must look at, drawn apart from the applied ones."""
         return self.status != RunStatus.APPLIED
+
+
+@dataclass(frozen=True)
+class ChartAxis:
+    """The chart's y-axis: its top value, the label written there, and the room left of the
+    bars that the label needs (in the SVG's units, where the text is AXIS_FONT high)."""
+
+    top: int
+    label: str
+    left: int
+
+    @property
+    def label_x(self) -> int:
+        """Where the labels end (they are anchored at their end), a gap left of the bars."""
+        return self.left - AXIS_GAP
+
+
+def chart_axis(points: list[ChartRun], series=SERIES) -> ChartAxis:
+    """The y-axis of `points`: up to the largest value (at least 1), labelled short (1.2k).
+
+    The left margin is the label's estimated width and a gap, so a long label is not cut
+    off by the viewBox (which scales with the screen, so the same holds at any width)."""
+    top = max([p.value(s) for p in points for s in series] + [1])
+    label = axis_label(top)
+    return ChartAxis(top, label, math.ceil(label_width(label) + AXIS_GAP * 2))
+
+
+def axis_label(value: int) -> str:
+    """`value` in at most four characters: 950, 1.2k, 12k, 120k, 1.2M (the bars' titles
+    carry the exact counts)."""
+    if value < 1000:
+        return str(value)
+    for unit, size in (("k", 1e3), ("M", 1e6)):
+        scaled = value / size
+        text = (f"{scaled:.1f}" if scaled < 9.95 else f"{scaled:.0f}").removesuffix(".0")
+        if len(text) <= 3:
+            return text + unit
+    return str(value)  # a billion persons: the margin grows with the label
+
+
+def label_width(text: str) -> float:
+    """An upper estimate of the width of the chart's text `text`, in the SVG's units."""
+    return sum(AXIS_CHAR_EM.get(c, AXIS_DIGIT_EM) for c in text) * AXIS_FONT
 
 
 def chart_runs(customer_id: int, limit: int = CHART_RUNS) -> list[ChartRun]:

@@ -21,7 +21,8 @@ from werkzeug.serving import make_server
 
 from portal.core.db import db
 from portal.directory.models import Person
-from tests.conftest import ADMIN_PASSWORD
+from sync.runs import FileInput, import_files
+from tests.conftest import ADMIN_PASSWORD, ORG_HEADER, PERSON_HEADER, csv_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
@@ -162,7 +163,13 @@ def browser(tmp_path):
 
 def test_pages_fit_a_phone_screen(app, served, browser, customer, admin, import_csv):
     import_csv(customer, UNITS, PERSONS)
-    run = import_csv(customer, UNITS, PERSONS[:10] + [["0101901234", "Eva", "Gram", "", "", "10"]])
+    persons = PERSONS[:10] + [["0101901234", "Eva", "Gram", "", "", "10"]]
+    run = import_files(  # the report's Files card with names as a file drop gives them
+        customer,
+        FileInput("organisationsenheder_20261204.csv", csv_bytes([ORG_HEADER, *UNITS])),
+        FileInput("medarbejdere_20261204.csv", csv_bytes([PERSON_HEADER, *persons])),
+        actor="test",
+    )
 
     person_id = db.session.scalar(select(Person.id).where(Person.username == "emp0001"))
 
@@ -188,6 +195,7 @@ def test_pages_fit_a_phone_screen(app, served, browser, customer, admin, import_
         assert browser.evaluate("document.title") != "Sorry · Kursa", path
         assert width <= 375, f"{path} is {width} px wide on a 375 px screen"
         assert browser.evaluate("window.innerWidth") == 375
+        assert browser.evaluate(WIDEST) <= 375, f"an element of {path} is wider than the screen"
         if os.environ.get("KURSA_SCREENSHOTS"):
             name = path.strip("/").replace("/", "-").replace("?", "-") or "tree"
             browser.screenshot(Path(os.environ["KURSA_SCREENSHOTS"]) / f"{name}.png")
@@ -200,6 +208,12 @@ def test_pages_fit_a_phone_screen(app, served, browser, customer, admin, import_
     browser.open(f"{served}/persons")
     assert browser.evaluate(PLACEHOLDER_OVERFLOW) <= 0
 
+
+# The right edge of the element reaching furthest right (one can overflow its card while the
+# page itself keeps its width).
+WIDEST = """
+Math.max(...[...document.querySelectorAll('main *')].map(e => e.getBoundingClientRect().right))
+"""
 
 # The tree rows whose count badge is not on the first line of the unit's name.
 COUNTS_OFF_THE_NAME_LINE = """

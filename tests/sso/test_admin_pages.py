@@ -3,6 +3,7 @@ add (SAML by paste, upload or URL; OIDC by discovery), edit and delete; everyone
 
 import html
 import io
+import logging
 import re
 import threading
 
@@ -13,10 +14,10 @@ from werkzeug.wrappers import Response
 
 from portal.core.audit import AuditEntry
 from portal.core.db import db
-from sso import vault
+from sso import oidc, vault
 from sso.linking import login_person
 from sso.models import IdentityProvider
-from sso.operations import add_saml_provider, set_email_domains
+from sso.operations import add_oidc_provider, add_saml_provider, set_email_domains
 from tests.conftest import _csrf_token
 from tests.courses import helpers
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
@@ -246,8 +247,52 @@ def test_an_unreachable_discovery_address_is_refused(it_admin, acme):
     assert answer.status_code == 400
     assert "The discovery document could not be fetched: http://127.0.0.1:" in text(answer)
     assert "Errno" not in text(answer) and "HTTPConnectionPool" not in text(answer)
-    assert CLIENT_SECRET not in text(answer)
+    # the typed secret is kept in its field (only there), so it need not be typed again
+    assert text(answer).count(CLIENT_SECRET) == 1
+    assert f'type="password" value="{CLIENT_SECRET}"' in text(answer)
     assert provider_named("entra") is None
+
+
+def test_a_discovery_address_the_address_policy_now_refuses_is_named_so(
+    app, it_admin, acme, op, caplog, monkeypatch
+):
+    """Added while [sso] allow_private_addresses was on (a loopback http address), used by a
+    portal without it: the log and the IT admin's pages name the policy, not "unreachable";
+    the employee's page stays generic."""
+    provider = add_oidc_provider(
+        acme,
+        "entra",
+        op.discovery_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        match="email",
+        actor="test",
+    )
+    db.session.commit()
+    oidc.forget_caches()
+    monkeypatch.setitem(app.config["KURSA"]["sso"], "allow_private_addresses", False)
+    policy = (
+        f"{op.discovery_url} is plain http, which Kursa does not fetch from unless the "
+        "platform operator allows it ([sso] allow_private_addresses)."
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sso.views"):
+        login = app.test_client().get("/sso/acme/entra/login")
+
+    assert login.status_code == 503
+    assert "could not reach your company&#39;s sign-in" in text(login)
+    assert "allow_private_addresses" not in text(login)
+    logged = [r.getMessage() for r in caplog.records if r.name == "sso.views"]
+    assert logged == [
+        f"SSO provider {provider.id} could not start a login: The discovery document address "
+        + policy
+    ]
+    sentence = f"Logins through entra fail: its discovery address {policy} Ask the platform"
+    for url in (PAGE, f"{PAGE}/{provider.id}/edit"):
+        assert sentence in html.unescape(text(it_admin.get(url))), url
+
+    monkeypatch.setitem(app.config["KURSA"]["sso"], "allow_private_addresses", True)
+    assert "address-refused" not in text(it_admin.get(PAGE))
 
 
 def test_edit_changes_the_options_and_disables(it_admin, corp):
@@ -345,6 +390,82 @@ def test_add_page_errors_show_under_their_fields(it_admin, corp, idp):
         assert [e[: len(message)] for e in errors_under(text(answer), field)] == [message]
         assert 'class="flash error"' not in text(answer)
     assert provider_named("again") is None and provider_named("spare") is None
+
+
+def test_a_saml_add_names_every_refused_field_in_one_submit(it_admin, corp, idp):
+    other = as_another_idp(idp.metadata, "other")
+    data = {"name": "Not A Name", "label": "x" * 81, "metadata_xml": other, "match": "email"}
+
+    answer = post(it_admin, f"{PAGE}/saml/new", {**data, "email_domains": "acme.test bad_domain"})
+    taken = post(it_admin, f"{PAGE}/saml/new", {"name": "corp", "metadata_xml": idp.metadata})
+
+    assert answer.status_code == taken.status_code == 400
+    page = text(answer)
+    assert errors_under(page, "name")[0].startswith("A provider name is 1-50")
+    assert errors_under(page, "label") == ["Label: at most 80 characters."]
+    assert errors_under(page, "email_domains") == [
+        "Email domains: 'bad_domain' is not a domain name such as example.com."
+    ]
+    assert errors_under(page, "metadata_xml") == []
+    assert errors_under(text(taken), "name") == ["acme has a provider named 'corp' already."]
+    assert errors_under(text(taken), "metadata_xml")[0].startswith("The provider corp already")
+    assert provider_named("other") is None
+
+
+def test_a_saml_add_names_a_bad_metadata_and_a_bad_name_together(it_admin, acme):
+    answer = post(
+        it_admin,
+        f"{PAGE}/saml/new",
+        {"name": "", "metadata_xml": "<html>", "match": "email", "email_domains": "-x-"},
+    )
+
+    assert answer.status_code == 400
+    assert errors_under(text(answer), "name") == ["Name: give one."]
+    assert errors_under(text(answer), "metadata_xml") == [
+        "Metadata XML: The metadata is not well-formed XML."
+    ]
+    assert errors_under(text(answer), "email_domains") == [
+        "Email domains: '-x-' is not a domain name such as example.com."
+    ]
+
+
+def test_an_oidc_add_names_every_refused_field_and_keeps_the_secret(it_admin, acme, op, corp):
+    set_email_domains(corp, ["acme.test"], actor="test")
+    db.session.commit()
+    data = {
+        "name": "Entra!",
+        "discovery_url": op.discovery_url,
+        "client_id": "",
+        "client_secret": CLIENT_SECRET,
+        "scopes": "email",
+        "match": "email",
+        "email_domains": "acme.test",
+    }
+
+    answer = post(it_admin, f"{PAGE}/oidc/new", data)
+
+    assert answer.status_code == 400
+    page = text(answer)
+    assert errors_under(page, "name")[0].startswith("A provider name is 1-50")
+    assert errors_under(page, "client_id") == ["Client id: give Kursa's client id."]
+    assert errors_under(page, "scopes") == ["Scopes: the scopes must include openid."]
+    assert errors_under(page, "email_domains") == [
+        "Email domains: acme.test already leads to the provider corp; "
+        "a domain can lead to one provider only."
+    ]
+    assert errors_under(page, "discovery_url") == errors_under(page, "client_secret") == []
+    assert f'type="password" value="{CLIENT_SECRET}"' in page
+    assert provider_named("entra!") is None and provider_named("Entra!") is None
+
+    fixed = {
+        **data,
+        "name": "entra",
+        "client_id": CLIENT_ID,
+        "scopes": "openid",
+        "email_domains": "",
+    }
+    assert post(it_admin, f"{PAGE}/oidc/new", fixed).status_code == 302
+    assert provider_named("entra").settings["client_id"] == CLIENT_ID
 
 
 def test_edit_replaces_the_metadata_and_keeps_it_when_left_empty(it_admin, corp, idp):
@@ -455,6 +576,22 @@ def test_edit_replaces_the_client_secret_only_when_one_is_given(it_admin, acme, 
     assert "rotated-secret-2" not in page and CLIENT_SECRET not in page
     actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("sso.%")))
     assert list(actions).count("sso.client_secret_replaced") == 1
+
+
+def test_edit_names_the_refused_label_and_scopes_together(it_admin, acme, op):
+    provider = add_oidc_provider(
+        acme, "entra", op.discovery_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        match="email", actor="test",
+    )  # fmt: skip
+    db.session.commit()
+    fields = {"is_enabled": "y", "match": "email", "scopes": "email", "label": "x" * 81}
+
+    answer = post(it_admin, f"{PAGE}/{provider.id}/edit", fields)
+
+    assert answer.status_code == 400
+    assert errors_under(text(answer), "label") == ["Label: at most 80 characters."]
+    assert errors_under(text(answer), "scopes") == ["Scopes: the scopes must include openid."]
+    assert provider_named("entra").settings["scopes"] == "openid email profile"
 
 
 def test_each_edit_page_lists_the_addresses_of_its_kind(it_admin, corp, acme, op):

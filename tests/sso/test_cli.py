@@ -180,6 +180,28 @@ def test_add_saml_refuses_a_duplicate_name_and_bad_metadata(flask, customer, met
     assert bad.exit_code == 1 and "DTD" in bad.output
 
 
+@pytest.mark.parametrize("option", ["--metadata-file", "--metadata-signing-cert"])
+def test_a_missing_or_unreadable_file_is_one_sentence_naming_it(
+    flask, customer, metadata_file, tmp_path, option
+):
+    args = ["--customer", "acme", "--match", "email"]
+    if option == "--metadata-file":
+        what = "metadata file"
+    else:
+        what = "metadata signing certificate"
+        args += ["--metadata-file", str(metadata_file)]
+
+    for path, reason in [
+        (tmp_path / "nonexist.xml", "no such file or directory"),
+        (tmp_path, "is a directory"),
+    ]:
+        answer = flask("sso", "add-saml", "corp", *args, option, str(path))
+
+        assert answer.exit_code == 1, answer.output
+        assert answer.output == f"Error: The {what} {path} cannot be read: {reason}.\n"
+    assert db.session.query(IdentityProvider).count() == 0
+
+
 def add_oidc(flask, op, *extra, env=None):
     return flask(
         "sso", "add-oidc", "entra", "--customer", "acme", "--discovery", op.discovery_url,

@@ -40,6 +40,10 @@ def put(folder: Path, name: str, rows=None, header=None) -> Path:
         ("Afdelinger 20261203T0215.xlsx", "org", "20261203021500"),
         ("persons_20261203.csv", "persons", "20261203000000"),
         ("medarbejdere-2026-12-03_020000.CSV", "persons", "20261203020000"),
+        ("employee_20261203.csv", "persons", "20261203000000"),
+        ("Employees-20261203.xlsx", "persons", "20261203000000"),
+        ("personer_20261203.csv", "persons", "20261203000000"),
+        ("enheder_20261203.csv", "org", "20261203000000"),
         ("org_persons_20261203.csv", None, "20261203000000"),  # both roles: ambiguous
         ("persons_20261203.csv.part", None, "20261203000000"),  # upload in progress
         (".persons_20261203.csv", None, "20261203000000"),  # hidden temporary name
@@ -51,6 +55,23 @@ def put(folder: Path, name: str, rows=None, header=None) -> Path:
 )
 def test_naming_rule(name, role, stamp):
     assert (drop.role_of(name), drop.stamp_of(name)) == (role, stamp)
+
+
+def test_the_role_words_read_the_same_in_refusals_and_docs():
+    """The accepted words are prefixes (employee and employees, medarbejder and medarbejdere):
+    the refusal, the drop page (tests/sync/test_drop_upload.py) and docs/drop.md say so."""
+    assert drop.role_rule("persons") == "a word starting with person, medarbejder or employee"
+    assert drop.role_rule("org") == "a word starting with org, afdeling or enhed"
+    problem = drop.name_problem("Norge_20261203.csv")
+    assert problem == (
+        "the name says neither organisation (a word starting with org, afdeling or enhed) "
+        "nor persons (a word starting with person, medarbejder or employee)"
+    )
+    docs = (Path(__file__).parents[2] / "docs" / "drop.md").read_text()
+    for role, name in drop.ROLE_NAMES.items():
+        row = next(line for line in docs.splitlines() if line.startswith(f"| {name} |"))
+        *words, last = (f"`{w}`" for w in drop.ROLE_WORDS[role])
+        assert f"| {', '.join(words)} or {last} (" in row, row
 
 
 def test_newest_complete_pair_is_imported_and_older_pairs_archived(inbox, customer):

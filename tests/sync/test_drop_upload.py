@@ -113,6 +113,15 @@ def test_a_name_the_import_would_never_read_is_refused(inbox, hr):
     assert not inbox.exists() or list(inbox.iterdir()) == []
 
 
+def test_the_page_names_the_role_words_as_the_refusals_do(inbox, hr):
+    page = hr.get(PAGE).get_data(as_text=True)
+    refused = flashed(hr, upload(hr, ("staff_20261203.csv", PERSONS)))
+
+    for role in ("org", "persons"):
+        assert drop.role_rule(role) in page
+        assert drop.role_rule(role) in refused
+
+
 def test_an_existing_file_is_not_overwritten(inbox, hr):
     inbox.mkdir(parents=True)
     (inbox / "persons_20261203.csv").write_bytes(b"first")

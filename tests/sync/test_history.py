@@ -2,12 +2,14 @@
 
 import re
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from portal.core.db import db
 from portal.core.time import format_local
-from sync.history import SERIES
+from sync.history import CHART_RUNS, SERIES, ChartRun, axis_label, label_width
 from sync.models import SyncIssue
 from sync.runs import revert_run
 from sync.schedule import record_skipped_run
@@ -150,3 +152,35 @@ def test_chart_follows_the_chosen_customer(make_customer, import_csv, admin_clie
 
     assert "Globex" in html and "No runs of this customer yet." in html
     assert admin_client.get("/sync/runs?customer=nope").status_code == 404
+
+
+def render_chart(app, points: list[ChartRun]) -> ET.Element:
+    macro = app.jinja_env.get_template("sync/_chart.html").module.run_chart
+    colours = dict.fromkeys(SERIES, "#000")
+    html = str(macro(points, SERIES, colours, "Europe/Copenhagen", CHART_RUNS))
+    return ET.fromstring(re.search(r"<svg .*?</svg>", html, re.S).group(0))
+
+
+@pytest.mark.parametrize(("largest", "label"), [(1200, "1.2k"), (120_000, "120k")])
+def test_the_y_axis_label_of_a_large_value_is_whole_inside_the_chart(app, largest, label):
+    started = datetime(2026, 12, 4, 2, tzinfo=UTC)
+    points = [ChartRun(1, started, "applied", largest, 3, 0, 0)]
+
+    svg = render_chart(app, points)
+
+    top = svg.find(f"{SVG}text[@class='axis-top']")
+    assert top.text == label
+    left_edge = float(svg.get("viewBox").split()[0])
+    assert top.get("text-anchor") == "end"
+    assert float(top.get("x")) - label_width(top.text) >= left_edge
+    bars = [float(r.get("x")) for r in svg.iter(f"{SVG}rect") if r.get("class") in SERIES]
+    assert min(bars) > float(top.get("x")), "the label runs into the bars"
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [(7, "7"), (999, "999"), (1000, "1k"), (1200, "1.2k"), (9949, "9.9k"), (9960, "10k"),
+     (12_000, "12k"), (120_000, "120k"), (999_950, "1M"), (1_260_000, "1.3M")],
+)  # fmt: skip
+def test_axis_labels_stay_within_four_characters(value, label):
+    assert axis_label(value) == label

@@ -24,6 +24,16 @@ def test_source_pages_and_the_chart_fit_a_phone_screen(
     for n in range(3):
         import_csv(customer, UNITS, PERSONS[: 10 + n])
     import_csv(customer, [], [])  # a failed run: its band, marker and legend entry
+    db.session.add(  # a large run: the y-axis label 1.2k needs a wider margin than 120
+        SyncRun(
+            customer_id=customer.id,
+            source_kind="ldap",
+            source_name="hq-ad",
+            started_by="t",
+            status=RunStatus.APPLIED,
+            counts={"persons": {"created": 1200}},
+        )
+    )
     settings = {
         "uri": LONG_URI,
         "bind_dn": "CN=Kursa Reader,OU=Service Accounts,DC=corporate,DC=example,DC=com",
@@ -53,6 +63,27 @@ def test_source_pages_and_the_chart_fit_a_phone_screen(
     browser.open(f"{served}/sync/runs")
     chart_width = browser.evaluate("document.querySelector('.chart svg').clientWidth")
     assert 250 <= chart_width <= 375
+    for width in (375, 1280):
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=800,
+            deviceScaleFactor=1,
+            mobile=width < 640,
+        )
+        browser.open(f"{served}/sync/runs")
+        text, left = browser.evaluate(AXIS_LABEL)
+        assert text == "1.2k" and left >= 0, f"the y-axis label is cut at {width} px: {left}"
+
+
+# The chart's top y-axis label and where its drawn text begins (in the SVG's units; the
+# viewBox starts at 0, so a negative value is cut off).
+AXIS_LABEL = """
+(() => {
+  const label = document.querySelector('.chart text.axis-top');
+  return [label.textContent, label.getBBox().x];
+})()
+"""
 
 
 # Every table card's cell: no piece of its value may lie in the label column, left of the
