@@ -4,7 +4,7 @@ A provider decides who may log in as anyone in the whole customer, so only IT ad
 the customer's root (and platform admins) see these pages; everyone else gets a 404. Adding
 goes through sso.operations, the same checks `flask sso add-saml` / `add-oidc` make. The edit
 page also replaces the metadata (or fetches it again) and the client secret. A refused value
-is shown under its field (operations name it in FieldRefused) and nothing is saved; an add
+is shown under its field (the checks name it in FieldRefused) and nothing is saved; an add
 form names every refused field in one submit, and keeps a typed client secret.
 """
 
@@ -30,10 +30,11 @@ from portal.accounts.models import Role
 from portal.core import access
 from portal.core.db import db, utcnow
 from portal.core.errors import NotFound, UserError
+from sso import domains, operations, provider_checks, queries
 from sso import metadata as idp_metadata
-from sso import operations, queries
 from sso.fetch import policy_refusal
 from sso.models import IdentityProvider, MatchRule, ProviderKind
+from sso.refusals import FieldRefused
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sso_admin", __name__, url_prefix="/sso/admin")
@@ -168,11 +169,11 @@ def new_saml(customer: str):
     valid, refused = form.validate(), []
     try:
         xml, url = _metadata(form, required=True)
-    except operations.FieldRefused as exc:
+    except FieldRefused as exc:
         xml, url, refused = None, "", [exc]
     name, checked = (form.name.data or "").strip(), _new_saml_settings(form)
     if not valid or refused:
-        refused += operations.saml_provider_errors(found, name, xml, **checked)
+        refused += provider_checks.saml_provider_errors(found, name, xml, **checked)
         return _refused(found, form, refused, title)
     try:
         provider = operations.add_saml_provider(
@@ -202,7 +203,7 @@ def new_oidc(customer: str):
     name = (form.name.data or "").strip()
     url, checked = (form.discovery_url.data or "").strip(), _new_oidc_settings(form)
     if not form.validate():  # the operation's checks still name the other wrong fields
-        refused = operations.oidc_provider_errors(found, name, url, **checked)
+        refused = provider_checks.oidc_provider_errors(found, name, url, **checked)
         return _refused(found, form, refused, title)
     try:
         provider = operations.add_oidc_provider(
@@ -224,7 +225,7 @@ def _new_saml_settings(form: SamlForm) -> dict:
     return {
         "label": form.label.data or "",
         "match": form.match.data,
-        "email_domains": operations.parse_domains(form.email_domains.data),
+        "email_domains": domains.parse_domains(form.email_domains.data),
     }
 
 
@@ -237,7 +238,7 @@ def _new_oidc_settings(form: OidcForm) -> dict:
         "scopes": " ".join((form.scopes.data or "openid").split()),
         "label": form.label.data or "",
         "match": form.match.data,
-        "email_domains": operations.parse_domains(form.email_domains.data),
+        "email_domains": domains.parse_domains(form.email_domains.data),
     }
 
 
@@ -293,7 +294,7 @@ def _metadata(form, *, required: bool) -> tuple[str | None, str]:
     if not any(given) and not required:
         return None, ""
     if sum(given) != 1:
-        raise operations.FieldRefused(
+        raise FieldRefused(
             "metadata_xml",
             "Metadata: paste the XML, upload the file or give the URL (exactly one of them).",
         )
@@ -301,19 +302,19 @@ def _metadata(form, *, required: bool) -> tuple[str | None, str]:
     form.metadata_source = name
     try:
         xml = _read_metadata(pasted, upload, url)
-        operations.idp_entity_id(xml)
+        idp_metadata.idp_entity_id(xml)
     except UserError as exc:
-        raise operations.FieldRefused(name, f"{label}: {exc}") from None
+        raise FieldRefused(name, f"{label}: {exc}") from None
     return xml, url
 
 
 def _read_metadata(pasted: str, upload, url: str) -> str:
     if url:
-        return operations.fetch_metadata(url)
+        return idp_metadata.fetch_metadata(url)
     if pasted:
-        return operations.metadata_text(pasted, what="The pasted metadata")
-    raw = upload.read(operations.MAX_METADATA_BYTES + 1)  # a larger file is refused unread
-    return operations.metadata_text(raw, what="The file")
+        return idp_metadata.metadata_text(pasted, what="The pasted metadata")
+    raw = upload.read(idp_metadata.MAX_METADATA_BYTES + 1)  # a larger file is refused unread
+    return idp_metadata.metadata_text(raw, what="The file")
 
 
 def _edit_data(provider: IdentityProvider) -> dict:
@@ -339,8 +340,8 @@ def _apply_edit(provider: IdentityProvider, form: EditForm) -> None:
         operations.set_client_secret(provider, form.client_secret.data, actor=current_user.actor)
     if not form.is_enabled.data:
         operations.set_provider_enabled(provider, False, actor=current_user.actor)
-    operations.set_email_domains(
-        provider, operations.parse_domains(form.email_domains.data), actor=current_user.actor
+    domains.set_email_domains(
+        provider, domains.parse_domains(form.email_domains.data), actor=current_user.actor
     )
     if form.is_enabled.data:
         operations.set_provider_enabled(provider, True, actor=current_user.actor)
@@ -351,12 +352,12 @@ def _replace_metadata(provider: IdentityProvider, form: EditForm) -> None:
     if form.refetch_metadata.data and provider.setting("metadata_url"):
         form.metadata_source = "refetch_metadata"
         if _metadata(form, required=False)[0] is not None:
-            raise operations.FieldRefused(
+            raise FieldRefused(
                 "refetch_metadata", "Metadata: fetch it again or give new metadata, not both."
             )
         result = idp_metadata.refresh_metadata(provider, actor=current_user.actor)
         if result.error:
-            raise operations.FieldRefused("refetch_metadata", f"Metadata URL: {result.error}")
+            raise FieldRefused("refetch_metadata", f"Metadata URL: {result.error}")
         return
     xml, url = _metadata(form, required=False)
     if xml is not None:

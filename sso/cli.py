@@ -18,15 +18,13 @@ from portal.core.cli import refusals
 from portal.core.db import db
 from portal.directory.lookups import require_customer
 from sso import metadata, queries
+from sso.domains import set_email_domains
+from sso.metadata import MAX_METADATA_BYTES, fetch_metadata, metadata_text
 from sso.models import IdentityProvider, MatchRule, ProviderKind
 from sso.operations import (
-    MAX_METADATA_BYTES,
     add_oidc_provider,
     add_saml_provider,
     delete_provider,
-    fetch_metadata,
-    metadata_text,
-    set_email_domains,
     set_provider_enabled,
 )
 

@@ -1,4 +1,5 @@
-"""Refreshing SAML IdP metadata fetched from a URL, so a certificate rollover needs no downtime.
+"""SAML IdP metadata: reading a document (its text, the one IdP it describes), fetching it, and
+replacing or refreshing a provider's, so a certificate rollover needs no downtime.
 
 An IdP that rolls its signing key publishes both certificates for a while, then only the new
 one. A refresh (by `flask sso refresh-metadata` or the scheduler every
@@ -10,11 +11,14 @@ refresh that fails keeps the old metadata and records the error on the provider
 `flask sso list --json` shows.
 """
 
+import codecs
 import logging
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from flask import Flask
 from sqlalchemy import select
@@ -23,19 +27,130 @@ import config
 from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.core.errors import UserError
+from portal.directory.models import Customer
 from sso import saml_signature
+from sso.fetch import fetch, size_text
 from sso.models import IdentityProvider, ProviderKind
-from sso.operations import FieldRefused, check_entity_id_free, fetch_metadata, idp_entity_id
+from sso.refusals import FieldConflict, FieldRefused
 
 logger = logging.getLogger(__name__)
 JOB_ID = "sso-metadata-refresh"
 MD_ENTITY = "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+MAX_METADATA_BYTES = 2 * 1024 * 1024
+# The encoding an XML declaration names (read from bytes; only ASCII can come before it).
+XML_ENCODING_RE = re.compile(rb"""^<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][\w.-]*)["']""")
+DECLARED_ENCODING_RE = re.compile(r"""^(<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 WEAK_ALGORITHM = (
     "The metadata is signed with SHA-1 or another algorithm Kursa does not accept; ask its "
     "publisher to sign it with RSA-SHA256 (or SHA-384/512). The old metadata is kept."
 )
+
+
+def metadata_text(data: bytes | str, *, what: str = "The metadata") -> str:
+    """The text of metadata however it came (a file's or a download's bytes, pasted text),
+    within the one size limit (MAX_METADATA_BYTES).
+
+    Bytes are decoded as the XML rules tell a parser: by their byte order mark, else by the
+    encoding their XML declaration names, else as UTF-8; what does not decode is refused in a
+    plain sentence. The text is kept and parsed as UTF-8 from then on, so a declaration naming
+    another encoding loses that pseudo-attribute (it would no longer be true)."""
+    check_metadata_size(data, what=what)
+    if isinstance(data, bytes):
+        data = _decode_xml(data, what)
+    match = DECLARED_ENCODING_RE.match(data)
+    if match and not re.search(r"""["']utf-?8["']""", match.group(0), re.IGNORECASE):
+        data = match.group(1) + data[match.end() :]
+    return data
+
+
+def check_metadata_size(data: bytes | str, *, what: str = "The metadata") -> None:
+    size = len(data) if isinstance(data, bytes) else len(data.encode(errors="replace"))
+    if size > MAX_METADATA_BYTES:
+        raise UserError(
+            f"{what} is larger than {size_text(MAX_METADATA_BYTES)}; is it the IdP's metadata?"
+        )
+
+
+def _decode_xml(raw: bytes, what: str) -> str:
+    bom = next((codec for mark, codec in BOMS if raw.startswith(mark)), None)
+    declared = XML_ENCODING_RE.match(raw)
+    encoding = bom or (declared.group(1).decode() if declared else "utf-8")
+    try:
+        return raw.decode(encoding)
+    except (LookupError, UnicodeDecodeError):
+        named = f"in {declared.group(1).decode()}, as it declares" if declared else "UTF-8"
+        raise UserError(
+            f"{what} is not {named}, so Kursa cannot read it; save it as UTF-8 XML."
+        ) from None
+
+
+def idp_entity_id(metadata_xml: str) -> str:
+    """The entity id of the one IdP the metadata describes; UserError when it is unusable."""
+    check_metadata_size(metadata_xml)  # whichever way the text came
+    try:
+        root = safe_fromstring(metadata_xml.encode(), forbid_dtd=True)
+    except DefusedXmlException:
+        raise UserError("The metadata holds a DTD or entities; Kursa refuses those.") from None
+    except Exception:  # noqa: BLE001 - any parse error
+        raise UserError("The metadata is not well-formed XML.") from None
+    entities = (
+        [root] if root.tag == f"{MD}EntityDescriptor" else root.findall(f"{MD}EntityDescriptor")
+    )
+    idps = [e for e in entities if e.find(f"{MD}IDPSSODescriptor") is not None]
+    if len(idps) != 1:
+        raise UserError("The metadata must describe exactly one SAML identity provider.")
+    descriptor = idps[0].find(f"{MD}IDPSSODescriptor")
+    if not any(
+        key.get("use", "signing") == "signing" and key.find(f".//{DS}X509Certificate") is not None
+        for key in descriptor.findall(f"{MD}KeyDescriptor")
+    ):
+        raise UserError("The metadata names no signing certificate for the identity provider.")
+    if not any(
+        sso.get("Binding") == REDIRECT for sso in descriptor.findall(f"{MD}SingleSignOnService")
+    ):
+        raise UserError("The identity provider offers no SingleSignOnService with HTTP-Redirect.")
+    entity = idps[0].get("entityID") or ""
+    if not entity.strip():
+        raise UserError(
+            "The metadata gives the identity provider no entityID; Kursa needs it to know "
+            "whose answers are whose."
+        )
+    return entity
+
+
+def fetch_metadata(url: str) -> str:
+    """Download IdP metadata under sso.fetch's rules (https, public addresses, limits)."""
+    url = "".join(url.split())
+    body = fetch(url, what="The metadata", max_bytes=MAX_METADATA_BYTES)
+    return metadata_text(body, what=f"The metadata at {url}")
+
+
+def check_entity_id_free(
+    customer: Customer, entity: str, *, ignore: IdentityProvider | None = None
+) -> None:
+    """One IdP is one provider of a customer: a response names its IdP only by entity id,
+    so two providers with the same one would make the IdP-initiated choice a guess."""
+    providers = db.session.scalars(
+        select(IdentityProvider).where(
+            IdentityProvider.customer_id == customer.id,
+            IdentityProvider.kind == ProviderKind.SAML.value,
+        )
+    )
+    for other in providers:
+        if other is not ignore and other.setting("entity_id") == entity:
+            raise FieldConflict(
+                "metadata",
+                f"The provider {other.name} already uses this identity provider (entity id "
+                f"{entity}); change {other.name} instead of adding it twice.",
+            )
 
 
 @dataclass

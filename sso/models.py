@@ -86,7 +86,7 @@ class IdentityProvider(TimestampMixin, db.Model):
 class EmailDomain(db.Model):
     """A domain that leads to an enabled provider from the login page; the primary key makes
     the database hold "one provider per domain" even when two saves race. It mirrors the
-    `email_domains` setting of enabled providers (sso.operations keeps them in step)."""
+    `email_domains` setting of enabled providers (sso.domains keeps them in step)."""
 
     __tablename__ = "sso_email_domains"
 

@@ -16,19 +16,13 @@ from portal.core.errors import UserError
 from portal.directory.lookups import require_customer
 from portal.directory.operations import create_customer
 from portal.directory.queries import customer_by_slug
+from sync.approval import apply_preview, approve_run, discard_run
 from sync.models import RunStatus, SyncRun
 from sync.plan.changes import counts_from_tally
 from sync.records import Issue
-from sync.runs import (
-    FileInput,
-    apply_preview,
-    approve_run,
-    discard_run,
-    hold_notice,
-    import_files,
-    revert_run,
-    run_summary,
-)
+from sync.report import hold_notice, run_summary
+from sync.revert import revert_run
+from sync.runs import FileInput, import_files
 from sync.sources_cli import ldap_commands
 
 CLI_ACTOR = "cli"

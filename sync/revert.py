@@ -1,19 +1,76 @@
-"""Undo an applied run from its stored changes, newest first, persons before units.
+"""Revert an applied run: undo its stored changes, newest first, persons before units, as a new
+run (revert_run) whose report says what was put back.
 
 A value is put back only while it is still what the run set: if someone or a later run
 changed it since, the later value wins and the report says so.
 """
 
+import logging
+import time
+
 from sqlalchemy import func, select
 
+from portal.core import audit
 from portal.core.db import db, utcnow
+from portal.core.errors import Conflict
 from portal.directory.models import OrgUnit, Person
-from sync.apply import rebuild_paths
-from sync.models import SyncChange, SyncRun
+from sync.apply import rebuild_paths, store_report
+from sync.models import RunStatus, SyncChange, SyncRun
 from sync.plan import PERSON_FIELDS, Change, ChangeSet
 from sync.records import Issue
+from sync.runs import (
+    batch_size,
+    close_run,
+    finish_run,
+    get_run,
+    lock_customer,
+    mark_failed,
+    notify_run,
+)
 
+logger = logging.getLogger(__name__)
 UNIT_FIELDS = ("number", "name", "kind")
+
+
+def revert_run(run_id: int, *, actor: str) -> SyncRun:
+    """Undo what an applied run changed, as a new run. Later edits of the same values win."""
+    run = get_run(run_id)
+    if run.status != RunStatus.APPLIED:
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}; only an applied run can be reverted."
+        )
+    if run.reverted_by_id:
+        raise Conflict(f"Run {run.id} was reverted already by run {run.reverted_by_id}.")
+    if run.revert_of_id:
+        raise Conflict(
+            f"Run {run.id} is itself a revert; import the files or sync the source again instead."
+        )
+    new = SyncRun(
+        customer_id=run.customer_id,
+        source_kind="revert",
+        source_name=f"run {run.id}",
+        started_by=actor,
+        revert_of_id=run.id,
+    )
+    db.session.add(new)
+    db.session.commit()
+    new_id, started = new.id, time.perf_counter()
+    try:
+        lock_customer(run.customer_id)
+        changes = revert_changes(run, new_id)
+        store_report(db.session.connection(), new_id, changes, {}, batch_size())
+        run.reverted_by_id = new_id
+        finish_run(new, RunStatus.APPLIED, changes)
+        audit.record(actor, "sync.reverted", "sync_run", run.id, revert_run=new_id)
+        close_run(new, started)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        mark_failed(new_id, exc, started)
+    logger.info("sync run %s reverted by %s as run %s", run_id, actor, new_id)
+    new = db.session.get(SyncRun, new_id)
+    notify_run(new)  # a failed revert leaves the directory as the reverted run made it
+    return new
 
 
 def revert_changes(run: SyncRun, new_run_id: int) -> ChangeSet:

@@ -29,17 +29,11 @@ from portal.core.errors import UserError
 from portal.directory.models import OrgUnit, Person
 from portal.web import add_banner, add_person_panel, paginate
 from sync import history
+from sync.approval import apply_preview, approve_run, discard_run, out_of_date
 from sync.models import RunStatus, SyncChange, SyncIssue, SyncRun
-from sync.runs import (
-    FileInput,
-    apply_preview,
-    approve_run,
-    discard_run,
-    import_files,
-    out_of_date,
-    report_rows,
-    revert_run,
-)
+from sync.report import report_rows
+from sync.revert import revert_run
+from sync.runs import FileInput, import_files
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sync", __name__, url_prefix="/sync")

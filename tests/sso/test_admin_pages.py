@@ -15,9 +15,10 @@ from werkzeug.wrappers import Response
 from portal.core.audit import AuditEntry
 from portal.core.db import db
 from sso import oidc, vault
+from sso.domains import set_email_domains
 from sso.linking import login_person
 from sso.models import IdentityProvider
-from sso.operations import add_oidc_provider, add_saml_provider, set_email_domains
+from sso.operations import add_oidc_provider, add_saml_provider
 from tests.conftest import _csrf_token
 from tests.courses import helpers
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer

@@ -8,7 +8,7 @@ import pytest
 
 from portal.accounts.sessions import SESSION_KEY
 from portal.core.db import db
-from sso.operations import set_email_domains
+from sso.domains import set_email_domains
 from tests.conftest import csrf_token
 from tests.sso.conftest import BASE_URL, post_acs, start_login
 from tests.sso.test_saml_logout import PAGE, log_in

@@ -11,13 +11,9 @@ from app import create_app
 from portal.core.db import db
 from portal.core.errors import Conflict
 from portal.directory.operations import create_customer
+from sso.domains import set_email_domains
 from sso.models import EmailDomain, IdentityProvider
-from sso.operations import (
-    add_saml_provider,
-    delete_provider,
-    set_email_domains,
-    set_provider_enabled,
-)
+from sso.operations import add_saml_provider, delete_provider, set_provider_enabled
 from tests.conftest import settings_for
 from tests.sso.conftest import as_another_idp
 

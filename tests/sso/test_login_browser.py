@@ -18,8 +18,9 @@ from werkzeug.serving import make_server
 
 from portal.core.db import db
 from portal.directory.models import Person
+from sso.domains import set_email_domains
 from sso.models import Identity
-from sso.operations import add_saml_provider, set_email_domains
+from sso.operations import add_saml_provider
 from tests.conftest import ADMIN_PASSWORD
 from tests.portal.test_pages_phone import CHROMIUM, Browser
 from tests.servers.saml_idp import SamlIdpServer

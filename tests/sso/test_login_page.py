@@ -9,7 +9,8 @@ from sqlalchemy import select
 from portal.core.audit import AuditEntry
 from portal.core.db import db
 from portal.core.errors import Conflict, UserError
-from sso.operations import add_saml_provider, set_email_domains, set_provider_enabled
+from sso.domains import set_email_domains
+from sso.operations import add_saml_provider, set_provider_enabled
 from tests.conftest import ADMIN_PASSWORD, csrf_token
 from tests.sso.conftest import as_another_idp
 

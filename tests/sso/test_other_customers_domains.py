@@ -11,8 +11,9 @@ from portal.core.audit import AuditEntry
 from portal.core.db import db
 from portal.core.errors import Conflict
 from sso import queries
+from sso.domains import set_email_domains
 from sso.models import EmailDomain
-from sso.operations import add_saml_provider, set_email_domains, set_provider_enabled
+from sso.operations import add_saml_provider, set_provider_enabled
 from tests.conftest import _csrf_token, csrf_token
 from tests.courses import helpers
 

@@ -7,7 +7,7 @@ import pytest
 
 from portal.core.db import db
 from sso.metadata import replace_metadata
-from sso.operations import FieldRefused
+from sso.refusals import FieldRefused
 from tests.sso.conftest import logged_in_account_id, post_acs, start_login
 
 

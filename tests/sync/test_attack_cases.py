@@ -16,7 +16,9 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.core.errors import Conflict
 from portal.directory.models import OrgUnit, Person
-from sync.runs import FileInput, apply_preview, approve_run, import_files, revert_run
+from sync.approval import apply_preview, approve_run
+from sync.revert import revert_run
+from sync.runs import FileInput, import_files
 from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes
 
 UNITS = [["10", "Sales", "", "division"], ["20", "North", "10", ""]]

@@ -11,8 +11,8 @@ from portal.core.db import db
 from portal.courses.models import OutboxMessage
 from portal.courses.outbox import send_pending
 from sync import history
+from sync.approval import approve_run
 from sync.models import RunStatus, SyncRun
-from sync.runs import approve_run
 from sync.sources.ldap.operations import update_ldap_source
 from tests.courses import helpers, test_outbox
 from tests.courses.helpers import PERSONS, UNITS

@@ -16,7 +16,7 @@ from sync import schedule
 from sync.locks import run_lock
 from sync.models import SyncLock, SyncRun, SyncSource
 from sync.notify import warn_if_links_are_relative
-from sync.runs import revert_run
+from sync.revert import revert_run
 from tests.courses.helpers import PERSONS, UNITS
 from tests.sync import test_attention as attention
 

@@ -11,8 +11,8 @@ from portal.core.db import db
 from portal.core.errors import Conflict
 from portal.directory.models import Person
 from sync import history
+from sync.approval import approve_run, discard_run
 from sync.models import RunStatus, SyncRun
-from sync.runs import approve_run, discard_run
 from tests.conftest import _csrf_token
 from tests.sync import test_attention
 

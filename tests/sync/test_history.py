@@ -11,7 +11,7 @@ from portal.core.db import db
 from portal.core.time import format_local
 from sync.history import CHART_RUNS, SERIES, ChartRun, axis_label, label_width
 from sync.models import SyncIssue
-from sync.runs import revert_run
+from sync.revert import revert_run
 from sync.schedule import record_skipped_run
 from tests.sync.test_pages_sync import PERSONS, UNITS
 

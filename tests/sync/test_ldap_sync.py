@@ -14,7 +14,7 @@ from portal.core.db import db
 from portal.directory.cli import export_directory
 from portal.directory.models import OrgUnit, Person
 from sync.models import SyncSource
-from sync.runs import run_summary
+from sync.report import run_summary
 from sync.sources.ldap import profiles
 from sync.sources.ldap.connection import connect, paged_search
 from sync.sources.ldap.operations import check_source

@@ -5,8 +5,10 @@ from sqlalchemy import select, text
 
 from portal.core.db import db
 from portal.directory.models import Person
+from sync.approval import apply_preview, approve_run
 from sync.models import SyncChange
-from sync.runs import apply_preview, approve_run, report_rows, revert_run
+from sync.report import report_rows
+from sync.revert import revert_run
 from tests.sync.test_import import PERSONS, UNITS, changes, persons, units
 
 MANY = [[f"u{n}", f"First{chr(65 + n % 26)}", "Tester", "", "", "20"] for n in range(100, 120)]

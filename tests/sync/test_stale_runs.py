@@ -12,8 +12,8 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.core.errors import Conflict
 from portal.directory.models import Person
+from sync.approval import apply_preview, approve_run
 from sync.models import SyncRun
-from sync.runs import apply_preview, approve_run
 from tests.conftest import _csrf_token
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     sample_ldif_fixture,

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from portal.core.db import db
 from portal.directory.models import OrgUnit
-from sync.runs import run_summary
+from sync.report import run_summary
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     ORG_BASE,
     sample_ldif_fixture,

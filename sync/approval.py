@@ -1,0 +1,182 @@
+"""Held runs and dry runs: approve or discard a held run, apply what a dry run previewed.
+
+Both kinds keep the records they read (the run's payload) to be applied later. Those records
+go out of date once another run changed the customer's directory (out_of_date), and are then
+refused: what the source says now must be read again.
+"""
+
+import logging
+import time
+
+from sqlalchemy import delete, exists, func, select
+
+from portal.core import audit
+from portal.core.db import db, utcnow
+from portal.core.errors import Conflict
+from sync.apply import apply_changes
+from sync.models import RunStatus, SyncChange, SyncIssue, SyncRun
+from sync.plan import plan
+from sync.runs import (
+    batch_size,
+    close_run,
+    fatal_message,
+    finish_run,
+    get_run,
+    kept_records,
+    lock_customer,
+    mark_failed,
+    notify_run,
+    run_source,
+    store_outcome,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def approve_run(run_id: int, *, actor: str) -> SyncRun:
+    """Apply a held run, skipping the guard that held it."""
+    run = get_run(run_id)
+    if run.status != RunStatus.HELD:
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
+            "run can be approved."
+        )
+    data = kept_records(run)
+    held_inactivations = run.counts["persons"]["inactivated"]
+    started = time.perf_counter()
+    try:
+        lock_customer(run.customer_id)
+        stale = out_of_date(run)
+        if stale:
+            raise Conflict(stale)
+        _clear_report(run.id)
+        changes = plan(data, run.customer)
+        if changes.fatal:
+            store_outcome(run, RunStatus.FAILED, changes, error=fatal_message(changes))
+        elif changes.count("person", "inactivated") > held_inactivations:
+            raise Conflict(
+                "The directory changed since the run was held: it would now "
+                f"inactivate more persons than were approved. {_read_again(run)}"
+            )
+        else:
+            apply_changes(changes, run.customer, run.id, batch_size=batch_size())
+            run.approved_by, run.approved_at = actor, utcnow()
+            finish_run(run, RunStatus.APPLIED, changes)
+            audit.record(actor, "sync.approved", "sync_run", run.id)
+        close_run(run, started)
+        db.session.commit()
+    except Conflict:
+        db.session.rollback()
+        raise
+    except Exception as exc:
+        db.session.rollback()
+        mark_failed(run_id, exc, started)
+        notify_run(db.session.get(SyncRun, run_id))
+    logger.info("held sync run %s approved by %s", run_id, actor)
+    return db.session.get(SyncRun, run_id)
+
+
+def discard_run(run_id: int, *, actor: str) -> SyncRun:
+    """Close a held run without applying it: it changes nothing and needs no one any more.
+
+    Its report (the changes it planned, its issues) stays, with who discarded it and when;
+    the records kept for approving it are dropped, as it can no longer be approved.
+    """
+    run = get_run(run_id)
+    lock_customer(run.customer_id)  # an approval going on at the same time finishes first
+    db.session.refresh(run)
+    if run.status != RunStatus.HELD:
+        db.session.rollback()
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
+            "run can be discarded."
+        )
+
+    run.status = RunStatus.DISCARDED
+    run.discarded_by, run.discarded_at = actor, utcnow()
+    run.payload = None
+    audit.record(actor, "sync.discarded", "sync_run", run.id)
+    db.session.commit()
+    logger.info("held sync run %s discarded by %s", run_id, actor)
+    return run
+
+
+def apply_preview(run_id: int, *, actor: str) -> SyncRun:
+    """Apply the records a dry run previewed, as a new run (which the guards may hold)."""
+    run = get_run(run_id)
+    if run.status != RunStatus.DRY_RUN or run.payload is None:
+        raise Conflict(f"Run {run.id} is not a dry run that can be applied.")
+    lock_customer(run.customer_id)  # two clicks on Apply must not both pass the checks below
+    earlier = db.session.scalar(select(SyncRun.id).where(SyncRun.preview_of_id == run.id))
+    if earlier is not None:
+        db.session.rollback()
+        raise Conflict(f"This preview was applied already, as run {earlier}.")
+    stale = out_of_date(run)
+    if stale:
+        db.session.rollback()
+        raise Conflict(stale)
+    data = kept_records(run)
+    db.session.commit()
+    return run_source(run.customer, data, actor=actor, preview_of=run.id)
+
+
+def out_of_date(run: SyncRun) -> str | None:
+    """Why the records of a held or previewed run may no longer be applied, or None.
+
+    They are out of date once another run changed the customer's directory after this one
+    planned against it: applying them would put back what the source said before, over what
+    it says now. A run that changed nothing leaves the directory as this one found it.
+    """
+    later = _changed_since(run)
+    if later is None:
+        return None
+    return (
+        f"Run {later} changed the directory after run {run.id} read its source, so what run "
+        f"{run.id} read is out of date: applying it could undo newer changes. {_read_again(run)}"
+    )
+
+
+def _changed_since(run: SyncRun) -> int | None:
+    """The first run that changed the customer's directory after `run` planned against it.
+
+    It changed something: an applied run with at least one change, a revert, an approval.
+    After: it started later, or it was applied (or approved) after `run` ended. Runs of a
+    customer plan one at a time (lock_customer), so one that ended before is in `run`'s plan.
+    """
+    changed_at = func.coalesce(SyncRun.approved_at, SyncRun.finished_at)
+    has_changes = exists().where(SyncChange.run_id == SyncRun.id)
+    return db.session.scalar(
+        select(SyncRun.id)
+        .where(
+            SyncRun.customer_id == run.customer_id,
+            SyncRun.status == RunStatus.APPLIED,
+            SyncRun.id != run.id,
+            (SyncRun.id > run.id) | (changed_at > (run.finished_at or run.started_at)),
+            SyncRun.revert_of_id.is_not(None) | SyncRun.approved_at.is_not(None) | has_changes,
+        )
+        .order_by(SyncRun.id)
+        .limit(1)
+    )
+
+
+def _read_again(run: SyncRun) -> str:
+    """What to do instead of applying `run`'s out-of-date records: read its source again."""
+    preview = " --dry-run" if run.status == RunStatus.DRY_RUN else ""
+    if run.source_kind == "ldap":
+        name = run.source_name
+        return (
+            f"Run a full {'preview' if preview else 'sync'} of source {name} again, from its "
+            f"page or with 'flask directory sync {name} --full{preview}'."
+        )
+    if run.source_name == "drop":
+        slug = run.customer.slug
+        return (
+            f"Import the drop's files again with 'flask drop import {slug}{preview}' (or wait "
+            "for the daily run); upload them again on the drop page if they were archived."
+        )
+    return "Import the files again."
+
+
+def _clear_report(run_id: int) -> None:
+    db.session.execute(delete(SyncChange).where(SyncChange.run_id == run_id))
+    db.session.execute(delete(SyncIssue).where(SyncIssue.run_id == run_id))
