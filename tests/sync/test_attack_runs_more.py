@@ -264,3 +264,371 @@ def test_a_preview_applied_twice_at_once_makes_one_run(app, staffed, import_csv,
     db.session.expire_all()
     made = db.session.scalars(select(SyncRun.id).where(SyncRun.preview_of_id == preview.id)).all()
     assert len(made) == 1
+
+
+# --- Revert after later runs -----------------------------------------------------------------
+
+
+def test_a_revert_does_not_reactivate_a_person_into_a_unit_inactivated_since(
+    make_customer, import_csv
+):
+    """Run 2 inactivates u9, whose unit 30 is then empty; run 3 inactivates unit 30. Reverting
+    run 2 must not leave an active person in an inactive unit (the rule a revert's moves and
+    the plan's unit inactivation keep)."""
+    customer = make_customer("acme")
+    staff = [*STAFF[:9], ["u9", "FirstJ", "Tester", "", "009", "30"]]
+    import_csv(customer, UNITS, staff)
+    leaving = import_csv(customer, UNITS, staff[:9])  # u9 inactivated
+    import_csv(customer, UNITS[:2], staff[:9])  # unit 30 now empty: inactivated
+    assert not tree(customer)["30"].is_active
+
+    revert = revert_run(leaving.id, actor="test")
+
+    assert revert.status == "applied", revert.error
+    nine = people(customer)["u9"]
+    assert not (nine.is_active and not nine.unit.is_active)
+
+
+def test_a_revert_does_not_move_a_unit_back_under_a_parent_inactivated_since(
+    make_customer, import_csv
+):
+    """Run 2 moves unit C (with its persons) from A to B; run 3 inactivates the now empty A.
+    Reverting run 2 must not hang an active unit with active persons under an inactive one."""
+    customer = make_customer("acme")
+    staff = [[f"u{n}", f"First{chr(65 + n)}", "Tester", "", "", "C"] for n in range(3)]
+    import_csv(customer, [["A", "A", "", ""], ["B", "B", "", ""], ["C", "C", "A", ""]], staff)
+    moved = import_csv(customer, [["A", "A", "", ""], ["B", "B", "", ""], ["C", "C", "B", ""]], staff)
+    import_csv(customer, [["B", "B", "", ""], ["C", "C", "B", ""]], staff)
+    assert not tree(customer)["A"].is_active
+
+    revert = revert_run(moved.id, actor="test")
+
+    assert revert.status == "applied", revert.error
+    units = tree(customer)
+    assert units["C"].is_active
+    assert units["C"].parent.is_active, "an active unit with active persons under an inactive one"
+
+
+def test_a_revert_keeps_an_inactivation_a_later_run_made_again(make_customer, import_csv):
+    """Run 2 inactivates u9, run 3 brings u9 back, run 4 (the newest source) inactivates u9
+    again. Reverting run 2 must not reactivate u9: the value was changed again since, and the
+    docs say such a value is kept."""
+    customer = make_customer("acme")
+    import_csv(customer, UNITS, STAFF)
+    old = import_csv(customer, UNITS, STAFF[:9])
+    import_csv(customer, UNITS, STAFF)
+    import_csv(customer, UNITS, STAFF[:9])
+    assert not people(customer)["u9"].is_active
+
+    revert_run(old.id, actor="test")
+
+    assert not people(customer)["u9"].is_active
+
+
+def test_a_revert_keeps_a_name_a_later_run_set_back_again(make_customer, import_csv):
+    """The same for a field: Tester -> Berg (run 2) -> Holm (run 3) -> Berg (run 4, newest).
+    Reverting run 2 must keep the newest source's Berg, not put Tester back."""
+    customer = make_customer("acme")
+    import_csv(customer, UNITS, STAFF)
+
+    def with_last(name):
+        return [["u0", "FirstA", name, "", "000", "20"], *STAFF[1:]]
+
+    old = import_csv(customer, UNITS, with_last("Berg"))
+    import_csv(customer, UNITS, with_last("Holm"))
+    import_csv(customer, UNITS, with_last("Berg"))
+
+    revert_run(old.id, actor="test")
+
+    assert people(customer)["u0"].last_name == "Berg"
+
+
+def test_a_revert_is_refused_while_a_held_run_that_predates_it_is_then_out_of_date(
+    staffed, held, import_csv
+):
+    """Revert a run, then approve a held run that read its files before the revert: the
+    revert changed the directory after the held run read them, so approval is refused."""
+    guard = import_csv(staffed, UNITS, STAFF)  # changes nothing: does not count
+    assert change_count(guard.id) == 0
+    earlier = db.session.scalar(
+        select(SyncRun).where(SyncRun.customer_id == staffed.id).order_by(SyncRun.id).limit(1)
+    )
+    revert = revert_run(earlier.id, actor="test")
+    assert revert.status == "applied"
+
+    with pytest.raises(Conflict, match="out of date"):
+        approve_run(held.id, actor="test")
+    assert not any(p.is_active for p in people(staffed).values())  # the revert stands
+
+
+# --- Directory sources with anchors (what an LDAP run hands the engine) ---------------------
+
+
+def ldap_data(persons, units=(("g-sales", "Sales", None),), name="hq"):
+    """SourceData as the LDAP reader makes it: units and persons matched by anchor."""
+    from sync.records import PersonRecord, SourceData, UnitRecord
+
+    return SourceData(
+        "ldap",
+        [UnitRecord(key, number, number, parent) for key, number, parent in units],
+        [
+            PersonRecord(user, first, "Tester", None, None, unit, anchor=anchor)
+            for anchor, user, first, unit in persons
+        ],
+        person_unit_by="key",
+        unit_match="anchor",
+        source_name=name,
+    )
+
+
+LDAP_STAFF = [
+    ("p-a", "a1", "Ann", "g-sales"),
+    ("p-b", "b2", "Bob", "g-sales"),
+    ("p-c", "c3", "Cai", "g-sales"),
+]
+
+
+def test_two_directory_persons_swapping_usernames_are_named_and_kept(make_customer):
+    from sync.runs import run_source
+
+    customer = make_customer("acme")
+    assert run_source(customer, ldap_data(LDAP_STAFF), actor="test").status == "applied"
+    swapped = [("p-a", "b2", "Ann", "g-sales"), ("p-b", "a1", "Bob", "g-sales"), LDAP_STAFF[2]]
+
+    run = run_source(customer, ldap_data(swapped), actor="test")
+
+    assert run.status == "applied", run.error
+    found = people(customer)
+    assert (found["a1"].first_name, found["b2"].first_name) == ("Ann", "Bob")
+    assert all(p.is_active for p in found.values())
+    assert sorted(i.value for i in issues_of(run.id)) == ["a1", "b2"]
+
+
+def test_a_directory_rename_onto_another_customers_username_is_a_rejected_row(make_customer):
+    """Usernames are unique across Kursa. A new person with another customer's username is a
+    rejected row; a person renamed onto one must be too, not fail the whole run on the
+    database's unique index."""
+    from sync.runs import FileInput, import_files, run_source
+    from tests.conftest import ORG_HEADER, PERSON_HEADER, csv_bytes
+
+    other = make_customer("other")
+    import_files(
+        other,
+        FileInput("org.csv", csv_bytes([ORG_HEADER, ["1", "One", "", ""]])),
+        FileInput("persons.csv", csv_bytes([PERSON_HEADER, ["z9", "Zed", "Other", "", "", "1"]])),
+        actor="test",
+    )
+    customer = make_customer("acme")
+    assert run_source(customer, ldap_data(LDAP_STAFF), actor="test").status == "applied"
+    renamed = [("p-a", "z9", "Ann", "g-sales"), ("p-b", "b2", "Bobby", "g-sales"), LDAP_STAFF[2]]
+
+    run = run_source(customer, ldap_data(renamed), actor="test")
+
+    assert run.status == "applied", run.error
+    found = people(customer)
+    assert found["a1"].is_active and found["b2"].first_name == "Bobby"
+    assert [i.value for i in issues_of(run.id)] == ["z9"]
+
+
+def test_reverting_a_directory_rename_whose_old_username_was_taken_since_still_reverts(
+    make_customer, import_csv
+):
+    """Run 2 renames a1 -> a9; a file import then gives a1 to a new person. Reverting run 2
+    must keep a9 (the value is taken: it was changed since, in effect) and undo the rest,
+    not fail the whole revert on the unique index."""
+    from sync.runs import run_source
+
+    customer = make_customer("acme")
+    run_source(customer, ldap_data(LDAP_STAFF), actor="test")
+    renamed = [("p-a", "a9", "Ann", "g-sales"), ("p-b", "b2", "Bobby", "g-sales"), LDAP_STAFF[2]]
+    run = run_source(customer, ldap_data(renamed), actor="test")
+    assert run.status == "applied" and run.counts["persons"]["updated"] == 2
+    taken = import_csv(customer, [["S", "S", "", ""]], [["a1", "Newt", "Else", "", "", "S"]])
+    assert taken.status == "applied" and "a1" in people(customer)
+
+    revert = revert_run(run.id, actor="test")
+
+    assert revert.status == "applied", revert.error
+    found = people(customer)
+    assert found["b2"].first_name == "Bob"  # the rest of the run is undone
+    assert found["a9"].first_name == "Ann" and found["a1"].first_name == "Newt"
+
+
+# --- Interrupted applies and their neighbours ----------------------------------------------
+
+
+@pytest.fixture
+def refuse_person_updates(app):
+    """A real database error inside apply: a trigger refuses every update of a person."""
+    if db.engine.dialect.name == "sqlite":
+        make = [
+            "CREATE TRIGGER refuse BEFORE UPDATE ON persons BEGIN "
+            "SELECT RAISE(ABORT, 'refused by the test'); END"
+        ]
+        undo = ["DROP TRIGGER refuse"]
+    else:
+        make = [
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse BEFORE UPDATE ON persons FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ]
+        undo = ["DROP TRIGGER refuse ON persons", "DROP FUNCTION refuse()"]
+    active = []
+
+    def refuse(on: bool = True):
+        for statement in make if on else undo:
+            db.session.execute(text(statement))
+        db.session.commit()
+        active[:] = [on]
+
+    yield refuse
+    db.session.rollback()
+    if active == [True]:
+        refuse(False)
+
+
+def test_a_failed_approval_does_not_report_changes_it_never_made(
+    staffed, held, refuse_person_updates
+):
+    """An approval that stops on a database error changes nothing. The run then must not
+    stand as 'failed, nothing changed' while its report (page and CSV) still lists the four
+    inactivations as its changes; either it stays held, to be approved again, or its report
+    holds no changes."""
+    refuse_person_updates()
+
+    run = approve_run(held.id, actor="test")
+
+    refuse_person_updates(False)
+    assert all(p.is_active for p in people(staffed).values())
+    db.session.expire_all()
+    run = db.session.get(SyncRun, held.id)
+    listed = [r for r in report_rows(run) if r[0] == "change"]
+    assert run.status == "held" or listed == [], (run.status, run.counts, len(listed))
+
+
+def test_a_run_that_failed_in_apply_leaves_a_held_run_approvable_and_a_run_revertible(
+    staffed, held, import_csv, refuse_person_updates
+):
+    refuse_person_updates()
+    crashed = import_csv(staffed, UNITS, [["u0", "FirstA", "Crash", "", "000", "20"], *STAFF[1:]])
+    refuse_person_updates(False)
+    assert crashed.status == "failed"
+    assert people(staffed)["u0"].last_name == "Tester"
+
+    approved = approve_run(held.id, actor="test")
+
+    assert approved.status == "applied"
+    assert sum(p.is_active for p in people(staffed).values()) == 6
+    undo = revert_run(held.id, actor="test")
+    assert undo.status == "applied" and all(p.is_active for p in people(staffed).values())
+
+
+# --- The report download ---------------------------------------------------------------------
+
+
+def download(client, run_id: int) -> list[list[str]]:
+    response = client.get(f"/sync/runs/{run_id}/report.csv")
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert body.startswith("\ufeff")
+    return list(csv.reader(io.StringIO(body[1:])))
+
+
+def test_the_report_of_a_run_with_no_changes_is_the_header_alone(staffed, import_csv, admin_client):
+    run = import_csv(staffed, UNITS, STAFF)
+    assert change_count(run.id) == 0
+
+    rows = download(admin_client, run.id)
+
+    assert rows == [runs_module.REPORT_HEADER]
+
+
+def test_report_cells_of_formula_like_usernames_units_and_names_cannot_run(
+    make_customer, import_csv, admin_client
+):
+    customer = make_customer("acme")
+    units = [["=1+1", "=cmd|' /C calc'!A0", "", ""], ["+45", "@SUM(A1)", "=1+1", ""]]
+    staff = [
+        ["+4512345678", "Ida", "=cmd|' /C calc'!A0", "", "-2+3", "=1+1"],
+        ["@evil", "Bo", "+Holm", "", "", "+45"],
+        ["-u3", "\tEva", "\r=Nor", "", "", "+45"],
+    ]
+    run = import_csv(customer, units, staff)
+    assert run.status == "applied"
+    assert run.counts["persons"]["created"] == 3, issues_of(run.id)
+
+    cells = [cell for row in download(admin_client, run.id) for cell in row]
+
+    assert any("calc" in cell for cell in cells)
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+def test_report_keeps_non_ascii_and_line_breaks_whole(make_customer, import_csv, admin_client):
+    customer = make_customer("acme")
+    run = import_csv(
+        customer,
+        [["10", "Økonomi\nog Løn", "", ""]],
+        [["u1", "Søren", "Ærø-Å\r\nNæstved", "", "", "10"], ["u2", "李", "王", "", "", "10"]],
+    )
+    assert run.status == "applied"
+
+    rows = download(admin_client, run.id)
+
+    afters = [row[5] for row in rows[1:]]
+    assert "name: Økonomi\nog Løn" in afters[0]
+    assert any("last name: Ærø-Å\r\nNæstved" in a for a in afters)
+    assert any("first name: 李" in a for a in afters)
+    assert all(len(row) == len(runs_module.REPORT_HEADER) for row in rows)
+
+
+# --- Odd trees in one file -------------------------------------------------------------------
+
+
+def test_a_unit_moved_under_its_own_child_in_one_file_gets_a_consistent_tree(
+    make_customer, import_csv
+):
+    """10 > 20 > 40 becomes 20 > 10 > 40 in one file: a legal move, with every path and
+    depth following the new parents."""
+    customer = make_customer("acme")
+    units = [["10", "A", "", ""], ["20", "B", "10", ""], ["40", "D", "20", ""]]
+    staff = [["u1", "Ida", "Lund", "", "", "40"]]
+    import_csv(customer, units, staff)
+
+    run = import_csv(customer, [["10", "A", "20", ""], ["20", "B", "", ""], ["40", "D", "10", ""]], staff)
+
+    assert run.status == "applied", run.error
+    t = tree(customer)
+    assert (t["20"].parent_id, t["10"].parent_id, t["40"].parent_id) == (
+        customer.root_unit_id,
+        t["20"].id,
+        t["10"].id,
+    )
+    root = db.session.get(OrgUnit, customer.root_unit_id)
+    assert t["40"].path == f"{root.path}{t['20'].id}/{t['10'].id}/{t['40'].id}/"
+    assert (t["20"].depth, t["10"].depth, t["40"].depth) == (1, 2, 3)
+    undo = revert_run(run.id, actor="test")
+    assert undo.status == "applied"
+    t = tree(customer)
+    assert (t["10"].parent_id, t["20"].parent_id, t["40"].parent_id) == (
+        customer.root_unit_id,
+        t["10"].id,
+        t["20"].id,
+    )
+    assert t["40"].path == f"{root.path}{t['10'].id}/{t['20'].id}/{t['40'].id}/"
+
+
+def test_a_unit_moved_under_a_descendant_left_out_of_the_file_fails_as_a_cycle(
+    make_customer, import_csv
+):
+    """10 > 20 in Kursa; the file moves 10 under 20 and leaves 20 out: 20 stays under 10 in
+    Kursa, so that is a cycle. The run fails and changes nothing."""
+    customer = make_customer("acme")
+    import_csv(customer, [["10", "A", "", ""], ["20", "B", "10", ""]], [["u1", "Ida", "Lund", "", "", "20"]])
+
+    run = import_csv(customer, [["10", "A", "20", ""]], [["u1", "Ida", "Lund", "", "", "10"]])
+
+    assert run.status == "failed"
+    assert "cycle" in run.error
+    t = tree(customer)
+    assert t["20"].parent_id == t["10"].id and t["10"].parent_id == customer.root_unit_id
+    assert people(customer)["u1"].unit.number == "20"
