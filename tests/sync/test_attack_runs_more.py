@@ -870,3 +870,69 @@ def test_a_caught_up_full_run_is_not_lost_to_the_incremental_job_caught_up_with_
     )
     owed_still = schedule.is_missed(spec, schedule.last_run_at("source:hq"), utcnow())
     assert full_ran or flagged or owed_still
+
+
+# --- More revert and out-of-date cases --------------------------------------------------------
+
+
+def test_reverting_a_run_that_emptied_and_inactivated_a_unit_puts_its_persons_back(
+    make_customer, import_csv
+):
+    """Run 2 moves u9 out of unit 30 and inactivates 30 (now empty). Reverting run 2 must
+    reactivate 30 and move u9 back into it: the revert handles persons before units, and must
+    not refuse u9's move because 30 is inactive until the same revert reactivates it."""
+    customer = make_customer("acme")
+    staff = [*STAFF[:9], ["u9", "FirstJ", "Tester", "", "009", "30"]]
+    import_csv(customer, UNITS, staff)
+    run = import_csv(customer, UNITS[:2], STAFF)  # u9 -> 20, then 30 is empty: inactivated
+    assert run.counts["persons"]["moved"] == 1 and run.counts["units"]["inactivated"] == 1
+
+    revert = revert_run(run.id, actor="test")
+
+    assert revert.status == "applied"
+    units, nine = tree(customer), people(customer)["u9"]
+    assert units["30"].is_active
+    assert nine.unit.number == "30", [i.message for i in issues_of(revert.id)]
+
+
+def test_a_preview_of_one_source_is_refused_after_another_source_changed_other_persons(
+    make_customer,
+):
+    """Two directory sources of one customer. Source hq's preview reads its persons; then
+    source eu's run changes only its own persons. The docs say a preview is out of date once
+    another run changed the customer's directory after it read its source: refused."""
+    from sync.runs import run_source
+
+    customer = make_customer("acme")
+    eu_staff = [("q-x", "x1", "Xia", "g-eu")]
+    eu_units = (("g-eu", "EU", None),)
+    assert run_source(customer, ldap_data(LDAP_STAFF), actor="t").status == "applied"
+    assert run_source(customer, ldap_data(eu_staff, eu_units, name="eu"), actor="t").status == "applied"
+    preview = run_source(
+        customer,
+        ldap_data([("p-a", "a1", "Anne", "g-sales"), *LDAP_STAFF[1:]]),
+        actor="t",
+        dry_run=True,
+    )
+    changed = run_source(
+        customer, ldap_data([("q-x", "x1", "Xiao", "g-eu")], eu_units, name="eu"), actor="t"
+    )
+    assert changed.counts["persons"]["updated"] == 1
+
+    with pytest.raises(Conflict, match="out of date"):
+        apply_preview(preview.id, actor="t")
+    assert people(customer)["a1"].first_name == "Ann"
+
+
+def test_approve_json_refused_still_prints_one_json_object(app, staffed, import_csv):
+    """`flask directory approve --json` of a run that is not held: exit 1, and a tool reading
+    stdout as JSON (as for import and sync) gets a failed run's object, not an empty stdout."""
+    import json
+
+    applied = import_csv(staffed, UNITS, STAFF[:9])
+
+    result = app.test_cli_runner().invoke(args=["directory", "approve", str(applied.id), "--json"])
+
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)
+    assert body["status"] == "failed" and "not held" in body["issues"][0]["message"]
