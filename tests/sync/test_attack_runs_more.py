@@ -13,18 +13,17 @@ import threading
 import pytest
 from sqlalchemy import func, select, text
 
+import sync.approval as approval_module
+import sync.report as report_module
+import sync.revert as revert_module
 import sync.runs as runs_module
 from portal.core.db import db
 from portal.core.errors import Conflict
 from portal.directory.models import OrgUnit, Person
+from sync.approval import apply_preview, approve_run, discard_run
 from sync.models import SyncChange, SyncIssue, SyncRun
-from sync.runs import (
-    apply_preview,
-    approve_run,
-    discard_run,
-    report_rows,
-    revert_run,
-)
+from sync.report import report_rows
+from sync.revert import revert_run
 
 UNITS = [["10", "Sales", "", "division"], ["20", "North", "10", ""], ["30", "South", "10", ""]]
 STAFF = [[f"u{n}", f"First{chr(65 + n)}", "Tester", "", f"{n:03}", "20"] for n in range(10)]
@@ -91,7 +90,8 @@ def race_at_lock(monkeypatch, app, work):
             fired.append(in_other_session(app, work))
         return real(customer_id)
 
-    monkeypatch.setattr(runs_module, "lock_customer", lock)
+    for module in (runs_module, approval_module, revert_module):
+        monkeypatch.setattr(module, "lock_customer", lock)
     return fired
 
 
@@ -107,7 +107,7 @@ def race_before_run(monkeypatch, app, work):
             fired.append(in_other_session(app, work))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runs_module, "run_source", run_source)
+    monkeypatch.setattr(approval_module, "run_source", run_source)
     return fired
 
 
@@ -544,7 +544,7 @@ def test_the_report_of_a_run_with_no_changes_is_the_header_alone(staffed, import
 
     rows = download(admin_client, run.id)
 
-    assert rows == [runs_module.REPORT_HEADER]
+    assert rows == [report_module.REPORT_HEADER]
 
 
 def test_report_cells_of_formula_like_usernames_units_and_names_cannot_run(
@@ -582,7 +582,7 @@ def test_report_keeps_non_ascii_and_line_breaks_whole(make_customer, import_csv,
     assert "name: Økonomi\nog Løn" in afters[0]
     assert any("last name: Ærø-Å\r\nNæstved" in a for a in afters)
     assert any("first name: 李" in a for a in afters)
-    assert all(len(row) == len(runs_module.REPORT_HEADER) for row in rows)
+    assert all(len(row) == len(report_module.REPORT_HEADER) for row in rows)
 
 
 # --- Odd trees in one file -------------------------------------------------------------------
