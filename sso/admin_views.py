@@ -29,12 +29,11 @@ from wtforms.widgets import PasswordInput
 from portal.accounts.models import Role
 from portal.core import access
 from portal.core.db import db, utcnow
-from portal.core.errors import NotFound, UserError
+from portal.core.errors import FieldRefused, NotFound, UserError
 from sso import domains, operations, provider_checks, queries
 from sso import metadata as idp_metadata
 from sso.fetch import policy_refusal
 from sso.models import IdentityProvider, MatchRule, ProviderKind
-from sso.refusals import FieldRefused
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sso_admin", __name__, url_prefix="/sso/admin")

@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.core import audit
 from portal.core.db import db
+from portal.core.errors import FieldConflict, FieldRefused
 from portal.directory.models import Customer
 from sso import queries
 from sso.models import EmailDomain, IdentityProvider
-from sso.refusals import FieldConflict, FieldRefused
 
 logger = logging.getLogger(__name__)
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")

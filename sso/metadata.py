@@ -26,12 +26,11 @@ from sqlalchemy import select
 import config
 from portal.core import audit
 from portal.core.db import db, utcnow
-from portal.core.errors import UserError
+from portal.core.errors import FieldConflict, FieldRefused, UserError
 from portal.directory.models import Customer
 from sso import saml_signature
 from sso.fetch import fetch, size_text
 from sso.models import IdentityProvider, ProviderKind
-from sso.refusals import FieldConflict, FieldRefused
 
 logger = logging.getLogger(__name__)
 JOB_ID = "sso-metadata-refresh"

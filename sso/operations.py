@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 
 from portal.core import audit
 from portal.core.db import db
-from portal.core.errors import Conflict, UserError
+from portal.core.errors import Conflict, FieldRefused, UserError, collect, refuse
 from portal.directory.models import Customer
 from sso import queries, vault
 from sso.domains import check_domains_free, check_domains_own, claim_domains, set_email_domains
@@ -34,7 +34,6 @@ from sso.provider_checks import (
     oidc_checks,
     saml_provider_errors,
 )
-from sso.refusals import FieldRefused, collect, refuse
 
 logger = logging.getLogger(__name__)
 # What an IT admin may change on a provider after adding it, per kind.

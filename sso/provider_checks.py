@@ -1,7 +1,7 @@
 """What is refused in a new or changed provider's settings, field by field.
 
 Every check raises a FieldRefused naming its field, and the add pages and `flask sso add-saml`
-/ `add-oidc` run them all in one pass (sso.refusals.collect), so one submit names every wrong
+/ `add-oidc` run them all in one pass (portal.core.errors.collect), so one submit names every wrong
 field. Nothing here writes.
 """
 
@@ -12,14 +12,13 @@ from cryptography import x509
 from sqlalchemy import select
 
 from portal.core.db import db
-from portal.core.errors import UserError
+from portal.core.errors import FieldConflict, FieldRefused, UserError, collect
 from portal.directory.models import Customer
 from sso import discovery
 from sso.domains import check_new_domains
 from sso.fetch import fetch
 from sso.metadata import check_entity_id_free, idp_entity_id
 from sso.models import IdentityProvider, MatchRule
-from sso.refusals import FieldConflict, FieldRefused, collect
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 MAX_LABEL = 80

@@ -1,7 +1,7 @@
 """The form of an LDAP source (add and edit): every setting `add-ldap` knows, plus the advanced
 ones (TLS, timeouts, page size, attribute mapping). Validation is the operations' own
 (sync.sources.ldap.operations.check_settings), so the page and the CLI refuse the same things;
-its SettingError names the field, and the form shows the message under that field.
+its FieldRefused names the field, and the form shows the message under that field.
 """
 
 from flask_wtf import FlaskForm
@@ -18,6 +18,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import PasswordInput
 
+from portal.core.errors import FieldRefused
 from sync.sources.ldap import operations, profiles
 from sync.sources.ldap.profiles import ORG_FROM
 
@@ -139,8 +140,8 @@ class SourceForm(FlaskForm):
                 mapping[field] = value
         return mapping
 
-    def show_errors(self, error: operations.SettingError) -> list[operations.SettingError]:
-        """Put each error (one, or each of SettingErrors) under the field it names, once per
+    def show_errors(self, error: FieldRefused) -> list[FieldRefused]:
+        """Put each error (one, or each of FieldRefusals) under the field it names, once per
         field and message; returns those no field of the form shows."""
         unshown = []
         for each in error.errors:

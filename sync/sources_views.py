@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from portal.accounts.models import Role
 from portal.core import access
 from portal.core.db import db
-from portal.core.errors import NotFound, UserError
+from portal.core.errors import FieldRefusals, FieldRefused, NotFound, UserError
 from sync import queue
 from sync.models import RequestStatus, SyncRequest, SyncRun, SyncSource
 from sync.source_forms import SourceForm
@@ -177,7 +177,7 @@ def _form_page(form: SourceForm, customer, source: SyncSource | None):
 def _refused(form: SourceForm, customer, source: SyncSource | None, exc: UserError):
     """Show each refused setting under its field (or on top when no field names it)."""
     db.session.rollback()
-    unshown = form.show_errors(exc) if isinstance(exc, operations.SettingError) else [exc]
+    unshown = form.show_errors(exc) if isinstance(exc, FieldRefused) else [exc]
     for error in unshown:
         flash(str(error), "error")
     return _form_page(form, customer, source)
@@ -190,11 +190,11 @@ def _show_other_errors(form: SourceForm, find_errors) -> None:
         return
     errors = [e for e in find_errors(form) if not form.has_error(e.field)]
     if errors:
-        for unshown in form.show_errors(operations.SettingErrors(errors)):
+        for unshown in form.show_errors(FieldRefusals(errors)):
             flash(str(unshown), "error")
 
 
-def _new_source_errors(form: SourceForm) -> list[operations.SettingError]:
+def _new_source_errors(form: SourceForm) -> list[FieldRefused]:
     return operations.new_source_errors(
         (form.name.data or "").strip(),
         form.profile.data,
@@ -204,7 +204,7 @@ def _new_source_errors(form: SourceForm) -> list[operations.SettingError]:
     )
 
 
-def _changed_source_errors(form: SourceForm) -> list[operations.SettingError]:
+def _changed_source_errors(form: SourceForm) -> list[FieldRefused]:
     return operations.setting_errors(form.profile.data, form.settings()) + (
         operations.schedule_errors(*_schedules(form))
     )

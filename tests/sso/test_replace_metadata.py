@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from portal.core.db import db
+from portal.core.errors import FieldRefused
 from sso.metadata import replace_metadata
-from sso.refusals import FieldRefused
 from tests.sso.conftest import logged_in_account_id, post_acs, start_login
 
 

@@ -7,11 +7,11 @@ from sqlalchemy import select
 import config
 from app import create_app
 from portal.core.db import db
+from portal.core.errors import FieldRefused
 from portal.directory.models import Person
 from sync.models import RunStatus, SyncSource
 from sync.sources.ldap import profiles, reach
 from sync.sources.ldap.operations import (
-    SettingError,
     add_ldap_source,
     check_schedule,
     check_settings,
@@ -46,8 +46,8 @@ def settings(uri="ldap://127.0.0.1:389", **extra) -> dict:
     }
 
 
-def refusal(**extra) -> SettingError:
-    with pytest.raises(SettingError) as caught:
+def refusal(**extra) -> FieldRefused:
+    with pytest.raises(FieldRefused) as caught:
         check_settings("openldap", settings(**extra))
     return caught.value
 
@@ -208,7 +208,7 @@ def test_check_settings_refuses_a_value_of_the_wrong_type(app, change, field):
 @pytest.mark.parametrize("cron", ["0 2 31 2 *", "0 2 30 2 *", "0 2 31 4,6,9,11 *"])
 def test_a_schedule_no_date_matches_is_refused(cron):
     for field in ("schedule", "delta_schedule"):
-        with pytest.raises(SettingError, match="never runs") as caught:
+        with pytest.raises(FieldRefused, match="never runs") as caught:
             check_schedule(field, cron)
 
         assert caught.value.field == field

@@ -7,9 +7,10 @@ import pytest
 import config
 from app import create_app
 from portal.core.db import db
+from portal.core.errors import FieldRefused
 from sync.models import SyncSource
 from sync.sources.ldap import operations, reach
-from sync.sources.ldap.operations import SettingError, add_ldap_source, check_settings
+from sync.sources.ldap.operations import add_ldap_source, check_settings
 from tests.conftest import settings_for
 from tests.servers.slapd import other_ca_file
 
@@ -27,8 +28,8 @@ def settings(uri="ldap://dc1.example.test/", **extra) -> dict:
     }
 
 
-def refusal(**extra) -> SettingError:
-    with pytest.raises(SettingError) as caught:
+def refusal(**extra) -> FieldRefused:
+    with pytest.raises(FieldRefused) as caught:
         check_settings("openldap", settings(**extra))
     return caught.value
 

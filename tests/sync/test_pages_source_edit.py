@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from portal.core.audit import AuditEntry
 from portal.core.db import db
+from portal.core.errors import FieldRefused
 from sync.models import SyncRun, SyncSource
 from sync.sources.ldap import operations, vault
 from tests.conftest import _csrf_token
@@ -415,7 +416,7 @@ def test_the_cli_names_every_wrong_setting_in_its_message(app):
     settings = {"uri": "ftp://dc1", "bind_dn": SERVICE_DN, "user_bases": [ORG_BASE]}
     settings.update(org_from="ou", page_size=0, timeout=-1)
 
-    with pytest.raises(operations.SettingError) as caught:
+    with pytest.raises(FieldRefused) as caught:
         operations.check_settings("openldap", settings)
 
     fields = [e.field for e in caught.value.errors]

@@ -19,7 +19,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from portal.core.db import db
-from portal.core.errors import UserError
+from portal.core.errors import FieldRefused, UserError
 from portal.directory.queries import customer_by_slug
 from sync.models import SyncSource
 from sync.sources.ldap import operations, vault
@@ -83,7 +83,7 @@ def _apply_one(name: str, table: dict, environ) -> Applied:
         if source.is_enabled != enabled:
             operations.set_enabled(source, enabled, actor=ACTOR)
             outcome = "updated" if outcome == "unchanged" else outcome
-    except operations.SettingError as exc:
+    except FieldRefused as exc:
         named = "; ".join(f"{where}.{each.field}: {each}" for each in exc.errors)
         raise DeclaredSourceError(named) from None
     except DeclaredSourceError:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from config import cron_ever_fires, ldap_setting_type_error
 from portal.core import audit
 from portal.core.db import db
-from portal.core.errors import Conflict, NotFound, UserError
+from portal.core.errors import Conflict, FieldRefused, NotFound, refuse
 from portal.directory.models import Customer
 from sync import cron
 from sync.gcpause import gc_paused
@@ -75,13 +75,13 @@ def new_source_errors(
     password: str,
     schedule: str,
     delta_schedule: str | None,
-) -> list["SettingError"]:
+) -> list[FieldRefused]:
     """Everything wrong with a new source, field by field (the add form shows them all)."""
-    errors = [] if NAME_RE.match(name) else [SettingError("name", NAME_RULE)]
+    errors = [] if NAME_RE.match(name) else [FieldRefused("name", NAME_RULE)]
     errors += setting_errors(profile, settings)
     errors += schedule_errors(schedule, delta_schedule)
     if not password:
-        errors.append(SettingError("password", "Give the bind password."))
+        errors.append(FieldRefused("password", "Give the bind password."))
     return errors
 
 
@@ -154,54 +154,20 @@ def run_count(source: SyncSource) -> int:
     )
 
 
-class SettingError(UserError):
-    """A setting is wrong; `field` names it (a settings key, or attributes.<record field>)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-    @property
-    def errors(self) -> list["SettingError"]:
-        return [self]
-
-
-class SettingErrors(SettingError):
-    """Several settings are wrong at once: each is in `errors`, so a form shows every one
-    under its field in one go. The message (the CLI's) is all of theirs in turn; `field`
-    is the first one's."""
-
-    def __init__(self, errors: list[SettingError]):
-        super().__init__(errors[0].field, " ".join(str(e) for e in errors))
-        self._errors = errors
-
-    @property
-    def errors(self) -> list[SettingError]:
-        return self._errors
-
-
-def refuse(errors: list[SettingError]) -> None:
-    """Raise the one error, or all of them together; nothing when the list is empty."""
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise SettingErrors(errors)
-
-
 ATTRIBUTE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)$")
 LIMITS = {"page_size": (1, 5000), "network_timeout": (1, 300), "timeout": (1, 3600)}
 
 
 def check_settings(profile: str, settings: dict) -> None:
-    """Refuse settings that cannot work; the SettingError names the field and says why
-    (SettingErrors, naming each, when several fields are wrong).
+    """Refuse settings that cannot work; the FieldRefused names the field and says why
+    (FieldRefusals, naming each, when several fields are wrong).
 
     The page and the CLI both call this, so a source added either way meets the same rules.
     """
     refuse(setting_errors(profile, settings))
 
 
-def setting_errors(profile: str, settings: dict) -> list[SettingError]:
+def setting_errors(profile: str, settings: dict) -> list[FieldRefused]:
     """What is wrong with the settings, field by field, found in one pass.
 
     Checks that do not depend on each other all run; a check whose input is already refused
@@ -209,16 +175,16 @@ def setting_errors(profile: str, settings: dict) -> list[SettingError]:
     the one error that says what to do with it. Wrong types stop the rest, which read them.
     """
     if profile not in profiles.PROFILES:
-        return [SettingError("profile", f"The profile is one of {', '.join(profiles.PROFILES)}.")]
+        return [FieldRefused("profile", f"The profile is one of {', '.join(profiles.PROFILES)}.")]
     errors = [
-        SettingError(key, f"Unknown LDAP setting {key!r}.")
+        FieldRefused(key, f"Unknown LDAP setting {key!r}.")
         for key in sorted(set(settings) - profiles.SETTING_KEYS)
     ]
     for key, value in settings.items():
         wanted = ldap_setting_type_error(key, value)
         if wanted:
             message = f"The setting {key} must be {wanted}, not {value!r:.80}."
-            errors.append(SettingError(key, message))
+            errors.append(FieldRefused(key, message))
     if errors:
         return errors
     merged = profiles.effective(profile, settings)
@@ -227,27 +193,27 @@ def setting_errors(profile: str, settings: dict) -> list[SettingError]:
     return errors + list(_check_attributes(profile, settings.get("attributes", {})))
 
 
-def _check_connection(s: dict) -> Iterator[SettingError]:
+def _check_connection(s: dict) -> Iterator[FieldRefused]:
     uri = s["uri"]
     if not uri.startswith(("ldap://", "ldaps://", "ldapi://")):
-        yield SettingError("uri", "The URI must start with ldap://, ldaps:// or ldapi://.")
+        yield FieldRefused("uri", "The URI must start with ldap://, ldaps:// or ldapi://.")
     elif s["starttls"] and not uri.startswith("ldap://"):
-        yield SettingError(
+        yield FieldRefused(
             "starttls", "StartTLS is for ldap:// only; ldaps:// is encrypted from the start."
         )
     yield from _check_reach(s, hosts=uri.startswith(("ldap://", "ldaps://", "ldapi://")))
     # AD also binds with user@domain or DOMAIN\user; anything with "=" must be a real DN.
     bind = s["bind_dn"]
     if not bind or ("=" in bind and not ldap.dn.is_dn(bind)):
-        yield SettingError(
+        yield FieldRefused(
             "bind_dn", "The bind DN is not a DN (e.g. cn=kursa,ou=services,dc=example,dc=test)."
         )
 
 
-def _check_reach(s: dict, *, hosts: bool) -> Iterator[SettingError]:
+def _check_reach(s: dict, *, hosts: bool) -> Iterator[FieldRefused]:
     """CA file in the CA folder or a pasted CA certificate; hosts the operator allows."""
     if s["ca_file"] and s["ca_pem"]:
-        yield SettingError("ca_pem", "Give either a CA file or a pasted CA certificate, not both.")
+        yield FieldRefused("ca_pem", "Give either a CA file or a pasted CA certificate, not both.")
         return
     checks = [
         (s["ca_file"], lambda: reach.resolve_ca_file(s["ca_file"])),
@@ -259,10 +225,10 @@ def _check_reach(s: dict, *, hosts: bool) -> Iterator[SettingError]:
             if wanted:
                 check()
         except reach.ReachError as exc:
-            yield SettingError(exc.field, str(exc))
+            yield exc
 
 
-def _check_numbers(s: dict) -> Iterator[SettingError]:
+def _check_numbers(s: dict) -> Iterator[FieldRefused]:
     for key, (low, high) in LIMITS.items():
         value = s[key]
         if (
@@ -271,49 +237,49 @@ def _check_numbers(s: dict) -> Iterator[SettingError]:
             or not low <= value <= high
         ):
             label = key.replace("_", " ")
-            yield SettingError(key, f"The {label} must be a number from {low} to {high}.")
+            yield FieldRefused(key, f"The {label} must be a number from {low} to {high}.")
 
 
-def _check_bases(s: dict) -> Iterator[SettingError]:
+def _check_bases(s: dict) -> Iterator[FieldRefused]:
     if not s["user_bases"]:
-        yield SettingError("user_bases", "Give at least one user base DN.")
+        yield FieldRefused("user_bases", "Give at least one user base DN.")
     bad_bases = [base for base in s["user_bases"] if not ldap.dn.is_dn(base)]
     if bad_bases:
-        yield SettingError("user_bases", f"The user base {bad_bases[0]!r} is not a DN.")
+        yield FieldRefused("user_bases", f"The user base {bad_bases[0]!r} is not a DN.")
     if s["org_from"] not in profiles.ORG_FROM:
-        yield SettingError(
+        yield FieldRefused(
             "org_from", "The org tree comes from 'ou' (the OU structure) or 'attribute'."
         )
     if s["org_from"] == "ou" and not s["org_base"]:
-        yield SettingError("org_base", "An org tree from OUs needs the base DN of the OU tree.")
+        yield FieldRefused("org_base", "An org tree from OUs needs the base DN of the OU tree.")
     if s["org_base"] and not ldap.dn.is_dn(s["org_base"]):
-        yield SettingError("org_base", f"The org base {s['org_base']!r} is not a DN.")
+        yield FieldRefused("org_base", f"The org base {s['org_base']!r} is not a DN.")
     if not ATTRIBUTE_RE.match(s["unit_number_attribute"] or ""):
-        yield SettingError(
+        yield FieldRefused(
             "unit_number_attribute", "The org attribute is an attribute name, e.g. ou."
         )
 
 
-def _check_groups(s: dict) -> Iterator[SettingError]:
+def _check_groups(s: dict) -> Iterator[FieldRefused]:
     groups = s["member_of"]
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        yield SettingError("member_of", "The groups are a list of group DNs.")
+        yield FieldRefused("member_of", "The groups are a list of group DNs.")
         return
     for group in groups:
         if not ldap.dn.is_dn(group) or "=" not in group:
-            yield SettingError(
+            yield FieldRefused(
                 "member_of", f"The group {group!r} is not a DN (e.g. cn=kursa,ou=groups,dc=x)."
             )
             return
 
 
-def _check_filters(s: dict) -> Iterator[SettingError]:
+def _check_filters(s: dict) -> Iterator[FieldRefused]:
     for key in ("user_filter", "inactive_filter"):
         value = s.get(key) or ""
         value = value if value.startswith("(") else f"({value})"  # the reader adds them too
         if value != "()" and not _looks_like_filter(value):
             label = key.replace("_", " ")
-            yield SettingError(key, f"The {label} is not an LDAP filter, e.g. (objectClass=x).")
+            yield FieldRefused(key, f"The {label} is not an LDAP filter, e.g. (objectClass=x).")
 
 
 def _looks_like_filter(text: str) -> bool:
@@ -326,14 +292,14 @@ def _looks_like_filter(text: str) -> bool:
     return text.startswith("(") and depth == 0
 
 
-def _check_attributes(profile: str, attributes: dict) -> Iterator[SettingError]:
+def _check_attributes(profile: str, attributes: dict) -> Iterator[FieldRefused]:
     known = profiles.effective(profile, {})["attributes"]
     for field, name in attributes.items():
         if field not in known:
-            yield SettingError(f"attributes.{field}", f"Unknown mapped field {field!r}.")
+            yield FieldRefused(f"attributes.{field}", f"Unknown mapped field {field!r}.")
         elif not ATTRIBUTE_RE.match(name or ""):
             label = field.replace("_", " ")
-            yield SettingError(
+            yield FieldRefused(
                 f"attributes.{field}",
                 f"The attribute for {label} is not an LDAP attribute name, e.g. mail.",
             )
@@ -343,7 +309,7 @@ def check_schedule(field: str, schedule: str) -> None:
     refuse(list(_schedule_error(field, schedule)))
 
 
-def schedule_errors(schedule: str, delta_schedule: str | None) -> list[SettingError]:
+def schedule_errors(schedule: str, delta_schedule: str | None) -> list[FieldRefused]:
     """The full-run schedule's error and the incremental one's (when given), if any."""
     errors = list(_schedule_error("schedule", schedule))
     if delta_schedule:
@@ -351,12 +317,12 @@ def schedule_errors(schedule: str, delta_schedule: str | None) -> list[SettingEr
     return errors
 
 
-def _schedule_error(field: str, schedule: str) -> Iterator[SettingError]:
+def _schedule_error(field: str, schedule: str) -> Iterator[FieldRefused]:
     problem = cron.problem(schedule)
     if problem:
-        yield SettingError(field, problem)
+        yield FieldRefused(field, problem)
     elif not cron_ever_fires(schedule):
-        yield SettingError(
+        yield FieldRefused(
             field,
             f"The schedule {schedule!r} never runs: no date has that day in that month "
             "(such as 31 February). Check the day and month fields.",

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from cryptography import x509
 from flask import current_app
 
-from portal.core.errors import UserError
+from portal.core.errors import FieldRefused
 
 MAX_PEM_CHARS = 65536
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", re.IGNORECASE)
@@ -33,12 +33,8 @@ CA_OUTSIDE = (
 )
 
 
-class ReachError(UserError):
+class ReachError(FieldRefused):
     """A CA file or a host the source may not use; `field` names the setting."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 def ca_dir() -> Path:
