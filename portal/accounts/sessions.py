@@ -123,6 +123,26 @@ def end_sessions(provider_id: int, name_id: str, session_index: str = "") -> int
     return ended.rowcount
 
 
+def end_provider_sessions(provider_id: int, reason: str, *, forget: bool = False) -> int:
+    """End every live session the provider logged in (it was disabled or deleted); returns
+    how many ended. Flushes; the caller commits.
+
+    `forget` also takes the provider's id off all its session rows, ended ones included: the
+    provider is being deleted, and SQLite may give its id to the next provider added, which
+    must not find the sessions another provider vouched for (to send their logout to).
+    """
+    mine = LoginSession.provider_id == provider_id
+    ended = db.session.execute(
+        update(LoginSession)
+        .where(mine, LoginSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), end_reason=reason)
+    ).rowcount
+    if forget:
+        db.session.execute(update(LoginSession).where(mine).values(provider_id=None))
+    logger.info("provider %s: %s session(s) ended (%s)", provider_id, ended, reason)
+    return ended
+
+
 def _check_session() -> None:
     """Before each request: load the session row of the cookie and end it when it is over."""
     g.login_session = None
