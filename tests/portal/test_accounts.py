@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.accounts.models import Account
 from portal.accounts.operations import authenticate, create_admin
@@ -44,6 +44,22 @@ def test_lock_ends_after_the_lockout(admin):
         login("root-admin", "wrong password here")
     admin.locked_until = utcnow() - timedelta(seconds=1)
     assert login("root-admin", ADMIN_PASSWORD) == admin
+
+
+def test_a_right_password_is_refused_once_a_guess_at_the_same_time_locked_the_account(admin):
+    """The lock is read as the database holds it after the hash check, not as it was read
+    before (a parallel guess may have locked the account in the meantime)."""
+    assert admin.locked_until is None  # what this login read before its hash check
+    db.session.execute(
+        update(Account)
+        .where(Account.id == admin.id)
+        .values(locked_until=utcnow() + LOCKOUT)
+        .execution_options(synchronize_session=False)
+    )
+
+    assert login("root-admin", ADMIN_PASSWORD) is None
+    db.session.refresh(admin)
+    assert admin.last_login_at is None and admin.locked_until > utcnow()
 
 
 def test_unknown_account_is_refused(app):
