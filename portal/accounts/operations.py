@@ -12,7 +12,7 @@ from portal.core.db import db, utcnow
 from portal.core.errors import Conflict, UserError
 
 logger = logging.getLogger(__name__)
-# Compared against when the account does not exist, so both cases take the same time.
+# Checked when no account has a password under the name, so that takes a real check's time.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
@@ -49,14 +49,17 @@ def authenticate(
     account = db.session.scalar(
         select(Account).where(func.lower(Account.username) == username.strip().lower())
     )
-    if account is None or not account.password_hash:
-        check_password_hash(_DUMMY_HASH, password)
+    known = account is not None and bool(account.password_hash)
+    # Exactly one hash check, whatever follows: a name that is unknown, has no password or is
+    # locked answers in the time of a wrong password, so the time tells no admin name.
+    right = check_password_hash(account.password_hash if known else _DUMMY_HASH, password)
+    if not known:
         logger.warning("local login refused: unknown account")
         return None
     now = utcnow()
     if account.locked_until and account.locked_until > now:
         return _refuse_locked(account)
-    if not check_password_hash(account.password_hash, password) or not account.is_enabled:
+    if not right or not account.is_enabled:
         if _count_failure(account, now, max_failures=max_failures, lockout=lockout) is None:
             return _refuse_locked(account)
         logger.warning("local login refused: wrong password for account %s", account.id)
