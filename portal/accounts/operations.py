@@ -7,6 +7,7 @@ from sqlalchemy import func, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.accounts.models import Account
+from portal.accounts.sessions import end_account_sessions
 from portal.core import audit
 from portal.core.db import db, utcnow
 from portal.core.errors import Conflict, UserError
@@ -33,13 +34,21 @@ def create_admin(username: str, password: str, *, actor: str) -> Account:
     return account
 
 
-def set_password(account: Account, password: str, *, actor: str) -> None:
+def set_password(
+    account: Account, password: str, *, actor: str, keep_session: str | None = None
+) -> None:
+    """Give the account a new password and lift its lockout. Its sessions end (a new
+    password is what is set when the old one leaked) but for `keep_session`, the id of the
+    session of a page where the account sets its own password."""
     if len(password) < 12:
         raise UserError("The password must be at least 12 characters long.")
+
     account.password_hash = generate_password_hash(password)
     account.failed_logins = 0
     account.locked_until = None
-    audit.record(actor, "account.password_set", "account", account.id)
+    ended = end_account_sessions(account.id, "password_set", keep=keep_session)
+    audit.record(actor, "account.password_set", "account", account.id, sessions_ended=ended)
+    logger.info("account %s password set by %s", account.id, actor)
 
 
 def authenticate(

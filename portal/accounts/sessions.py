@@ -123,6 +123,19 @@ def end_sessions(provider_id: int, name_id: str, session_index: str = "") -> int
     return ended.rowcount
 
 
+def end_account_sessions(account_id: int, reason: str, *, keep: str | None = None) -> int:
+    """End every live session of the account but the one whose id is `keep` (the session of
+    the page that asked, if any); returns how many ended. Flushes; the caller commits."""
+    query = update(LoginSession).where(
+        LoginSession.account_id == account_id, LoginSession.ended_at.is_(None)
+    )
+    if keep:
+        query = query.where(LoginSession.id != keep)
+    ended = db.session.execute(query.values(ended_at=utcnow(), end_reason=reason)).rowcount
+    logger.info("account %s: %s session(s) ended (%s)", account_id, ended, reason)
+    return ended
+
+
 def end_provider_sessions(provider_id: int, reason: str, *, forget: bool = False) -> int:
     """End every live session the provider logged in (it was disabled or deleted); returns
     how many ended. Flushes; the caller commits.
