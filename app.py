@@ -12,7 +12,7 @@ from flask_migrate import Migrate
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
-from portal.core import ids
+from portal.core import addresses, ids
 from portal.core.db import db, json_text
 
 MIGRATIONS = str(Path(__file__).with_name("portal") / "migrations")
@@ -52,6 +52,9 @@ def _build_app(overrides: dict | None, environ) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS={
             "pool_pre_ping": not database_url.startswith("sqlite"),
             "json_serializer": json_text,
+            # A failed statement's message (logged with a 500) and echo leave out the values:
+            # they may be what someone typed (a name, an email address).
+            "hide_parameters": True,
         },
         SECRET_KEY=settings["web"]["secret_key"] or _stored_secret(app),
         MAX_CONTENT_LENGTH=settings["web"]["max_upload_mb"] * 1024 * 1024,
@@ -68,6 +71,7 @@ def _build_app(overrides: dict | None, environ) -> Flask:
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS)
     ids.register(app)  # `<id:...>` in the routes below: only ids a database column holds
+    addresses.register(app)  # and their names and slugs: no control characters
     _register(app)
     return app
 

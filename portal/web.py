@@ -12,8 +12,9 @@ from flask_sqlalchemy.pagination import Pagination
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 from sqlalchemy import Select
+from sqlalchemy.exc import DataError
 
-from portal.core import access
+from portal.core import access, addresses
 from portal.core.access import Scope
 from portal.core.db import db
 from portal.core.errors import UserError
@@ -74,10 +75,13 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["banners"] = banners
     app.before_request(_assign_request_id)
     sessions.init_app(app)
+    # After the session is known, so that the 404 page shows the account's links as any does.
+    app.before_request(addresses.refuse_nul_in_query)
     app.context_processor(_page_links)
     app.register_error_handler(UserError, _user_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(404, _not_found)
+    app.register_error_handler(DataError, _value_not_storable)
     app.register_error_handler(500, _server_error)
 
 
@@ -196,6 +200,18 @@ def _csrf_error(exc: CSRFError):
 
 def _not_found(exc):
     return _error_page("There is nothing here, or it is not yours to see.", 404)
+
+
+def _value_not_storable(exc: DataError):
+    """A NUL that PostgreSQL refuses (psycopg, before sending) in a form field that no form
+    checked: the sender's mistake, so a 400 that names no value. Other data errors are the
+    server faults they were."""
+    if "NUL" not in str(exc.orig):
+        raise exc
+    db.session.rollback()
+    logger.warning("request %s refused: a NUL character in a value", g.get("request_id"))
+    message = "The form held a character Kursa cannot store (NUL). Remove it and send it again."
+    return _error_page(message, 400)
 
 
 def _server_error(exc):

@@ -199,7 +199,8 @@ def enable_command(name, slug):
 @click.argument("name")
 @click.option("--customer", "slug", required=True, help="The customer's slug.")
 def disable_command(name, slug):
-    """Disable provider NAME: nobody logs in through it; links and settings are kept."""
+    """Disable provider NAME: nobody logs in through it and those who did are logged out;
+    links and settings are kept."""
     provider = _provider(slug, name)
     _call(set_provider_enabled, provider, False, actor=CLI_ACTOR)
     click.echo(f"{slug}/{name} is disabled.")

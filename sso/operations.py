@@ -8,6 +8,7 @@ import logging
 
 from sqlalchemy import delete, func, select
 
+from portal.accounts.sessions import end_provider_sessions
 from portal.core import audit
 from portal.core.db import db
 from portal.core.errors import Conflict, FieldRefused, UserError, collect, refuse
@@ -24,6 +25,7 @@ from sso.models import (
     OidcRequest,
     ProviderKind,
     SamlAssertionSeen,
+    SamlLogoutRequest,
     SamlRequest,
 )
 from sso.provider_checks import (
@@ -162,7 +164,8 @@ def add_oidc_provider(
 
 def set_provider_enabled(provider: IdentityProvider, enabled: bool, *, actor: str) -> None:
     """Enable or disable a provider; enabling re-checks that its domains are still free (of
-    other providers and of other customers' persons: a disabled provider claims nothing)."""
+    other providers and of other customers' persons: a disabled provider claims nothing),
+    disabling ends the live sessions it logged in."""
     if enabled == provider.is_enabled:
         return
     if enabled:
@@ -174,7 +177,10 @@ def set_provider_enabled(provider: IdentityProvider, enabled: bool, *, actor: st
     db.session.flush()
     claim_domains(provider, queries.email_domains(provider) if enabled else [])
     action = "sso.provider_enabled" if enabled else "sso.provider_disabled"
-    audit.record(actor, action, "identity_provider", provider.id)
+    details = {}
+    if not enabled:  # nobody stays logged in on the word of a provider no longer trusted
+        details["sessions_ended"] = end_provider_sessions(provider.id, "provider_disabled")
+    audit.record(actor, action, "identity_provider", provider.id, **details)
     logger.info("provider %s %s by %s", provider.id, action.rpartition("_")[2], actor)
 
 
@@ -223,7 +229,8 @@ def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
 
     Once identities are linked, deleting would forget which subject is which person (and a
     provider added again would link afresh, perhaps differently): such a provider is disabled
-    instead, which this refuses to guess on the caller's behalf.
+    instead, which this refuses to guess on the caller's behalf. The sessions it logged in
+    (a transient NameID links nobody) end, and no longer name it.
     """
     linked = db.session.scalar(
         select(func.count()).select_from(Identity).where(Identity.provider_id == provider.id)
@@ -235,9 +242,17 @@ def delete_provider(provider: IdentityProvider, *, actor: str) -> None:
         )
     provider_id, name = provider.id, provider.name
 
-    for model in (SamlRequest, SamlAssertionSeen, OidcRequest, EmailDomain):
+    ended = end_provider_sessions(provider_id, "provider_deleted", forget=True)
+    for model in (SamlRequest, SamlAssertionSeen, OidcRequest, SamlLogoutRequest, EmailDomain):
         db.session.execute(delete(model).where(model.provider_id == provider_id))
     db.session.delete(provider)
     db.session.flush()
-    audit.record(actor, "sso.provider_deleted", "identity_provider", provider_id, name=name)
+    audit.record(
+        actor,
+        "sso.provider_deleted",
+        "identity_provider",
+        provider_id,
+        name=name,
+        sessions_ended=ended,
+    )
     logger.info("provider %s deleted by %s", provider_id, actor)

@@ -1,7 +1,8 @@
-"""The limit on login starts: `[sso] login_starts_per_minute` per client address.
+"""The limit on login starts: `[sso] login_starts_per_minute` per client (an IPv4 address
+or an IPv6 /64, see portal.core.ratelimit).
 
 Each GET of a login address counts in portal's rate limiter (scope "sso-login-start"); more
-than the limit from one address within the last minute is answered 429.
+than the limit from one client within the last minute is answered 429.
 """
 
 from flask import current_app

@@ -44,7 +44,7 @@ def create_admin_command(username, password_env):
 @click.argument("username")
 @click.option("--password-env", metavar="VARIABLE")
 def set_password_command(username, password_env):
-    """Set a new local password (and lift a lockout)."""
+    """Set a new local password (and lift a lockout); the account's sessions end."""
     account = db.session.scalar(
         select(Account).where(func.lower(Account.username) == username.lower())
     )

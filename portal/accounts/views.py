@@ -11,6 +11,7 @@ from wtforms.validators import DataRequired, Regexp
 
 from portal.accounts.operations import authenticate
 from portal.accounts.sessions import end_current_session, start_session
+from portal.core.addresses import CONTROL_CHARACTERS
 from portal.core.db import db
 from portal.core.ratelimit import RETRY_AFTER, allow
 from portal.core.urls import local_path
@@ -25,10 +26,21 @@ TOO_MANY = (
     "Wait a minute and try again."
 )
 LOGIN_FORM_SCOPE = "login-form"
+# No username or email address holds a control character, and PostgreSQL refuses a NUL in the
+# lookup (a 500 whose log carried what was typed): the forms refuse them first.
+NO_CONTROL_CHARACTERS = rf"^[^{CONTROL_CHARACTERS}]*\Z"
+_EMAIL_PART = rf"[^@\s{CONTROL_CHARACTERS}]+"
+EMAIL = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}\Z"
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired("Enter your username.")])
+    username = StringField(
+        "Username",
+        validators=[
+            DataRequired("Enter your username."),
+            Regexp(NO_CONTROL_CHARACTERS, message="Username: no control characters."),
+        ],
+    )
     password = PasswordField("Password", validators=[DataRequired("Enter your password.")])
 
 
@@ -38,9 +50,7 @@ class EmailForm(FlaskForm):
         filters=[lambda value: value.strip() if value else value],
         validators=[
             DataRequired("Enter your work email address."),
-            Regexp(
-                r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Work email: enter it as name@company.com."
-            ),
+            Regexp(EMAIL, message="Work email: enter it as name@company.com."),
         ],
     )
 

@@ -1,4 +1,4 @@
-"""[web] login_attempts_per_minute: the login page's two forms, per client address, 429 above."""
+"""[web] login_attempts_per_minute: the login page's two forms, per client, 429 above."""
 
 from datetime import timedelta
 
@@ -79,6 +79,22 @@ def test_both_forms_share_one_count_and_pages_are_not_counted(app, limit):
     post_email(client)
 
     assert post_password(client, "nobody", "wrong").status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("192.0.2.10", "192.0.2.10"),
+        ("2001:db8:1:2::10", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.10", "192.0.2.10"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("", "unknown"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64(address, counted_as):
+    assert ratelimit.client_of(address) == counted_as
 
 
 def test_old_hits_stop_counting_and_are_purged(app, monkeypatch):

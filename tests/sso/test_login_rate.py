@@ -1,4 +1,4 @@
-"""The rate limit on login starts: [sso] login_starts_per_minute per client address, 429 above."""
+"""The rate limit on login starts: [sso] login_starts_per_minute per client, 429 above."""
 
 from datetime import timedelta
 
@@ -49,6 +49,13 @@ def test_over_the_limit_is_429_for_that_address_only(app, acme_with_idp, limit, 
     assert "Wait a minute" in refused.get_data(as_text=True)
     assert db.session.scalar(select(func.count(SamlRequest.id))) == 3  # no request stored
     assert second.get(LOGIN).status_code == 302
+
+
+def test_an_ipv6_client_is_counted_by_its_64(app, acme_with_idp, limit, clock):
+    acme_with_idp()
+    rotating = [from_address(app, f"2001:db8:1:2::{host:x}").get(LOGIN) for host in range(1, 5)]
+    assert [answer.status_code for answer in rotating] == [302, 302, 302, 429]
+    assert from_address(app, "2001:db8:1:3::1").get(LOGIN).status_code == 302  # the next /64
 
 
 def test_the_limit_lifts_after_a_minute_and_old_rows_are_purged(app, acme_with_idp, limit, clock):
