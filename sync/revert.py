@@ -1,5 +1,5 @@
-"""Revert an applied run: undo its stored changes, newest first, persons before units, as a new
-run (revert_run) whose report says what was put back.
+"""Revert an applied run: undo its stored changes, newest first, as a new run (revert_run)
+whose report says what was put back.
 
 A value is put back only while it is still what the run set: if someone or a later run
 changed it since, the later value wins and the report says so.
@@ -30,6 +30,7 @@ from sync.runs import (
 
 logger = logging.getLogger(__name__)
 UNIT_FIELDS = ("number", "name", "kind")
+UNIT_REMOVALS = {"created", "reactivated"}  # undone by inactivating the unit
 
 
 def revert_run(run_id: int, *, actor: str) -> SyncRun:
@@ -74,23 +75,33 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
 
 
 def revert_changes(run: SyncRun, new_run_id: int) -> ChangeSet:
-    """Change the directory back and return what was done, for the new run's report."""
+    """Change the directory back and return what was done, for the new run's report.
+
+    Units come first (reactivations, fields, parents), so that a person can go back into a
+    unit this same revert reactivates; then persons; then the inactivations of units the run
+    created or reactivated, which wait until the persons the run put in them are out again.
+    """
     result = ChangeSet(run.customer_id, "revert")
     stored = db.session.scalars(
         select(SyncChange).where(SyncChange.run_id == run.id).order_by(SyncChange.id.desc())
     ).all()
     persons = _load(Person, [c.entity_id for c in stored if c.entity == "person"])
     units = _load(OrgUnit, [c.entity_id for c in stored if c.entity == "unit"])
+    unit_changes = [c for c in stored if c.entity == "unit" and c.entity_id in units]
     now = utcnow()
+
+    moved = False
+    for change in unit_changes:
+        if change.action not in UNIT_REMOVALS:
+            moved |= _revert_unit(change, units[change.entity_id], result, now)
     for change in (c for c in stored if c.entity == "person"):
         person = persons.get(change.entity_id)
         if person is not None:
             _revert_person(change, person, result, now)
-    moved = False
-    for change in (c for c in stored if c.entity == "unit"):
-        unit = units.get(change.entity_id)
-        if unit is not None:
-            moved |= _revert_unit(change, unit, result, now)
+    for change in unit_changes:
+        if change.action in UNIT_REMOVALS:
+            _remove_unit(units[change.entity_id], result, now)
+
     db.session.flush()
     if moved:
         rebuild_paths(db.session.connection(), run.customer, {})
@@ -149,23 +160,28 @@ def _revert_person(change: SyncChange, person: Person, result: ChangeSet, now) -
         )
 
 
-def _revert_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) -> bool:
+def _remove_unit(unit: OrgUnit, result: ChangeSet, now) -> None:
+    """Undo the run's creation or reactivation of a unit: inactivate it, if nothing is below."""
     key = unit.number or ""
-    if change.action in {"created", "reactivated"}:
-        if unit.is_active and _is_empty(unit):
-            _set_active(unit, False, now)
-            result.changes.append(
-                Change("unit", "inactivated", key, unit.id, {"active": True}, {"active": False})
+    if unit.is_active and _is_empty(unit):
+        _set_active(unit, False, now)
+        result.changes.append(
+            Change("unit", "inactivated", key, unit.id, {"active": True}, {"active": False})
+        )
+    elif unit.is_active:
+        result.issues.append(
+            Issue(
+                f"Unit {key} ({unit.name}) stays active: active persons or units are below it.",
+                severity="notice",
+                value=key,
             )
-        elif unit.is_active:
-            result.issues.append(
-                Issue(
-                    f"Unit {key} ({unit.name}) stays active: active persons or units are below it.",
-                    severity="notice",
-                    value=key,
-                )
-            )
-    elif change.action == "inactivated":
+        )
+
+
+def _revert_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) -> bool:
+    """Undo the run's inactivation, field update or move of a unit; True if it moved."""
+    key = unit.number or ""
+    if change.action == "inactivated":
         if not unit.is_active:
             _set_active(unit, True, now)
             result.changes.append(
