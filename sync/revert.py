@@ -90,10 +90,9 @@ def revert_changes(run: SyncRun, new_run_id: int) -> ChangeSet:
     unit_changes = [c for c in stored if c.entity == "unit" and c.entity_id in units]
     now = utcnow()
 
-    moved = False
-    for change in unit_changes:
-        if change.action not in UNIT_REMOVALS:
-            moved |= _revert_unit(change, units[change.entity_id], result, now)
+    moved = _put_units_back(
+        [c for c in unit_changes if c.action not in UNIT_REMOVALS], units, result, now
+    )
     for change in (c for c in stored if c.entity == "person"):
         person = persons.get(change.entity_id)
         if person is not None:
@@ -127,7 +126,10 @@ def _revert_person(change: SyncChange, person: Person, result: ChangeSet, now) -
                 Change("person", "inactivated", key, person.id, {"active": True}, {"active": False})
             )
     elif change.action == "inactivated":
-        if not person.is_active:
+        unit = db.session.get(OrgUnit, person.unit_id)
+        if not person.is_active and not unit.is_active:
+            _conflict(result, change, "active", f"its unit {unit.number} is inactive")
+        elif not person.is_active:
             _set_active(person, True, now)
             result.changes.append(
                 Change("person", "reactivated", key, person.id, {"active": False}, {"active": True})
@@ -178,39 +180,97 @@ def _remove_unit(unit: OrgUnit, result: ChangeSet, now) -> None:
         )
 
 
-def _revert_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) -> bool:
-    """Undo the run's inactivation, field update or move of a unit; True if it moved."""
-    key = unit.number or ""
-    if change.action == "inactivated":
-        if not unit.is_active:
-            _set_active(unit, True, now)
-            result.changes.append(
-                Change("unit", "reactivated", key, unit.id, {"active": False}, {"active": True})
-            )
-    elif change.action == "updated":
-        before, after = _restore(unit, change, UNIT_FIELDS, result)
-        if before:
-            result.changes.append(
-                Change("unit", "updated", unit.number or "", unit.id, before, after)
-            )
-    elif change.action == "moved":
-        parent = _unit_by_number(unit.customer_id, change.before.get("parent"), unit)
-        current = db.session.get(OrgUnit, unit.parent_id)
-        current_number = None if current is None or current.number is None else current.number
-        if current_number != change.after.get("parent") or parent is None:
-            _conflict(result, change, "parent")
-            return False
-        if _is_below(parent, unit):
-            _conflict(result, change, "parent", "the earlier parent now lies below the unit")
-            return False
-        unit.parent_id = parent.id
-        result.changes.append(
-            Change(
-                "unit", "moved", key, unit.id, {"parent": current_number}, {"parent": parent.number}
-            )
+def _put_units_back(changes: list[SyncChange], units: dict, result: ChangeSet, now) -> bool:
+    """Undo the run's inactivations, field updates and moves of units; True if one moved.
+
+    A reactivation or move that would leave an active unit under an inactive one, in the tree
+    the revert makes, is refused and the others are tried again without it, until none is:
+    refusing one can leave another unit below an inactive one in turn.
+    """
+    for change in changes:
+        if change.action == "updated":
+            _restore_unit_fields(change, units[change.entity_id], result)
+    tree_changes = [c for c in changes if c.action in {"inactivated", "moved"}]
+    start = {u.id: (u.parent_id, u.is_active, u.active_changed_at) for u in units.values()}
+    refused: dict[SyncChange, str] = {}
+    while True:
+        for unit in units.values():
+            unit.parent_id, unit.is_active, unit.active_changed_at = start[unit.id]
+        trial = ChangeSet(result.customer_id, result.source_label)
+        made = {}
+        for change in (c for c in tree_changes if c not in refused):
+            unit = units[change.entity_id]
+            revert = _reactivate_unit if change.action == "inactivated" else _move_unit
+            if revert(change, unit, trial, now):
+                made[change] = unit
+        below_inactive = _below_inactive(made)
+        if not below_inactive:
+            break
+        refused.update(below_inactive)
+
+    result.changes.extend(trial.changes)
+    result.issues.extend(trial.issues)
+    for change, why in refused.items():
+        _conflict(result, change, "parent" if change.action == "moved" else "active", why)
+    return any(change.action == "moved" for change in made)
+
+
+def _below_inactive(made: dict[SyncChange, OrgUnit]) -> dict[SyncChange, str]:
+    """Of the reactivations and moves made, those that leave an active unit under an inactive
+    one, with why. A unit both moved and reactivated has its move refused first."""
+    moved = {unit.id for change, unit in made.items() if change.action == "moved"}
+    wrong = {}
+    for change, unit in made.items():
+        parent = db.session.get(OrgUnit, unit.parent_id) if unit.parent_id else None
+        if not unit.is_active or parent is None or parent.is_active:
+            continue
+        if change.action == "moved":
+            wrong[change] = f"the earlier parent, unit {parent.number}, is inactive"
+        elif unit.id not in moved:
+            wrong[change] = f"its parent unit {parent.number} is inactive"
+    return wrong
+
+
+def _reactivate_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) -> bool:
+    if unit.is_active:
+        return False
+    _set_active(unit, True, now)
+    result.changes.append(
+        Change(
+            "unit", "reactivated", unit.number or "", unit.id, {"active": False}, {"active": True}
         )
-        return True
-    return False
+    )
+    return True
+
+
+def _restore_unit_fields(change: SyncChange, unit: OrgUnit, result: ChangeSet) -> None:
+    before, after = _restore(unit, change, UNIT_FIELDS, result)
+    if before:
+        result.changes.append(Change("unit", "updated", unit.number or "", unit.id, before, after))
+
+
+def _move_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) -> bool:
+    parent = _unit_by_number(unit.customer_id, change.before.get("parent"), unit)
+    current = db.session.get(OrgUnit, unit.parent_id)
+    current_number = None if current is None or current.number is None else current.number
+    if current_number != change.after.get("parent") or parent is None:
+        _conflict(result, change, "parent")
+        return False
+    if _is_below(parent, unit):
+        _conflict(result, change, "parent", "the earlier parent now lies below the unit")
+        return False
+    unit.parent_id = parent.id
+    result.changes.append(
+        Change(
+            "unit",
+            "moved",
+            unit.number or "",
+            unit.id,
+            {"parent": current_number},
+            {"parent": parent.number},
+        )
+    )
+    return True
 
 
 def _restore(obj, change: SyncChange, fields, result: ChangeSet) -> tuple[dict, dict]:
@@ -262,9 +322,10 @@ def _set_active(obj, active: bool, now) -> None:
 
 def _conflict(result: ChangeSet, change: SyncChange, field: str, why: str = "") -> None:
     why = why or "it was changed again after this run"
+    shown = "state" if field == "active" else field.replace("_", " ")
     result.issues.append(
         Issue(
-            f"The {field} of {change.entity} {change.key} is kept as it is: {why}.",
+            f"The {shown} of {change.entity} {change.key} is kept as it is: {why}.",
             severity="notice",
             column=field,
             value=change.key,
