@@ -7,6 +7,7 @@ changed it since, the later value wins and the report says so.
 
 import logging
 import time
+from collections import defaultdict
 
 from sqlalchemy import func, select
 
@@ -85,18 +86,21 @@ def revert_changes(run: SyncRun, new_run_id: int) -> ChangeSet:
     stored = db.session.scalars(
         select(SyncChange).where(SyncChange.run_id == run.id).order_by(SyncChange.id.desc())
     ).all()
+    kept = _kept(stored, result)
+    # An update may keep some fields and put back the others; any other change is one value.
+    stored = [c for c in stored if c.action == "updated" or not kept[c]]
     persons = _load(Person, [c.entity_id for c in stored if c.entity == "person"])
     units = _load(OrgUnit, [c.entity_id for c in stored if c.entity == "unit"])
     unit_changes = [c for c in stored if c.entity == "unit" and c.entity_id in units]
     now = utcnow()
 
     moved = _put_units_back(
-        [c for c in unit_changes if c.action not in UNIT_REMOVALS], units, result, now
+        [c for c in unit_changes if c.action not in UNIT_REMOVALS], units, kept, result, now
     )
     for change in (c for c in stored if c.entity == "person"):
         person = persons.get(change.entity_id)
         if person is not None:
-            _revert_person(change, person, result, now)
+            _revert_person(change, person, kept[change], result, now)
     for change in unit_changes:
         if change.action in UNIT_REMOVALS:
             _remove_unit(units[change.entity_id], result, now)
@@ -108,6 +112,56 @@ def revert_changes(run: SyncRun, new_run_id: int) -> ChangeSet:
     return result
 
 
+def _kept(stored: list[SyncChange], result: ChangeSet) -> dict[SyncChange, set[str]]:
+    """Each change's fields that an applied run changed again later, named in the report.
+
+    Such a value is kept even where it came back to what the reverted run set: it is what a
+    newer run (or revert) made it.
+    """
+    later = _changed_later(stored)
+    kept = {}
+    for change in stored:
+        fields = _fields(change.entity, change.action, change.before)
+        kept[change] = fields & later.get((change.entity, change.entity_id), set())
+        for field in sorted(kept[change]):
+            _conflict(result, change, field)
+    return kept
+
+
+def _changed_later(stored: list[SyncChange]) -> dict[tuple[str, int], set[str]]:
+    """(entity, id) -> the fields applied runs changed after `stored` was written: a customer's
+    runs apply one at a time, so a later change row is a later change."""
+    later: dict[tuple[str, int], set[str]] = defaultdict(set)
+    if not stored:
+        return later
+    newest = max(c.id for c in stored)
+    for entity in ("person", "unit"):
+        ids = sorted({c.entity_id for c in stored if c.entity == entity and c.entity_id})
+        for start in range(0, len(ids), 500):
+            rows = (
+                select(SyncChange.entity_id, SyncChange.action, SyncChange.before)
+                .join(SyncRun, SyncRun.id == SyncChange.run_id)
+                .where(
+                    SyncRun.status == RunStatus.APPLIED,
+                    SyncChange.id > newest,
+                    SyncChange.entity == entity,
+                    SyncChange.entity_id.in_(ids[start : start + 500]),
+                )
+            )
+            for entity_id, action, before in db.session.execute(rows):
+                later[entity, entity_id] |= _fields(entity, action, before)
+    return later
+
+
+def _fields(entity: str, action: str, before: dict | None) -> set[str]:
+    """What a change row changed: "active", "unit" (a person's), "parent" or field names."""
+    if action == "moved":
+        return {"unit" if entity == "person" else "parent"}
+    if action == "updated":
+        return set(before or {})
+    return {"active"}
+
+
 def _load(model, ids) -> dict:
     found = {}
     ids = [i for i in ids if i is not None]
@@ -117,7 +171,9 @@ def _load(model, ids) -> dict:
     return found
 
 
-def _revert_person(change: SyncChange, person: Person, result: ChangeSet, now) -> None:
+def _revert_person(
+    change: SyncChange, person: Person, kept: set[str], result: ChangeSet, now
+) -> None:
     key = person.username
     if change.action in {"created", "reactivated"}:
         if person.is_active:
@@ -135,7 +191,7 @@ def _revert_person(change: SyncChange, person: Person, result: ChangeSet, now) -
                 Change("person", "reactivated", key, person.id, {"active": False}, {"active": True})
             )
     elif change.action == "updated":
-        before, after = _restore(person, change, PERSON_FIELDS, result)
+        before, after = _restore(person, change, set(PERSON_FIELDS) - kept, result)
         if before:
             result.changes.append(
                 Change("person", "updated", person.username, person.id, before, after)
@@ -180,7 +236,9 @@ def _remove_unit(unit: OrgUnit, result: ChangeSet, now) -> None:
         )
 
 
-def _put_units_back(changes: list[SyncChange], units: dict, result: ChangeSet, now) -> bool:
+def _put_units_back(
+    changes: list[SyncChange], units: dict, kept: dict, result: ChangeSet, now
+) -> bool:
     """Undo the run's inactivations, field updates and moves of units; True if one moved.
 
     A reactivation or move that would leave an active unit under an inactive one, in the tree
@@ -189,7 +247,7 @@ def _put_units_back(changes: list[SyncChange], units: dict, result: ChangeSet, n
     """
     for change in changes:
         if change.action == "updated":
-            _restore_unit_fields(change, units[change.entity_id], result)
+            _restore_unit_fields(change, units[change.entity_id], kept[change], result)
     tree_changes = [c for c in changes if c.action in {"inactivated", "moved"}]
     start = {u.id: (u.parent_id, u.is_active, u.active_changed_at) for u in units.values()}
     refused: dict[SyncChange, str] = {}
@@ -243,8 +301,10 @@ def _reactivate_unit(change: SyncChange, unit: OrgUnit, result: ChangeSet, now) 
     return True
 
 
-def _restore_unit_fields(change: SyncChange, unit: OrgUnit, result: ChangeSet) -> None:
-    before, after = _restore(unit, change, UNIT_FIELDS, result)
+def _restore_unit_fields(
+    change: SyncChange, unit: OrgUnit, kept: set[str], result: ChangeSet
+) -> None:
+    before, after = _restore(unit, change, set(UNIT_FIELDS) - kept, result)
     if before:
         result.changes.append(Change("unit", "updated", unit.number or "", unit.id, before, after))
 
