@@ -341,9 +341,26 @@ def _restore(obj, change: SyncChange, fields, result: ChangeSet) -> tuple[dict, 
         if (getattr(obj, name) or None) != (change.after.get(name) or None):
             _conflict(result, change, name)
             continue
+        if _is_taken(obj, name, value):
+            _conflict(result, change, name, f"another {change.entity} has that {name} now")
+            continue
         before[name], after[name] = getattr(obj, name), value
         setattr(obj, name, value)
     return before, after
+
+
+def _is_taken(obj, name: str, value) -> bool:
+    """Whether another person has this username (across Kursa, in any case) or another unit
+    of the customer this number: putting it back would break the unique index."""
+    if isinstance(obj, Person) and name == "username" and value:
+        query = select(Person.id).where(func.lower(Person.username) == value.lower())
+    elif isinstance(obj, OrgUnit) and name == "number" and value:
+        query = select(OrgUnit.id).where(
+            OrgUnit.customer_id == obj.customer_id, OrgUnit.number == value
+        )
+    else:
+        return False
+    return db.session.scalar(query.where(type(obj).id != obj.id).limit(1)) is not None
 
 
 def _unit_by_number(customer_id: int, number: str | None, unit: OrgUnit) -> OrgUnit | None:

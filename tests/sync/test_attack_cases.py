@@ -445,6 +445,30 @@ def test_a_revert_reactivates_no_unit_under_a_parent_inactivated_since(make_cust
     ]
 
 
+def test_reverting_a_renumbering_whose_old_number_was_taken_since_reverts_the_rest(
+    make_customer, import_csv
+):
+    """Unit numbers are unique within a customer: the old number is kept as taken, not a
+    failed revert on the unique constraint."""
+    from sync.runs import run_source
+    from tests.sync.test_attack_runs_more import ldap_data
+
+    customer = make_customer("acme")
+    first = ldap_data([("p-a", "a1", "Ann", "g")], units=[("g", "S", None)])
+    assert run_source(customer, first, actor="test").status == "applied"
+    renumbered = ldap_data([("p-a", "a1", "Anna", "g")], units=[("g", "S2", None)])
+    run = run_source(customer, renumbered, actor="test")
+    assert run.status == "applied" and run.counts["units"]["updated"] == 1
+    taken = import_csv(customer, [["S", "S", "", ""]], [["f1", "Fay", "Else", "", "", "S"]])
+    assert taken.status == "applied" and tree(customer)["S2"].is_active
+
+    undo = revert_run(run.id, actor="test")
+
+    assert undo.status == "applied", undo.error
+    assert people(customer)["a1"].first_name == "Ann" and "S2" in tree(customer)
+    assert [(column, value) for _, _, column, value, _ in issue_rows(undo)] == [("number", "S2")]
+
+
 # --- The report ----------------------------------------------------------------------------
 
 
