@@ -9,7 +9,7 @@ import logging
 import time
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from portal.core import audit
 from portal.core.db import db, utcnow
@@ -37,16 +37,7 @@ UNIT_REMOVALS = {"created", "reactivated"}  # undone by inactivating the unit
 def revert_run(run_id: int, *, actor: str) -> SyncRun:
     """Undo what an applied run changed, as a new run. Later edits of the same values win."""
     run = get_run(run_id)
-    if run.status != RunStatus.APPLIED:
-        raise Conflict(
-            f"Run {run.id} is {run.status.replace('_', ' ')}; only an applied run can be reverted."
-        )
-    if run.reverted_by_id:
-        raise Conflict(f"Run {run.id} was reverted already by run {run.reverted_by_id}.")
-    if run.revert_of_id:
-        raise Conflict(
-            f"Run {run.id} is itself a revert; import the files or sync the source again instead."
-        )
+    _check_revertible(run)
     new = SyncRun(
         customer_id=run.customer_id,
         source_kind="revert",
@@ -59,6 +50,8 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
     new_id, started = new.id, time.perf_counter()
     try:
         lock_customer(run.customer_id)
+        db.session.refresh(run)  # a revert of it may have ended while this one waited
+        _check_revertible(run)
         changes = revert_changes(run, new_id)
         store_report(db.session.connection(), new_id, changes, {}, batch_size())
         run.reverted_by_id = new_id
@@ -66,13 +59,32 @@ def revert_run(run_id: int, *, actor: str) -> SyncRun:
         audit.record(actor, "sync.reverted", "sync_run", run.id, revert_run=new_id)
         close_run(new, started)
         db.session.commit()
+    except Conflict:
+        # Refused before it changed anything: the new run is no run at all.
+        db.session.rollback()
+        db.session.execute(delete(SyncRun).where(SyncRun.id == new_id))
+        db.session.commit()
+        raise
     except Exception as exc:
         db.session.rollback()
         mark_failed(new_id, exc, started)
-    logger.info("sync run %s reverted by %s as run %s", run_id, actor, new_id)
     new = db.session.get(SyncRun, new_id)
+    logger.info("revert of sync run %s by %s as run %s: %s", run_id, actor, new_id, new.status)
     notify_run(new)  # a failed revert leaves the directory as the reverted run made it
     return new
+
+
+def _check_revertible(run: SyncRun) -> None:
+    if run.status != RunStatus.APPLIED:
+        raise Conflict(
+            f"Run {run.id} is {run.status.replace('_', ' ')}; only an applied run can be reverted."
+        )
+    if run.reverted_by_id:
+        raise Conflict(f"Run {run.id} was reverted already by run {run.reverted_by_id}.")
+    if run.revert_of_id:
+        raise Conflict(
+            f"Run {run.id} is itself a revert; import the files or sync the source again instead."
+        )
 
 
 def revert_changes(run: SyncRun, new_run_id: int) -> ChangeSet:
