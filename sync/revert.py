@@ -1,8 +1,10 @@
 """Revert an applied run: undo its stored changes, newest first, as a new run (revert_run)
 whose report says what was put back.
 
-A value is put back only while it is still what the run set: if someone or a later run
-changed it since, the later value wins and the report says so.
+A value is put back only while it is still what the run set and no later applied run changed
+it (even back to the same value), while no one else has taken it (a username, a unit number),
+and while it leaves no active person or unit below an inactive unit; otherwise the later value
+wins and the report says so. docs/import-files.md states the rules for users.
 """
 
 import logging
