@@ -409,6 +409,66 @@ def test_a_revert_does_not_put_an_active_person_into_an_inactive_unit(make_custo
     assert not (eva.is_active and not eva.unit.is_active)
 
 
+def test_a_revert_moves_a_unit_back_under_a_parent_it_reactivates(make_customer, import_csv):
+    customer = make_customer("acme")
+    staff = [["u1", "Ida", "Lund", "", "", "C"]]
+    import_csv(customer, [["A", "A", "", ""], ["B", "B", "", ""], ["C", "C", "A", ""]], staff)
+    moved = import_csv(customer, [["B", "B", "", ""], ["C", "C", "B", ""]], staff)  # A emptied
+    assert not tree(customer)["A"].is_active
+
+    undo = revert_run(moved.id, actor="test")
+
+    assert undo.status == "applied", undo.error
+    units = tree(customer)
+    assert units["A"].is_active and units["C"].parent.number == "A"
+
+
+def test_a_revert_reactivates_no_unit_under_a_parent_inactivated_since(make_customer, import_csv):
+    """X and its child X2 go in run 2, their parent P in run 3: reverting run 2 keeps both
+    inactive, X2 because X is refused."""
+    customer = make_customer("acme")
+    staff = [["u1", "Ida", "Lund", "", "", "Y"]]
+    units = [["P", "P", "", ""], ["X", "X", "P", ""], ["X2", "X2", "X", ""], ["Y", "Y", "", ""]]
+    import_csv(customer, units, staff)
+    gone = import_csv(customer, [units[0], units[3]], staff)
+    import_csv(customer, [units[3]], staff)
+    assert not tree(customer)["P"].is_active
+
+    undo = revert_run(gone.id, actor="test")
+
+    assert undo.status == "applied", undo.error
+    found = tree(customer)
+    assert not any(found[n].is_active for n in ("P", "X", "X2"))
+    assert sorted(value for _, _, column, value, _ in issue_rows(undo) if column == "active") == [
+        "X",
+        "X2",
+    ]
+
+
+def test_reverting_a_renumbering_whose_old_number_was_taken_since_reverts_the_rest(
+    make_customer, import_csv
+):
+    """Unit numbers are unique within a customer: the old number is kept as taken, not a
+    failed revert on the unique constraint."""
+    from sync.runs import run_source
+    from tests.sync.test_attack_runs_more import ldap_data
+
+    customer = make_customer("acme")
+    first = ldap_data([("p-a", "a1", "Ann", "g")], units=[("g", "S", None)])
+    assert run_source(customer, first, actor="test").status == "applied"
+    renumbered = ldap_data([("p-a", "a1", "Anna", "g")], units=[("g", "S2", None)])
+    run = run_source(customer, renumbered, actor="test")
+    assert run.status == "applied" and run.counts["units"]["updated"] == 1
+    taken = import_csv(customer, [["S", "S", "", ""]], [["f1", "Fay", "Else", "", "", "S"]])
+    assert taken.status == "applied" and tree(customer)["S2"].is_active
+
+    undo = revert_run(run.id, actor="test")
+
+    assert undo.status == "applied", undo.error
+    assert people(customer)["a1"].first_name == "Ann" and "S2" in tree(customer)
+    assert [(column, value) for _, _, column, value, _ in issue_rows(undo)] == [("number", "S2")]
+
+
 # --- The report ----------------------------------------------------------------------------
 
 

@@ -101,6 +101,16 @@ def test_revert_keeps_a_value_changed_again_later(customer, import_csv):
     assert any("changed again" in i.message for i in revert_issues(revert))
 
 
+def test_revert_puts_back_a_value_a_later_run_only_previewed(customer, import_csv):
+    import_csv(customer, UNITS, PERSONS)
+    first = import_csv(customer, UNITS, [["u1", "Ida", "Berg", "", "00123", "20"], *PERSONS[1:]])
+    edited = [["u1", "Ida", "Holm", "", "00123", "20"], *PERSONS[1:]]
+    assert import_csv(customer, UNITS, edited, dry_run=True).status == "dry_run"
+
+    revert_run(first.id, actor="test")
+    assert persons(customer)["u1"].last_name == "Lund"
+
+
 def revert_issues(run):
     from sync.models import SyncIssue
 
