@@ -1,5 +1,6 @@
 """Stored LDAP sources: add, list, test and sync one (a sync is a normal run of the engine)."""
 
+import copy
 import logging
 import re
 import time
@@ -396,7 +397,8 @@ def sync_source(
     """Read the source (incrementally when it can and `full` is not asked) and run it.
 
     The incremental state moves on only when the run was applied, so a failed, held or
-    previewed run is read again from the same point next time.
+    previewed run is read again from the same point next time, and only when the source still
+    reads what this run read (see _store_state).
     """
     if not source.is_enabled:
         raise Conflict(f"Source {source.name} is disabled; enable it before running it.")
@@ -405,16 +407,37 @@ def sync_source(
     # source's lock in the database: a second one stops here with LockBusy. The cycle
     # collector waits until the run is over, between its phases too (see sync.gcpause).
     with run_lock(f"source:{source.name}"), gc_paused():
+        read_with = (source.profile, copy.deepcopy(source.settings))
         read_started = time.perf_counter()
         reading = _read(source, full=full, on_page=on_page)
         run = run_source(
             customer, reading.data, actor=actor, dry_run=dry_run, read_started=read_started
         )
         if run.status == RunStatus.APPLIED and reading.state:
-            source = db.session.get(SyncSource, source_id)
-            source.state = reading.state
-            db.session.commit()
+            _store_state(source_id, reading.state, read_with)
     return run
+
+
+def _store_state(source_id: int, state: dict, read_with: tuple[str, dict]) -> None:
+    """Keep where an applied run read up to, unless the source's profile or settings changed
+    while it read: that edit dropped the state so the next run reads everything
+    (update_ldap_source), and a state read with the old settings must not undo that.
+
+    An edit does not wait for the source's run lock, so the comparison is made after the
+    UPDATE, which holds the row (PostgreSQL) or the database's write lock (SQLite) until the
+    commit: an edit either committed before it, and is seen, or waits until after it.
+    """
+    source = db.session.get(SyncSource, source_id)
+    source.state = state
+    db.session.flush()
+    now_read = db.session.execute(
+        select(SyncSource.profile, SyncSource.settings).where(SyncSource.id == source_id)
+    ).one()
+    if tuple(now_read) != read_with:
+        db.session.rollback()
+        logger.info("LDAP source %s changed during its run: its state was not kept", source.name)
+        return
+    db.session.commit()
 
 
 def connection_settings(source: SyncSource) -> dict:
