@@ -12,13 +12,13 @@ from sqlalchemy import delete, func, select
 
 from config import cron_ever_fires, ldap_setting_type_error
 from portal.core import audit
-from portal.core.db import db
+from portal.core.db import db, utcnow
 from portal.core.errors import Conflict, FieldRefused, NotFound, refuse
 from portal.directory.models import Customer
 from sync import cron
 from sync.gcpause import gc_paused
-from sync.locks import run_lock
-from sync.models import RunStatus, SyncRequest, SyncRun, SyncSource
+from sync.locks import current_holder, run_lock
+from sync.models import RequestStatus, RunStatus, SyncRequest, SyncRun, SyncSource
 from sync.runs import run_source
 from sync.sources.ldap import profiles, reach, vault
 from sync.sources.ldap.reader import Reading, read_directory
@@ -131,9 +131,10 @@ def set_enabled(source: SyncSource, enabled: bool, *, actor: str) -> None:
 
 def delete_source(source: SyncSource, *, actor: str) -> str:
     """Delete a source that never ran; one with runs is disabled instead, so its history
-    (runs, changes, the persons labelled with its name) keeps making sense. Returns
-    "deleted" or "disabled"."""
-    if run_count(source):
+    (runs, changes, the persons labelled with its name) keeps making sense. So is one with
+    a run going on: its first run has no row yet, but will have. Returns "deleted" or
+    "disabled"."""
+    if run_count(source) or is_running(source):
         set_enabled(source, False, actor=actor)
         return "disabled"
     source_id, name = source.id, source.name
@@ -153,6 +154,21 @@ def run_count(source: SyncSource) -> int:
             SyncRun.source_name == source.name,
         )
     )
+
+
+def is_running(source: SyncSource) -> bool:
+    """Whether a run of the source is going on: its run lock is held (by the CLI or the
+    scheduler), or the scheduler has taken a preview or sync request of it. A connection
+    test makes no run and does not count."""
+    lock = current_holder(f"source:{source.name}")
+    if lock is not None and lock.expires_at > utcnow():
+        return True
+    taken = select(SyncRequest.id).where(
+        SyncRequest.source_id == source.id,
+        SyncRequest.status == RequestStatus.RUNNING,
+        SyncRequest.action != "test",
+    )
+    return db.session.scalar(taken.limit(1)) is not None
 
 
 ATTRIBUTE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)$")
