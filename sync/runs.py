@@ -211,6 +211,7 @@ def _start(
         source_name=via or data.source_name,
         started_by=actor,
         is_dry_run=dry_run,
+        is_full=data.persons_complete,
         preview_of_id=preview_of,
         counts=counts_from_tally(_zero()),
     )

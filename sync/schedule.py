@@ -195,8 +195,17 @@ def _run_in_context(work: Callable[[], object]) -> None:
         work()
 
 
+# The outcomes of a run that did the job's work. A preview changes nothing and a run still
+# "running" may be one whose process was killed; a discarded run was held first.
+DID_THE_WORK = (RunStatus.APPLIED, RunStatus.HELD, RunStatus.FAILED, RunStatus.DISCARDED)
+
+
 def last_run_at(job_id: str) -> datetime | None:
-    """When this job's work last started (a recorded run, or the drop's last look)."""
+    """When this job's work last started (a recorded run, or the drop's last look).
+
+    Only a real run counts (applied, held, failed or later discarded; never a preview), and
+    for a source's full job only a full run: an incremental one catches no deletions.
+    """
     kind, key = job_id.split(":", 1)
     if kind == "drop":
         from sync.drop import last_look_at
@@ -205,13 +214,16 @@ def last_run_at(job_id: str) -> datetime | None:
     source = db.session.scalar(select(SyncSource).where(SyncSource.name == key))
     if source is None:
         return None
-    return db.session.scalar(
-        select(func.max(SyncRun.started_at)).where(
-            SyncRun.customer_id == source.customer_id,
-            SyncRun.source_kind == source.kind,
-            SyncRun.source_name == source.name,
-        )
+    runs = select(func.max(SyncRun.started_at)).where(
+        SyncRun.customer_id == source.customer_id,
+        SyncRun.source_kind == source.kind,
+        SyncRun.source_name == source.name,
+        SyncRun.is_dry_run.is_(False),
+        SyncRun.status.in_([status.value for status in DID_THE_WORK]),
     )
+    if kind == "source":
+        runs = runs.where(SyncRun.is_full.is_(True))
+    return db.session.scalar(runs)
 
 
 def is_missed(spec: JobSpec, last_run: datetime | None, now: datetime) -> bool:

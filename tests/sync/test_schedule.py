@@ -124,6 +124,41 @@ def test_missed_run_is_found_against_the_last_run(added, last_run, missed):
     assert schedule.is_missed(spec, last_run, now=utc(2026, 12, 3, 10)) is missed
 
 
+@pytest.mark.parametrize(
+    "status, is_full, counts_for_full, counts_for_delta",
+    [
+        ("applied", True, True, True),
+        ("held", True, True, True),
+        ("failed", True, True, True),
+        ("discarded", True, True, True),  # held first: the run read its source
+        ("applied", False, False, True),  # an incremental run catches no deletions
+        ("dry_run", True, False, False),  # a preview changes nothing
+        ("running", True, False, False),  # perhaps a run whose process was killed
+    ],
+)
+def test_the_last_run_of_a_job_is_a_real_run_of_its_kind(
+    app, customer, status, is_full, counts_for_full, counts_for_delta
+):
+    add_source(customer, "hq")
+    started = utc(2026, 12, 3, 1, 0, 2)
+    db.session.add(
+        SyncRun(
+            customer_id=customer.id,
+            source_kind="ldap",
+            source_name="hq",
+            started_by="test",
+            status=status,
+            is_dry_run=status == "dry_run",
+            is_full=is_full,
+            started_at=started,
+        )
+    )
+    db.session.commit()
+
+    assert (schedule.last_run_at("source:hq") == started) is counts_for_full
+    assert (schedule.last_run_at("delta:hq") == started) is counts_for_delta
+
+
 def test_jobs_are_stored_refreshed_and_a_missed_run_comes_first(app, customer, drop_root):
     long_ago = utcnow() - timedelta(days=3)
     add_source(customer, "hq", created_at=long_ago)
