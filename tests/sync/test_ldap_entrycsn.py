@@ -79,7 +79,7 @@ def test_without_a_stored_entry_csn_the_delta_uses_modify_timestamp(app, custome
 
 def test_incremental_runs_end_to_end_apply_only_the_change(app, customer, slapd):
     source = make_source(customer, slapd)
-    assert sync_source(source, actor="test").is_full
+    assert sync_source(source, actor="test", full=True).is_full
     state = dict(db.session.get(SyncSource, source.id).state)
     # as if the full run had been long after the load (LOADED_CSN is in 2025)
     db.session.get(SyncSource, source.id).state = {**state, "last_csn": AFTER_LOAD}

@@ -427,7 +427,12 @@ def sync_source(
         read_started = time.perf_counter()
         reading = _read(source, full=full, on_page=on_page)
         run = run_source(
-            customer, reading.data, actor=actor, dry_run=dry_run, read_started=read_started
+            customer,
+            reading.data,
+            actor=actor,
+            dry_run=dry_run,
+            read_started=read_started,
+            full=full,
         )
         if run.status == RunStatus.APPLIED and reading.state:
             _store_state(source_id, reading.state, read_with)
