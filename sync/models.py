@@ -40,6 +40,8 @@ class SyncRun(db.Model):
     started_by: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING.value, index=True)
     is_dry_run: Mapped[bool] = mapped_column(default=False)
+    # The source was read whole, so persons it lacks are gone (False: an incremental run).
+    is_full: Mapped[bool] = mapped_column(default=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column()
     duration_ms: Mapped[int | None] = mapped_column()

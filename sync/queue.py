@@ -74,41 +74,57 @@ def process_requests(limit: int = 20) -> int:
     return done
 
 
-def perform(request_id: int) -> SyncRequest:
-    """Run one taken request and record its outcome; never raises for the run's own errors."""
+def perform(request_id: int) -> SyncRequest | None:
+    """Run one taken request and record its outcome; never raises for the run's own errors.
+
+    None when the request is gone: its source was deleted (with its requests) meanwhile.
+    """
     from sync.sources.ldap import operations
 
     request = db.session.get(SyncRequest, request_id)
+    if request is None:
+        logger.info("request %s is gone: its source was deleted", request_id)
+        return None
     try:
+        source = request.source
+        if source is None:
+            raise SourceGone()
         if request.action == "test":
-            result = operations.check_source(request.source)
+            result = operations.check_source(source)
             _finish(
                 request, RequestStatus.DONE if result.ok else RequestStatus.FAILED, result.message
             )
         else:
             run = operations.sync_source(
-                request.source,
+                source,
                 actor=request.requested_by,
                 full=request.is_full,
                 dry_run=request.action == "preview",
             )
             request = db.session.get(SyncRequest, request_id)
+            if request is None:
+                logger.warning("request %s is gone after its run %s", request_id, run.id)
+                return None
             request.run_id = run.id
             failed = run.status == RunStatus.FAILED
             _finish(request, RequestStatus.FAILED if failed else RequestStatus.DONE, started(run))
-    except UserError as exc:  # another run of the source is going on, or it is disabled
+    except UserError as exc:  # another run of the source is going on, it is disabled or gone
         db.session.rollback()
-        _finish(db.session.get(SyncRequest, request_id), RequestStatus.FAILED, str(exc))
+        _finish_if_there(request_id, str(exc))
     except Exception:
         db.session.rollback()
         logger.exception("request %s failed", request_id)
-        _finish(
-            db.session.get(SyncRequest, request_id),
-            RequestStatus.FAILED,
+        _finish_if_there(
+            request_id,
             f"The request stopped on an unexpected error; the server log has the details "
             f"under request {request_id}.",
         )
     return db.session.get(SyncRequest, request_id)
+
+
+class SourceGone(UserError):
+    def __init__(self):
+        super().__init__("The source of this request was deleted; nothing was run.")
 
 
 def started(run: SyncRun) -> str:
@@ -138,6 +154,15 @@ def _take_next() -> int | None:
         db.session.commit()
         if taken.rowcount == 1:
             return request_id
+
+
+def _finish_if_there(request_id: int, message: str) -> None:
+    """Record a request as failed, unless it went with its source."""
+    request = db.session.get(SyncRequest, request_id)
+    if request is None:
+        logger.info("request %s is gone: its source was deleted", request_id)
+        return
+    _finish(request, RequestStatus.FAILED, message)
 
 
 def _finish(request: SyncRequest, status: RequestStatus, message: str) -> None:

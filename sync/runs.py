@@ -88,14 +88,20 @@ def run_source(
     preview_of: int | None = None,
     read_started: float | None = None,
     via: str = "",
+    full: bool = True,
 ) -> SyncRun:
     """Plan what `data` means for the directory, then preview, hold or apply it.
 
     `read_started` (a time.perf_counter() value) makes the run's duration include the
-    reading of the source, so the report shows what the whole sync took.
+    reading of the source, so the report shows what the whole sync took. `full` False: the
+    run was asked to read only what changed; it is then not recorded as a full run even when
+    the source had to be read whole (no state yet), so it never pays off the scheduler's full
+    run (schedule.last_run_at): at worst the full run reads once more than needed.
     """
     progress = progress or _no_progress
-    run = _start(customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of, via=via)
+    run = _start(
+        customer, data, actor=actor, dry_run=dry_run, preview_of=preview_of, via=via, full=full
+    )
     run_id, started = run.id, read_started or time.perf_counter()
     try:
         lock_customer(customer.id)
@@ -204,6 +210,7 @@ def _start(
     dry_run: bool,
     preview_of: int | None,
     via: str = "",
+    full: bool = True,
 ) -> SyncRun:
     run = SyncRun(
         customer_id=customer.id,
@@ -211,6 +218,7 @@ def _start(
         source_name=via or data.source_name,
         started_by=actor,
         is_dry_run=dry_run,
+        is_full=full and data.persons_complete,
         preview_of_id=preview_of,
         counts=counts_from_tally(_zero()),
     )

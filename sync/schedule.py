@@ -3,7 +3,8 @@
 Jobs (their ids are what `job_id` makes):
 - `source:<name>`: a full run of an enabled directory source, on its cron `schedule`;
 - `delta:<name>`: an incremental run of it, on its optional `delta_schedule` (a run of either
-  kind finding the other still going is skipped: the source's lock);
+  kind finding the other still going is skipped: the source's lock; an incremental run due
+  with a full one gives way to it);
 - `drop:<slug>`: the file drop of a customer that has an inbox, on `[drop] schedule`.
 - `requests`: every `[schedule] poll_seconds`, the tests, previews and runs the source pages
   queued (sync.queue); in memory like `outbox`.
@@ -20,6 +21,7 @@ SQLAlchemyJobStore). The scheduler re-reads the sources at start and every
 
 A run missed while no scheduler was running (down at 02:00) runs once at start: for each job,
 the first fire time after its last run (or after the source was added) is compared with now.
+When both jobs of a source are owed, only the full one runs: it covers the incremental one.
 Runs themselves go through the same functions as the CLI, with actor "scheduler", and hold the
 source's lock in the database, so a CLI run, a page or a second scheduler never overlaps one.
 """
@@ -97,12 +99,7 @@ def planned_jobs() -> list[JobSpec]:
     specs = []
     sources = db.session.scalars(select(SyncSource).where(SyncSource.is_enabled.is_(True)))
     for source in sources:
-        zone = customer_zone(source.customer)
-        specs.append(JobSpec(f"source:{source.name}", source.schedule, zone, source.created_at))
-        if source.delta_schedule:
-            specs.append(
-                JobSpec(f"delta:{source.name}", source.delta_schedule, zone, source.created_at)
-            )
+        specs += source_jobs(source)
     drop_cron = current_app.config["KURSA"]["drop"]["schedule"]
     for slug in customers_with_inbox():
         customer = customer_by_slug(slug)
@@ -112,6 +109,17 @@ def planned_jobs() -> list[JobSpec]:
             JobSpec(f"drop:{slug}", drop_cron, customer_zone(customer), customer.created_at)
         )
     return sorted(specs, key=lambda s: s.id)
+
+
+def source_jobs(source: SyncSource) -> list[JobSpec]:
+    """A source's full job and, when it has an incremental schedule, its incremental job."""
+    zone = customer_zone(source.customer)
+    specs = [JobSpec(f"source:{source.name}", source.schedule, zone, source.created_at)]
+    if source.delta_schedule:
+        specs.append(
+            JobSpec(f"delta:{source.name}", source.delta_schedule, zone, source.created_at)
+        )
+    return specs
 
 
 @dataclass(frozen=True)
@@ -195,8 +203,17 @@ def _run_in_context(work: Callable[[], object]) -> None:
         work()
 
 
+# The outcomes of a run that did the job's work. A preview changes nothing and a run still
+# "running" may be one whose process was killed; a discarded run was held first.
+DID_THE_WORK = (RunStatus.APPLIED, RunStatus.HELD, RunStatus.FAILED, RunStatus.DISCARDED)
+
+
 def last_run_at(job_id: str) -> datetime | None:
-    """When this job's work last started (a recorded run, or the drop's last look)."""
+    """When this job's work last started (a recorded run, or the drop's last look).
+
+    Only a real run counts (applied, held, failed or later discarded; never a preview), and
+    for a source's full job only a full run: an incremental one catches no deletions.
+    """
     kind, key = job_id.split(":", 1)
     if kind == "drop":
         from sync.drop import last_look_at
@@ -205,13 +222,16 @@ def last_run_at(job_id: str) -> datetime | None:
     source = db.session.scalar(select(SyncSource).where(SyncSource.name == key))
     if source is None:
         return None
-    return db.session.scalar(
-        select(func.max(SyncRun.started_at)).where(
-            SyncRun.customer_id == source.customer_id,
-            SyncRun.source_kind == source.kind,
-            SyncRun.source_name == source.name,
-        )
+    runs = select(func.max(SyncRun.started_at)).where(
+        SyncRun.customer_id == source.customer_id,
+        SyncRun.source_kind == source.kind,
+        SyncRun.source_name == source.name,
+        SyncRun.is_dry_run.is_(False),
+        SyncRun.status.in_([status.value for status in DID_THE_WORK]),
     )
+    if kind == "source":
+        runs = runs.where(SyncRun.is_full.is_(True))
+    return db.session.scalar(runs)
 
 
 def is_missed(spec: JobSpec, last_run: datetime | None, now: datetime) -> bool:
@@ -224,7 +244,23 @@ def is_missed(spec: JobSpec, last_run: datetime | None, now: datetime) -> bool:
 def run_job(job_id: str) -> None:
     """What APScheduler calls (by reference, so the job store can keep it)."""
     with _app.app_context():
+        kind, name = job_id.split(":", 1)
+        if kind == "delta" and full_run_fires_with(name, utcnow()):
+            logger.info("scheduled job %s skipped: the full run fires with it", job_id)
+            return
         run_now(job_id, actor=ACTOR)
+
+
+def full_run_fires_with(name: str, now: datetime) -> bool:
+    """Whether the source's full run fired within the last SAME_FIRE (at 02:00 a */15
+    incremental schedule fires with a 02:00 full one). The two would race for the source's
+    lock, and a full run losing it that soon is not reported: the night's full run would be
+    lost. The full run reads everything the incremental one would, so that one gives way."""
+    source = db.session.scalar(select(SyncSource).where(SyncSource.name == name))
+    if source is None:
+        return False
+    fire = source_jobs(source)[0].next_fire(now - SAME_FIRE)
+    return fire is not None and fire <= now
 
 
 def run_now(job_id: str, *, actor: str) -> SyncRun | None:
@@ -358,9 +394,15 @@ def catch_up(scheduler: BackgroundScheduler, now: datetime | None = None) -> lis
     recorded run, not the misfire grace, decide whether a run was missed.
     """
     now = now or utcnow()
+    specs = planned_jobs()
+    owed = {spec.id for spec in specs if is_missed(spec, last_run_at(spec.id), now)}
     missed = []
-    for spec in planned_jobs():
-        if is_missed(spec, last_run_at(spec.id), now):
+    for spec in specs:
+        # Started together, the incremental run could take the source's lock first and the
+        # full one be skipped; the full run reads everything the incremental one would.
+        kind, name = spec.id.split(":", 1)
+        covered = kind == "delta" and f"source:{name}" in owed
+        if spec.id in owed and not covered:
             missed.append(spec.id)
             when = now
         else:

@@ -184,7 +184,9 @@ def delete_command(name):
     if outcome == "deleted":
         click.echo(f"Source {name} is deleted.")
     else:
-        click.echo(f"Source {name} has runs, so it is disabled instead of deleted.")
+        click.echo(
+            f"Source {name} has runs (or one is going on), so it is disabled instead of deleted."
+        )
 
 
 @source_cli.command("test")

@@ -163,8 +163,8 @@ def delete(source_id: int):
         flash(f"Source {name} is deleted.", "info")
     else:
         flash(
-            f"Source {name} has runs, so it is disabled instead of deleted: its run history "
-            "stays, and the persons it created keep their label.",
+            f"Source {name} has runs (or one is going on), so it is disabled instead of "
+            "deleted: its run history stays, and the persons it created keep their label.",
             "info",
         )
     return redirect(url_for("sources.sources", customer=slug))

@@ -86,6 +86,7 @@ class PersonPlanner:
                 username = with_prefix(username, prefix)
             record.username = username
             records[username.lower()].append(record)
+        # Every username this customer does not hold: those of new persons and of renames.
         self.taken_elsewhere = self._find_taken_elsewhere(
             [key for key in records if key and key not in self.by_username]
         )
@@ -235,7 +236,9 @@ class PersonPlanner:
             clash = self.by_username.get(key)
             if clash is not None and clash.id != old.id:
                 return self._username_clash(record)
-        if old is None and key in self.taken_elsewhere:
+        # A new username, or a rename onto one: either way the database's unique index
+        # across customers would refuse it and fail the whole run.
+        if key in self.taken_elsewhere:
             self._issue(
                 record,
                 "This username belongs to a person of another customer; "

@@ -79,7 +79,7 @@ def test_without_a_stored_entry_csn_the_delta_uses_modify_timestamp(app, custome
 
 def test_incremental_runs_end_to_end_apply_only_the_change(app, customer, slapd):
     source = make_source(customer, slapd)
-    sync_source(source, actor="test")
+    assert sync_source(source, actor="test", full=True).is_full
     state = dict(db.session.get(SyncSource, source.id).state)
     # as if the full run had been long after the load (LOADED_CSN is in 2025)
     db.session.get(SyncSource, source.id).state = {**state, "last_csn": AFTER_LOAD}
@@ -90,6 +90,7 @@ def test_incremental_runs_end_to_end_apply_only_the_change(app, customer, slapd)
     run = sync_source(db.session.get(SyncSource, source.id), actor="test")
 
     assert run.status == "applied", run.error
+    assert not run.is_full  # the scheduler's full job is still owed (schedule.last_run_at)
     assert run.counts["persons"]["updated"] == 1 and run.counts["persons"]["created"] == 0
     person = db.session.scalar(select(Person).where(Person.username == "e00006"))
     assert person.email == "b@x.dk"

@@ -78,6 +78,29 @@ def test_deleting_a_source_that_never_ran_removes_its_requests(app, customer):
     assert db.session.scalar(select(func.count(SyncRequest.id))) == 0
 
 
+def test_a_source_whose_sync_request_is_running_is_disabled_not_deleted(app, customer):
+    source = add_source(customer, "a")
+    request = queue.request_run(source, "sync", actor="t")
+    db.session.commit()
+    assert queue._take_next() == request.id
+
+    assert operations.delete_source(source, actor="t") == "disabled"
+    db.session.commit()
+
+    assert db.session.get(SyncSource, source.id).is_enabled is False
+
+
+def test_a_request_whose_source_was_deleted_after_it_was_taken_is_skipped(app, customer):
+    source = add_source(customer, "a")
+    request = queue.request_run(source, "test", actor="t")
+    db.session.commit()
+    assert queue._take_next() == request.id
+    assert operations.delete_source(source, actor="t") == "deleted"  # a test makes no run
+    db.session.commit()
+
+    assert queue.perform(request.id) is None
+
+
 def test_the_scheduler_process_performs_a_queued_preview(database_url, shared_slapd):
     """End to end: a request queued as a page would, taken by `flask scheduler run` running
     as its own process on a SQLite file."""

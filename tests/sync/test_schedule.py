@@ -124,6 +124,41 @@ def test_missed_run_is_found_against_the_last_run(added, last_run, missed):
     assert schedule.is_missed(spec, last_run, now=utc(2026, 12, 3, 10)) is missed
 
 
+@pytest.mark.parametrize(
+    "status, is_full, counts_for_full, counts_for_delta",
+    [
+        ("applied", True, True, True),
+        ("held", True, True, True),
+        ("failed", True, True, True),
+        ("discarded", True, True, True),  # held first: the run read its source
+        ("applied", False, False, True),  # an incremental run catches no deletions
+        ("dry_run", True, False, False),  # a preview changes nothing
+        ("running", True, False, False),  # perhaps a run whose process was killed
+    ],
+)
+def test_the_last_run_of_a_job_is_a_real_run_of_its_kind(
+    app, customer, status, is_full, counts_for_full, counts_for_delta
+):
+    add_source(customer, "hq")
+    started = utc(2026, 12, 3, 1, 0, 2)
+    db.session.add(
+        SyncRun(
+            customer_id=customer.id,
+            source_kind="ldap",
+            source_name="hq",
+            started_by="test",
+            status=status,
+            is_dry_run=status == "dry_run",
+            is_full=is_full,
+            started_at=started,
+        )
+    )
+    db.session.commit()
+
+    assert (schedule.last_run_at("source:hq") == started) is counts_for_full
+    assert (schedule.last_run_at("delta:hq") == started) is counts_for_delta
+
+
 def test_jobs_are_stored_refreshed_and_a_missed_run_comes_first(app, customer, drop_root):
     long_ago = utcnow() - timedelta(days=3)
     add_source(customer, "hq", created_at=long_ago)
@@ -149,6 +184,53 @@ def test_jobs_are_stored_refreshed_and_a_missed_run_comes_first(app, customer, d
         assert schedule.refresh_jobs(scheduler) == {"added": 0, "changed": 0, "removed": 0}
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_when_both_jobs_of_a_source_were_missed_only_the_full_run_catches_up(app, customer):
+    source = add_source(customer, "hq", created_at=utcnow() - timedelta(days=3))
+    source.delta_schedule = "*/15 * * * *"
+    db.session.commit()
+    scheduler = schedule.make_scheduler(app)
+    scheduler.start(paused=True)
+    try:
+        schedule.refresh_jobs(scheduler)
+        now = utcnow()
+
+        assert schedule.catch_up(scheduler, now) == ["source:hq"]
+
+        assert scheduler.get_job("source:hq").next_run_time == now
+        assert scheduler.get_job("delta:hq").next_run_time > now
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+@pytest.mark.parametrize(
+    "now, gives_way",
+    [
+        (utc(2026, 12, 3, 1, 0, 0), True),  # 02:00 in Copenhagen: the full run fires too
+        (utc(2026, 12, 3, 1, 0, 40), True),  # the same fire, taken up a little late
+        (utc(2026, 12, 3, 1, 15, 0), False),
+        (utc(2026, 12, 3, 0, 45, 0), False),
+    ],
+)
+def test_an_incremental_run_gives_way_to_a_full_run_firing_with_it(app, customer, now, gives_way):
+    add_source(customer, "hq", created_at=utc(2026, 1, 1))
+
+    assert schedule.full_run_fires_with("hq", now) is gives_way
+
+
+def test_the_scheduler_skips_an_incremental_run_firing_with_the_full_one(
+    app, customer, monkeypatch
+):
+    add_source(customer, "hq", cron="* * * * *", created_at=utc(2026, 1, 1))
+    started: list[str] = []
+    monkeypatch.setattr(schedule, "_app", app)
+    monkeypatch.setattr(schedule, "run_now", lambda job_id, actor: started.append(job_id))
+
+    schedule.run_job("delta:hq")
+    schedule.run_job("source:hq")
+
+    assert started == ["source:hq"]
 
 
 def test_scheduled_run_of_a_locked_source_is_skipped(app, customer):

@@ -1,5 +1,6 @@
 """Stored LDAP sources: add, list, test and sync one (a sync is a normal run of the engine)."""
 
+import copy
 import logging
 import re
 import time
@@ -11,13 +12,13 @@ from sqlalchemy import delete, func, select
 
 from config import cron_ever_fires, ldap_setting_type_error
 from portal.core import audit
-from portal.core.db import db
+from portal.core.db import db, utcnow
 from portal.core.errors import Conflict, FieldRefused, NotFound, refuse
 from portal.directory.models import Customer
 from sync import cron
 from sync.gcpause import gc_paused
-from sync.locks import run_lock
-from sync.models import RunStatus, SyncRequest, SyncRun, SyncSource
+from sync.locks import current_holder, run_lock
+from sync.models import RequestStatus, RunStatus, SyncRequest, SyncRun, SyncSource
 from sync.runs import run_source
 from sync.sources.ldap import profiles, reach, vault
 from sync.sources.ldap.reader import Reading, read_directory
@@ -130,9 +131,10 @@ def set_enabled(source: SyncSource, enabled: bool, *, actor: str) -> None:
 
 def delete_source(source: SyncSource, *, actor: str) -> str:
     """Delete a source that never ran; one with runs is disabled instead, so its history
-    (runs, changes, the persons labelled with its name) keeps making sense. Returns
-    "deleted" or "disabled"."""
-    if run_count(source):
+    (runs, changes, the persons labelled with its name) keeps making sense. So is one with
+    a run going on: its first run has no row yet, but will have. Returns "deleted" or
+    "disabled"."""
+    if run_count(source) or is_running(source):
         set_enabled(source, False, actor=actor)
         return "disabled"
     source_id, name = source.id, source.name
@@ -152,6 +154,21 @@ def run_count(source: SyncSource) -> int:
             SyncRun.source_name == source.name,
         )
     )
+
+
+def is_running(source: SyncSource) -> bool:
+    """Whether a run of the source is going on: its run lock is held (by the CLI or the
+    scheduler), or the scheduler has taken a preview or sync request of it. A connection
+    test makes no run and does not count."""
+    lock = current_holder(f"source:{source.name}")
+    if lock is not None and lock.expires_at > utcnow():
+        return True
+    taken = select(SyncRequest.id).where(
+        SyncRequest.source_id == source.id,
+        SyncRequest.status == RequestStatus.RUNNING,
+        SyncRequest.action != "test",
+    )
+    return db.session.scalar(taken.limit(1)) is not None
 
 
 ATTRIBUTE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)$")
@@ -396,7 +413,8 @@ def sync_source(
     """Read the source (incrementally when it can and `full` is not asked) and run it.
 
     The incremental state moves on only when the run was applied, so a failed, held or
-    previewed run is read again from the same point next time.
+    previewed run is read again from the same point next time, and only when the source still
+    reads what this run read (see _store_state).
     """
     if not source.is_enabled:
         raise Conflict(f"Source {source.name} is disabled; enable it before running it.")
@@ -405,16 +423,42 @@ def sync_source(
     # source's lock in the database: a second one stops here with LockBusy. The cycle
     # collector waits until the run is over, between its phases too (see sync.gcpause).
     with run_lock(f"source:{source.name}"), gc_paused():
+        read_with = (source.profile, copy.deepcopy(source.settings))
         read_started = time.perf_counter()
         reading = _read(source, full=full, on_page=on_page)
         run = run_source(
-            customer, reading.data, actor=actor, dry_run=dry_run, read_started=read_started
+            customer,
+            reading.data,
+            actor=actor,
+            dry_run=dry_run,
+            read_started=read_started,
+            full=full,
         )
         if run.status == RunStatus.APPLIED and reading.state:
-            source = db.session.get(SyncSource, source_id)
-            source.state = reading.state
-            db.session.commit()
+            _store_state(source_id, reading.state, read_with)
     return run
+
+
+def _store_state(source_id: int, state: dict, read_with: tuple[str, dict]) -> None:
+    """Keep where an applied run read up to, unless the source's profile or settings changed
+    while it read: that edit dropped the state so the next run reads everything
+    (update_ldap_source), and a state read with the old settings must not undo that.
+
+    An edit does not wait for the source's run lock, so the comparison is made after the
+    UPDATE, which holds the row (PostgreSQL) or the database's write lock (SQLite) until the
+    commit: an edit either committed before it, and is seen, or waits until after it.
+    """
+    source = db.session.get(SyncSource, source_id)
+    source.state = state
+    db.session.flush()
+    now_read = db.session.execute(
+        select(SyncSource.profile, SyncSource.settings).where(SyncSource.id == source_id)
+    ).one()
+    if tuple(now_read) != read_with:
+        db.session.rollback()
+        logger.info("LDAP source %s changed during its run: its state was not kept", source.name)
+        return
+    db.session.commit()
 
 
 def connection_settings(source: SyncSource) -> dict:
