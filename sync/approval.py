@@ -36,16 +36,16 @@ logger = logging.getLogger(__name__)
 def approve_run(run_id: int, *, actor: str) -> SyncRun:
     """Apply a held run, skipping the guard that held it."""
     run = get_run(run_id)
-    if run.status != RunStatus.HELD:
-        raise Conflict(
-            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
-            "run can be approved."
-        )
-    data = kept_records(run)
-    held_inactivations = run.counts["persons"]["inactivated"]
     started = time.perf_counter()
     try:
+        # Checked under the lock, on the run as it is now: an approval or a discard clicked at
+        # the same time may have finished while this one waited for the lock.
         lock_customer(run.customer_id)
+        db.session.refresh(run)
+        if run.status != RunStatus.HELD:
+            raise _not_held(run, "approved")
+        data = kept_records(run)
+        held_inactivations = run.counts["persons"]["inactivated"]
         stale = out_of_date(run)
         if stale:
             raise Conflict(stale)
@@ -87,10 +87,7 @@ def discard_run(run_id: int, *, actor: str) -> SyncRun:
     db.session.refresh(run)
     if run.status != RunStatus.HELD:
         db.session.rollback()
-        raise Conflict(
-            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
-            "run can be discarded."
-        )
+        raise _not_held(run, "discarded")
 
     run.status = RunStatus.DISCARDED
     run.discarded_by, run.discarded_at = actor, utcnow()
@@ -118,6 +115,12 @@ def apply_preview(run_id: int, *, actor: str) -> SyncRun:
     data = kept_records(run)
     db.session.commit()
     return run_source(run.customer, data, actor=actor, preview_of=run.id)
+
+
+def _not_held(run: SyncRun, verb: str) -> Conflict:
+    return Conflict(
+        f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held run can be {verb}."
+    )
 
 
 def out_of_date(run: SyncRun) -> str | None:
