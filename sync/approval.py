@@ -103,18 +103,35 @@ def apply_preview(run_id: int, *, actor: str) -> SyncRun:
     run = get_run(run_id)
     if run.status != RunStatus.DRY_RUN or run.payload is None:
         raise Conflict(f"Run {run.id} is not a dry run that can be applied.")
-    lock_customer(run.customer_id)  # two clicks on Apply must not both pass the checks below
-    earlier = db.session.scalar(select(SyncRun.id).where(SyncRun.preview_of_id == run.id))
-    if earlier is not None:
-        db.session.rollback()
-        raise Conflict(f"This preview was applied already, as run {earlier}.")
-    stale = out_of_date(run)
-    if stale:
-        db.session.rollback()
-        raise Conflict(stale)
     data = kept_records(run)
     db.session.commit()
-    return run_source(run.customer, data, actor=actor, preview_of=run.id)
+
+    # Checked by the new run under the customer's lock: a run (or a second click on Apply)
+    # that slipped in between the checks and the apply would otherwise be overwritten.
+    return run_source(
+        run.customer,
+        data,
+        actor=actor,
+        preview_of=run.id,
+        check=lambda applying: _refuse_unless_applicable(run, applying),
+    )
+
+
+def _refuse_unless_applicable(preview: SyncRun, applying: SyncRun) -> None:
+    """Conflict when the preview was applied already or its records are out of date."""
+    earlier = db.session.scalar(
+        select(SyncRun.id).where(
+            SyncRun.preview_of_id == preview.id,
+            SyncRun.id != applying.id,
+            # one still running waits for the lock behind `applying` (or its process died)
+            SyncRun.status != RunStatus.RUNNING,
+        )
+    )
+    if earlier is not None:
+        raise Conflict(f"This preview was applied already, as run {earlier}.")
+    stale = out_of_date(preview)
+    if stale:
+        raise Conflict(stale)
 
 
 def _not_held(run: SyncRun, verb: str) -> Conflict:
