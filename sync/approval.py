@@ -24,8 +24,6 @@ from sync.runs import (
     get_run,
     kept_records,
     lock_customer,
-    mark_failed,
-    notify_run,
     run_source,
     store_outcome,
 )
@@ -70,10 +68,26 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
         raise
     except Exception as exc:
         db.session.rollback()
-        mark_failed(run_id, exc, started)
-        notify_run(db.session.get(SyncRun, run_id))
-    logger.info("held sync run %s approved by %s", run_id, actor)
+        _approval_failed(run_id, exc)
+    else:
+        logger.info("held sync run %s approved by %s: %s", run_id, actor, run.status)
     return db.session.get(SyncRun, run_id)
+
+
+def _approval_failed(run_id: int, exc: Exception) -> None:
+    """After the rollback of an unexpected error: nothing of the run was applied and its
+    report is as it was, so it stays held, to be approved again; its error says what went
+    wrong until then (a failed run's report would list changes it never made)."""
+    logger.exception(
+        "approval of held sync run %s failed; nothing was changed", run_id, exc_info=exc
+    )
+    run = db.session.get(SyncRun, run_id)
+    run.error = (
+        f"Approving the run stopped on an unexpected error ({type(exc).__name__}) and nothing "
+        f"was changed; the run is still held and can be approved again. The server log has "
+        f"the details under run {run_id}."
+    )
+    db.session.commit()
 
 
 def discard_run(run_id: int, *, actor: str) -> SyncRun:
@@ -91,7 +105,7 @@ def discard_run(run_id: int, *, actor: str) -> SyncRun:
 
     run.status = RunStatus.DISCARDED
     run.discarded_by, run.discarded_at = actor, utcnow()
-    run.payload = None
+    run.payload, run.error = None, None  # the error of a failed approval no longer matters
     audit.record(actor, "sync.discarded", "sync_run", run.id)
     db.session.commit()
     logger.info("held sync run %s discarded by %s", run_id, actor)
