@@ -24,8 +24,6 @@ from sync.runs import (
     get_run,
     kept_records,
     lock_customer,
-    mark_failed,
-    notify_run,
     run_source,
     store_outcome,
 )
@@ -36,16 +34,16 @@ logger = logging.getLogger(__name__)
 def approve_run(run_id: int, *, actor: str) -> SyncRun:
     """Apply a held run, skipping the guard that held it."""
     run = get_run(run_id)
-    if run.status != RunStatus.HELD:
-        raise Conflict(
-            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
-            "run can be approved."
-        )
-    data = kept_records(run)
-    held_inactivations = run.counts["persons"]["inactivated"]
     started = time.perf_counter()
     try:
+        # Checked under the lock, on the run as it is now: an approval or a discard clicked at
+        # the same time may have finished while this one waited for the lock.
         lock_customer(run.customer_id)
+        db.session.refresh(run)
+        if run.status != RunStatus.HELD:
+            raise _not_held(run, "approved")
+        data = kept_records(run)
+        held_inactivations = run.counts["persons"]["inactivated"]
         stale = out_of_date(run)
         if stale:
             raise Conflict(stale)
@@ -70,10 +68,26 @@ def approve_run(run_id: int, *, actor: str) -> SyncRun:
         raise
     except Exception as exc:
         db.session.rollback()
-        mark_failed(run_id, exc, started)
-        notify_run(db.session.get(SyncRun, run_id))
-    logger.info("held sync run %s approved by %s", run_id, actor)
+        _approval_failed(run_id, exc)
+    else:
+        logger.info("held sync run %s approved by %s: %s", run_id, actor, run.status)
     return db.session.get(SyncRun, run_id)
+
+
+def _approval_failed(run_id: int, exc: Exception) -> None:
+    """After the rollback of an unexpected error: nothing of the run was applied and its
+    report is as it was, so it stays held, to be approved again; its error says what went
+    wrong until then (a failed run's report would list changes it never made)."""
+    logger.exception(
+        "approval of held sync run %s failed; nothing was changed", run_id, exc_info=exc
+    )
+    run = db.session.get(SyncRun, run_id)
+    run.error = (
+        f"Approving the run stopped on an unexpected error ({type(exc).__name__}) and nothing "
+        f"was changed; the run is still held and can be approved again. The server log has "
+        f"the details under run {run_id}."
+    )
+    db.session.commit()
 
 
 def discard_run(run_id: int, *, actor: str) -> SyncRun:
@@ -87,14 +101,11 @@ def discard_run(run_id: int, *, actor: str) -> SyncRun:
     db.session.refresh(run)
     if run.status != RunStatus.HELD:
         db.session.rollback()
-        raise Conflict(
-            f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held "
-            "run can be discarded."
-        )
+        raise _not_held(run, "discarded")
 
     run.status = RunStatus.DISCARDED
     run.discarded_by, run.discarded_at = actor, utcnow()
-    run.payload = None
+    run.payload, run.error = None, None  # the error of a failed approval no longer matters
     audit.record(actor, "sync.discarded", "sync_run", run.id)
     db.session.commit()
     logger.info("held sync run %s discarded by %s", run_id, actor)
@@ -106,18 +117,41 @@ def apply_preview(run_id: int, *, actor: str) -> SyncRun:
     run = get_run(run_id)
     if run.status != RunStatus.DRY_RUN or run.payload is None:
         raise Conflict(f"Run {run.id} is not a dry run that can be applied.")
-    lock_customer(run.customer_id)  # two clicks on Apply must not both pass the checks below
-    earlier = db.session.scalar(select(SyncRun.id).where(SyncRun.preview_of_id == run.id))
-    if earlier is not None:
-        db.session.rollback()
-        raise Conflict(f"This preview was applied already, as run {earlier}.")
-    stale = out_of_date(run)
-    if stale:
-        db.session.rollback()
-        raise Conflict(stale)
     data = kept_records(run)
     db.session.commit()
-    return run_source(run.customer, data, actor=actor, preview_of=run.id)
+
+    # Checked by the new run under the customer's lock: a run (or a second click on Apply)
+    # that slipped in between the checks and the apply would otherwise be overwritten.
+    return run_source(
+        run.customer,
+        data,
+        actor=actor,
+        preview_of=run.id,
+        check=lambda applying: _refuse_unless_applicable(run, applying),
+    )
+
+
+def _refuse_unless_applicable(preview: SyncRun, applying: SyncRun) -> None:
+    """Conflict when the preview was applied already or its records are out of date."""
+    earlier = db.session.scalar(
+        select(SyncRun.id).where(
+            SyncRun.preview_of_id == preview.id,
+            SyncRun.id != applying.id,
+            # one still running waits for the lock behind `applying` (or its process died)
+            SyncRun.status != RunStatus.RUNNING,
+        )
+    )
+    if earlier is not None:
+        raise Conflict(f"This preview was applied already, as run {earlier}.")
+    stale = out_of_date(preview)
+    if stale:
+        raise Conflict(stale)
+
+
+def _not_held(run: SyncRun, verb: str) -> Conflict:
+    return Conflict(
+        f"Run {run.id} is {run.status.replace('_', ' ')}, not held; only a held run can be {verb}."
+    )
 
 
 def out_of_date(run: SyncRun) -> str | None:

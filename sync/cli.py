@@ -82,7 +82,7 @@ def import_command(slug, org_path, persons_path, dry_run, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def approve_command(run_id, as_json):
     """Apply held run RUN_ID (or apply the files a dry run previewed)."""
-    run = _call(_approve_or_apply, run_id)
+    run = _call(_approve_or_apply, run_id, as_json)
     _report(run, as_json)
 
 
@@ -91,7 +91,7 @@ def approve_command(run_id, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def discard_command(run_id, as_json):
     """Close held run RUN_ID without applying it (nothing changes; exit 0)."""
-    run = _call(discard_run, run_id)
+    run = _call(discard_run, run_id, as_json)
     _report(run, as_json)
 
 
@@ -100,7 +100,7 @@ def discard_command(run_id, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def revert_command(run_id, as_json):
     """Undo what applied run RUN_ID changed (recorded as a new run)."""
-    run = _call(revert_run, run_id)
+    run = _call(revert_run, run_id, as_json)
     _report(run, as_json)
 
 
@@ -144,8 +144,10 @@ def _approve_or_apply(run_id: int, *, actor: str) -> SyncRun:
     return approve_run(run_id, actor=actor)
 
 
-def _call(operation, run_id: int) -> SyncRun:
-    with refusals():
+def _call(operation, run_id: int, as_json: bool) -> SyncRun:
+    """The run the operation leaves; a refusal (not held, no such run) is exit 1, with --json
+    as a failed run's object whose one issue names the run, as for import and sync."""
+    with run_refusals(as_json, column="run_id", value=str(run_id)):
         return operation(run_id, actor=CLI_ACTOR)
 
 
@@ -163,9 +165,10 @@ def _read(path: str, as_json: bool) -> FileInput:
 
 @contextmanager
 def run_refusals(as_json: bool, **where) -> Iterator[None]:
-    """A refusal before any run started (no such customer or source, a disabled or busy
-    source) is exit 1: with --json as a failed run's object whose one issue names the field
-    (`where`: column and value), else as one plain sentence."""
+    """A refusal before any run started or changed (no such customer, source or run, a
+    disabled or busy source, a run that is not held) is exit 1: with --json as a failed run's
+    object whose one issue names the field (`where`: column and value), else as one plain
+    sentence."""
     if not as_json:
         with refusals():
             yield

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     Unicode,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -149,6 +150,10 @@ class RequestStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+# A request is waiting while it is queued or running; one of each source, action and kind.
+REQUEST_WAITING = text("status IN ('queued', 'running')")
+
+
 class SyncRequest(db.Model):
     """A page's "Test connection", "Preview" or "Sync now", waiting for the scheduler process.
 
@@ -158,6 +163,19 @@ class SyncRequest(db.Model):
     """
 
     __tablename__ = "sync_requests"
+    __table_args__ = (
+        # Two clicks at once must queue one request: the check in sync.queue cannot see a
+        # request another transaction has not committed yet, this index can.
+        Index(
+            "uq_sync_requests_waiting",
+            "source_id",
+            "action",
+            "is_full",
+            unique=True,
+            postgresql_where=REQUEST_WAITING,
+            sqlite_where=REQUEST_WAITING,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(

@@ -12,10 +12,19 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portal.core.db import db, utcnow
 from portal.core.errors import UserError
-from sync.models import RequestStatus, RunStatus, SyncRequest, SyncRun, SyncSource
+from sync.models import (
+    REQUEST_WAITING,
+    RequestStatus,
+    RunStatus,
+    SyncRequest,
+    SyncRun,
+    SyncSource,
+)
 
 logger = logging.getLogger(__name__)
 ACTIONS = ("test", "preview", "sync")
@@ -33,25 +42,42 @@ def request_run(source: SyncSource, action: str, *, actor: str, full: bool = Fal
     if action not in ACTIONS:
         raise UserError(f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
     full = full and action != "test"
-    waiting = db.session.scalar(
+    waiting = _waiting(source.id, action, full)
+    if waiting is not None:
+        return waiting
+
+    # One waiting request of a kind (uq_sync_requests_waiting): a click at the same time that
+    # queued it first makes this insert wait for its commit and then do nothing.
+    queued = db.session.scalar(
+        _insert_unless_waiting()
+        .values(source_id=source.id, action=action, is_full=full, requested_by=actor)
+        .returning(SyncRequest.id)
+    )
+    if queued is None:
+        return _waiting(source.id, action, full)
+    kind = "full " if full else ""
+    logger.info("%s%s of source %s requested by %s as %s", kind, action, source.name, actor, queued)
+    return db.session.get(SyncRequest, queued)
+
+
+def _waiting(source_id: int, action: str, full: bool) -> SyncRequest | None:
+    return db.session.scalar(
         select(SyncRequest).where(
-            SyncRequest.source_id == source.id,
+            SyncRequest.source_id == source_id,
             SyncRequest.action == action,
             SyncRequest.is_full.is_(full),
             SyncRequest.status.in_([RequestStatus.QUEUED, RequestStatus.RUNNING]),
         )
     )
-    if waiting is not None:
-        return waiting
 
-    request = SyncRequest(source_id=source.id, action=action, is_full=full, requested_by=actor)
-    db.session.add(request)
-    db.session.flush()
-    kind = "full " if full else ""
-    logger.info(
-        "%s%s of source %s requested by %s as %s", kind, action, source.name, actor, request.id
+
+def _insert_unless_waiting():
+    """An INSERT of a request that does nothing when the same one is waiting already."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert(SyncRequest).on_conflict_do_nothing(
+        index_elements=["source_id", "action", "is_full"], index_where=REQUEST_WAITING
     )
-    return request
 
 
 def is_untaken(request: SyncRequest) -> bool:

@@ -17,7 +17,8 @@ def run_summary(run: SyncRun) -> dict:
 
     A held run carries the reason it is held as one more issue, without file or row, and so
     does a dry run that applying would hold: the contract has no other place for it, and a
-    tool must learn it before approving or applying.
+    tool must learn it before approving or applying. A held run whose approval failed carries
+    that error the same way.
     """
     stored = db.session.scalars(
         select(SyncIssue).where(SyncIssue.run_id == run.id).order_by(SyncIssue.id)
@@ -26,6 +27,8 @@ def run_summary(run: SyncRun) -> dict:
     notice = hold_notice(run)
     if notice:
         issues.append(Issue(notice, severity="notice").where())
+    if run.status == RunStatus.HELD and run.error:
+        issues.append(Issue(run.error).where())
     return {
         "run_id": run.id,
         "status": run.status,

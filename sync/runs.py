@@ -89,6 +89,7 @@ def run_source(
     read_started: float | None = None,
     via: str = "",
     full: bool = True,
+    check: Callable[[SyncRun], None] | None = None,
 ) -> SyncRun:
     """Plan what `data` means for the directory, then preview, hold or apply it.
 
@@ -97,6 +98,10 @@ def run_source(
     run was asked to read only what changed; it is then not recorded as a full run even when
     the source had to be read whole (no state yet), so it never pays off the scheduler's full
     run (schedule.last_run_at): at worst the full run reads once more than needed.
+
+    `check` is called with the new run once it holds the customer's lock, so what it checks
+    cannot change until the run ends. A Conflict it raises withdraws the run (its row is
+    deleted: it never planned anything) and reaches the caller.
     """
     progress = progress or _no_progress
     run = _start(
@@ -105,6 +110,8 @@ def run_source(
     run_id, started = run.id, read_started or time.perf_counter()
     try:
         lock_customer(customer.id)
+        if check is not None:
+            check(run)
         _close_interrupted(customer.id, run_id)
         changes = plan(data, customer)
         progress("plan", 1.0)
@@ -129,6 +136,10 @@ def run_source(
             counts=run.counts,
         )
         db.session.commit()
+    except Conflict:
+        db.session.rollback()
+        _withdraw(run_id)
+        raise
     except Exception as exc:
         db.session.rollback()
         mark_failed(run_id, exc, started)
@@ -228,6 +239,13 @@ def _start(
     db.session.add(run)
     db.session.commit()
     return run
+
+
+def _withdraw(run_id: int) -> None:
+    """Delete a run its check refused before it planned anything, in its own commit."""
+    db.session.delete(db.session.get(SyncRun, run_id))
+    db.session.commit()
+    logger.info("sync run %s was refused before it started planning; withdrawn", run_id)
 
 
 def store_outcome(

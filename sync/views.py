@@ -375,11 +375,14 @@ def _act(run: SyncRun, operation):
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("sync.run", run_id=run.id))
-    flash(_status_message(result), "error" if result.status == RunStatus.FAILED else "info")
+    failed = result.status == RunStatus.FAILED or result.error
+    flash(_status_message(result), "error" if failed else "info")
     return redirect(url_for("sync.run", run_id=result.id))
 
 
 def _status_message(run: SyncRun) -> str:
+    if run.status == RunStatus.HELD and run.error:  # its approval failed; it is still held
+        return run.error
     return {
         RunStatus.APPLIED: "Run #{id} is applied.",
         RunStatus.HELD: "Run #{id} is held: nothing changes until an admin approves it.",

@@ -103,6 +103,24 @@ def test_approve_applies_a_held_run(customer, held_run, admin_client):
     assert f"Run #{held_run.id} is applied." in text_of(admin_client.get(response.location))
 
 
+def test_a_failed_approval_leaves_the_run_held_and_says_so(held_run, admin_client, monkeypatch):
+    import sync.approval
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(sync.approval, "apply_changes", broken)
+
+    response = post(admin_client, f"/sync/runs/{held_run.id}/approve")
+
+    db.session.expire_all()
+    assert db.session.get(SyncRun, held_run.id).status == "held"
+    assert person("u1004").is_active
+    page = text_of(admin_client.get(response.location))
+    assert "The last approval failed." in page and "can be approved again" in page
+    assert "Approve and apply" in page
+
+
 def test_approve_without_a_csrf_token_changes_nothing(held_run, admin_client):
     response = admin_client.post(f"/sync/runs/{held_run.id}/approve")
 
