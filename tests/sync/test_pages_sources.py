@@ -22,6 +22,7 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     sample_ldif_fixture,
     shared_slapd_fixture,
 )
+from tests.sync.ldap_helpers import openldap_source
 
 LDAP_RUNS = select(SyncRun).where(SyncRun.source_kind == "ldap")
 acme, unit, person = helpers.acme, helpers.unit, helpers.person
@@ -45,18 +46,7 @@ def it_admin(login_as):
 @pytest.fixture
 def make_source(acme, shared_slapd):
     def make(name="hq-ldap", password=SERVICE_PASSWORD):
-        settings = {
-            "uri": shared_slapd.uri,
-            "bind_dn": SERVICE_DN,
-            "user_bases": [ORG_BASE],
-            "org_from": "ou",
-            "org_base": ORG_BASE,
-        }
-        source = add_ldap_source(
-            acme, name, profile="openldap", settings=settings, password=password, actor="test"
-        )
-        db.session.commit()
-        return source
+        return openldap_source(acme, shared_slapd, name=name, password=password)
 
     return make
 

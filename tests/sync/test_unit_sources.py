@@ -6,7 +6,7 @@ from sqlalchemy import select
 from portal.core.db import db
 from portal.directory.models import OrgUnit
 from sync.models import SyncSource
-from sync.sources.ldap.operations import add_ldap_source, sync_source
+from sync.sources.ldap.operations import sync_source
 from tests.servers.slapd import (  # noqa: F401 - fixtures
     ORG_BASE,
     SERVICE_DN,
@@ -14,6 +14,7 @@ from tests.servers.slapd import (  # noqa: F401 - fixtures
     sample_ldif_fixture,
     slapd_fixture,
 )
+from tests.sync.ldap_helpers import openldap_source
 
 EMPTY_OU = f"ou=Tomt,{ORG_BASE}"
 
@@ -23,18 +24,7 @@ def unit(name: str) -> OrgUnit:
 
 
 def ldap_source(customer, server):
-    values = {
-        "uri": server.uri,
-        "bind_dn": SERVICE_DN,
-        "user_bases": [ORG_BASE],
-        "org_from": "ou",
-        "org_base": ORG_BASE,
-    }
-    source = add_ldap_source(
-        customer, "hq", profile="openldap", settings=values, password=SERVICE_PASSWORD, actor="t"
-    )
-    db.session.commit()
-    return source
+    return openldap_source(customer, server, name="hq")
 
 
 def full_run(source):
