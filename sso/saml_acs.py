@@ -74,13 +74,14 @@ def verify_response(base_url: str, customer: Customer, encoded: str) -> Verified
         stored, provider = None, _unsolicited_provider(customer, issuer)
 
     facts = _verified_facts(provider, root)
-    _check_response(facts, provider, acs_url(base_url, customer), stored)
+    acs = acs_url(base_url, customer)
+    _check_response(facts, provider, acs, stored)
     _check_issuer(facts, provider)
     _check_audience(facts, provider, base_url, customer)
-    _check_times_and_recipient(facts, provider, acs_url(base_url, customer), stored)
+    valid_until = _check_times_and_recipient(facts, provider, acs, stored)
     if stored is not None:
         _use_request(stored, provider)
-    _remember_assertion(provider, facts)
+    _remember_assertion(provider, facts, valid_until)
 
     return VerifiedLogin(
         provider=provider,
@@ -214,24 +215,29 @@ def _check_audience(facts, provider, base_url: str, customer: Customer) -> None:
         raise SamlRefused("audience", provider)
 
 
-def _check_times_and_recipient(facts, provider: IdentityProvider, acs: str, stored) -> None:
+def _check_times_and_recipient(facts, provider: IdentityProvider, acs: str, stored) -> datetime:
     """NotOnOrAfter is exclusive; NotBefore inclusive; each bearer names this ACS and binds
     the assertion to the request answered (_check_bearer). Every NotOnOrAfter is at most a
     day ahead: the replay record must outlive the assertion (_remember_assertion), and one
-    valid for longer than a login could take is refused rather than remembered for years."""
+    valid for longer than a login could take is refused rather than remembered for years.
+
+    Returns the last moment the assertion could still be accepted: its earliest NotOnOrAfter
+    plus the clock skew."""
     now = _now()
     skew = timedelta(seconds=provider.setting("clock_skew_seconds"))
     if not facts.bearers:
         raise SamlRefused("no_bearer", provider)
     for bearer in facts.bearers:
         _check_bearer(bearer, facts, provider, acs, stored)
-    for bound in _expiries(facts, provider):
+    expiries = _expiries(facts, provider)
+    for bound in expiries:
         if now >= bound + skew:
             raise SamlRefused("expired", provider)
         if bound - now > MAX_ASSERTION_LIFETIME:
             raise SamlRefused("invalid:lifetime", provider)
     if facts.not_before and now + skew < _instant(facts.not_before, provider):
         raise SamlRefused("not_yet_valid", provider)
+    return min(expiries) + skew
 
 
 def _expiries(facts, provider: IdentityProvider) -> list[datetime]:
@@ -290,17 +296,15 @@ def _use_request(stored: SamlRequest, provider: IdentityProvider) -> None:
         raise SamlRefused("replay", provider)
 
 
-def _remember_assertion(provider: IdentityProvider, facts) -> None:
+def _remember_assertion(provider: IdentityProvider, facts, valid_until: datetime) -> None:
     """Record the assertion id; a second use of it (on any node) inserts nothing: replay.
 
-    The record is kept until the last moment the assertion could still be accepted: its
-    earliest NotOnOrAfter plus the clock skew (the purge of expired records at each login
-    start must not make it usable again)."""
+    The record is kept until `valid_until`, the last moment the assertion could still be
+    accepted (the purge of expired records at each login start must not make it usable
+    again)."""
     if not facts.id:
         raise SamlRefused("invalid:no_id", provider)
-    skew = timedelta(seconds=provider.setting("clock_skew_seconds"))
-    expires = min(_expiries(facts, provider)) + skew
-    if not remember_once(provider, facts.id, expires):
+    if not remember_once(provider, facts.id, valid_until):
         raise SamlRefused("replay", provider)
 
 
