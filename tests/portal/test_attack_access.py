@@ -13,11 +13,12 @@ from portal.courses.operations import create_category
 from portal.directory.models import Person
 from sso import oidc
 from sso.keys import write_self_signed_pair
-from sso.operations import add_oidc_provider, add_saml_provider
+from sso.operations import add_saml_provider
 from tests.conftest import _csrf_token, csrf_token
 from tests.courses import helpers
-from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
+from tests.servers.oidc_provider import OidcProviderServer
 from tests.sso.conftest import SamlIdp
+from tests.sso.providers import add_oidc_for
 
 acme, unit, person = helpers.acme, helpers.unit, helpers.person
 account_of, login_as, make_activity = helpers.account_of, helpers.login_as, helpers.make_activity
@@ -101,16 +102,7 @@ def acme_with_op(app, acme, op, monkeypatch):
     monkeypatch.setitem(app.config["KURSA"]["web"], "base_url", BASE_URL)
     monkeypatch.setitem(app.config["KURSA"]["sso"], "allow_private_addresses", True)
     oidc.forget_caches()
-    add_oidc_provider(
-        acme,
-        "corp",
-        op.discovery_url,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        match="username",
-        actor="test",
-    )
-    db.session.commit()
+    add_oidc_for(acme, op)
     yield acme
     oidc.forget_caches()
 

@@ -51,6 +51,7 @@ class FlawedOp:
     def __init__(self, *, redirect_uri: str, users: dict[str, dict]):
         self.redirect_uri = redirect_uri
         self.users = users
+        self.client_id, self.client_secret = CLIENT_ID, CLIENT_SECRET
         self.key = RSAKey.generate_key(2048, parameters={"kid": KEY_ID, "use": "sig"})
         self.other_key = RSAKey.generate_key(2048, parameters={"kid": KEY_ID})
         self._flaw = Flaw()

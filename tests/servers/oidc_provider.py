@@ -51,6 +51,7 @@ class OidcProviderServer:
         self.redirect_uri = redirect_uri
         self.post_logout_redirect_uri = post_logout_redirect_uri
         self.users = users
+        self.client_id, self.client_secret = CLIENT_ID, CLIENT_SECRET
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.discovery_url = f"{self.issuer}/.well-known/openid-configuration"

@@ -18,12 +18,13 @@ from sso import oidc, vault
 from sso.domains import set_email_domains
 from sso.linking import login_person
 from sso.models import IdentityProvider
-from sso.operations import add_oidc_provider, add_saml_provider
+from sso.operations import add_saml_provider
 from tests.conftest import _csrf_token
 from tests.courses import helpers
 from tests.servers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderServer
 from tests.servers.process import free_port
 from tests.sso.conftest import as_another_idp
+from tests.sso.providers import add_oidc_for
 
 acme, unit, person = helpers.acme, helpers.unit, helpers.person
 account_of, login_as = helpers.account_of, helpers.login_as
@@ -260,16 +261,7 @@ def test_a_discovery_address_the_address_policy_now_refuses_is_named_so(
     """Added while [sso] allow_private_addresses was on (a loopback http address), used by a
     portal without it: the log and the IT admin's pages name the policy, not "unreachable";
     the employee's page stays generic."""
-    provider = add_oidc_provider(
-        acme,
-        "entra",
-        op.discovery_url,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        match="email",
-        actor="test",
-    )
-    db.session.commit()
+    provider = add_oidc_for(acme, op, "entra", match="email")
     oidc.forget_caches()
     monkeypatch.setitem(app.config["KURSA"]["sso"], "allow_private_addresses", False)
     policy = (
@@ -580,11 +572,7 @@ def test_edit_replaces_the_client_secret_only_when_one_is_given(it_admin, acme, 
 
 
 def test_edit_names_the_refused_label_and_scopes_together(it_admin, acme, op):
-    provider = add_oidc_provider(
-        acme, "entra", op.discovery_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        match="email", actor="test",
-    )  # fmt: skip
-    db.session.commit()
+    provider = add_oidc_for(acme, op, "entra", match="email")
     fields = {"is_enabled": "y", "match": "email", "scopes": "email", "label": "x" * 81}
 
     answer = post(it_admin, f"{PAGE}/{provider.id}/edit", fields)

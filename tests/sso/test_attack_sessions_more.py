@@ -22,10 +22,11 @@ from portal.accounts.operations import set_password
 from portal.accounts.sessions import SESSION_KEY
 from portal.core.db import db
 from sso import oidc
-from sso.operations import add_oidc_provider, delete_provider, set_provider_enabled
+from sso.operations import delete_provider, set_provider_enabled
 from tests.conftest import ADMIN_PASSWORD, csrf_token
-from tests.servers.flawed_op import CLIENT_ID, CLIENT_SECRET, FlawedOp
+from tests.servers.flawed_op import FlawedOp
 from tests.sso.conftest import ACS, BASE_URL, PERSONS, SP_ENTITY, UNITS, post_acs, start_login
+from tests.sso.providers import add_oidc_for
 from tests.sso.test_oidc import USERS
 from tests.sso.test_saml_logout import PAGE, log_in
 
@@ -369,15 +370,7 @@ def acme_with_logout_op(make_customer, import_csv, logout_op):
     oidc.forget_caches()
     customer = make_customer("acme", "Acme")
     import_csv(customer, UNITS, PERSONS)
-    add_oidc_provider(
-        customer,
-        "corp",
-        logout_op.discovery_url,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        match="username",
-        actor="test",
-    )
+    add_oidc_for(customer, logout_op)
     make_customer("beta", "Beta")
     db.session.commit()
     yield customer

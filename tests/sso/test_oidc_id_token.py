@@ -15,10 +15,10 @@ from portal.core.db import db
 from sso import oidc
 from sso.linking import MAX_SUBJECT_BYTES
 from sso.models import Identity, OidcRequest
-from sso.operations import add_oidc_provider
 from sso.views import REFUSED_RESPONSE
-from tests.servers.flawed_op import CLIENT_ID, CLIENT_SECRET, FlawedOp
+from tests.servers.flawed_op import CLIENT_ID, FlawedOp
 from tests.sso.conftest import PERSONS, UNITS, logged_in_account_id
+from tests.sso.providers import add_oidc_for
 from tests.sso.test_oidc import CALLBACK, USERS, assert_refused, callback, start
 
 
@@ -40,16 +40,7 @@ def fresh_caches():
 def acme_with_flawed_op(make_customer, import_csv, op):
     customer = make_customer("acme", "Acme")
     import_csv(customer, UNITS, PERSONS)
-    add_oidc_provider(
-        customer,
-        "corp",
-        op.discovery_url,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        match="username",
-        actor="test",
-    )
-    db.session.commit()
+    add_oidc_for(customer, op)
     return customer
 
 
