@@ -14,7 +14,7 @@ from portal.core.db import db
 from portal.core.errors import Conflict, FieldRefused, UserError, collect, refuse
 from portal.directory.models import Customer
 from sso import queries, vault
-from sso.domains import check_domains_free, check_domains_own, claim_domains, set_email_domains
+from sso.domains import check_domains_free, check_domains_own, claim_domains, parse_domains
 from sso.metadata import idp_entity_id
 from sso.models import (
     DEFAULT_SETTINGS,
@@ -98,16 +98,7 @@ def add_saml_provider(
         "clock_skew_seconds": clock_skew_seconds,
         "metadata_signing_cert": metadata_signing_cert,
     }
-    provider = IdentityProvider(
-        customer_id=customer.id, name=name, kind=ProviderKind.SAML.value, settings=settings
-    )
-    db.session.add(provider)
-    db.session.flush()
-    audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="saml")
-    logger.info("SAML provider %s added to customer %s by %s", provider.id, customer.id, actor)
-    if email_domains:
-        set_email_domains(provider, list(email_domains), actor=actor)
-    return provider
+    return _store_new(customer, name, ProviderKind.SAML, settings, email_domains, actor=actor)
 
 
 def add_oidc_provider(
@@ -150,15 +141,36 @@ def add_oidc_provider(
         "match": match,
         "match_claim": match_claim,
     }
+    return _store_new(customer, name, ProviderKind.OIDC, settings, email_domains, actor=actor)
+
+
+def _store_new(
+    customer: Customer,
+    name: str,
+    kind: ProviderKind,
+    settings: dict,
+    email_domains: list[str] | tuple,
+    *,
+    actor: str,
+) -> IdentityProvider:
+    """Store a provider whose settings and email domains the add's checks passed (the domains
+    by check_new_domains: they are not checked again); it is enabled, so it claims them."""
+    domains = parse_domains(" ".join(email_domains))
     provider = IdentityProvider(
-        customer_id=customer.id, name=name, kind=ProviderKind.OIDC.value, settings=settings
+        customer_id=customer.id,
+        name=name,
+        kind=kind.value,
+        settings={**settings, queries.EMAIL_DOMAINS: domains} if domains else settings,
     )
     db.session.add(provider)
     db.session.flush()
-    audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind="oidc")
-    logger.info("OIDC provider %s added to customer %s by %s", provider.id, customer.id, actor)
-    if email_domains:
-        set_email_domains(provider, list(email_domains), actor=actor)
+    audit.record(actor, "sso.provider_added", "identity_provider", provider.id, kind=kind.value)
+    logger.info("%s provider %s added to customer %s by %s", kind, provider.id, customer.id, actor)
+    if domains:
+        claim_domains(provider, domains)
+        audit.record(
+            actor, "sso.provider_domains", "identity_provider", provider.id, domains=domains
+        )
     return provider
 
 
