@@ -22,6 +22,7 @@ from portal.accounts.operations import set_password
 from portal.accounts.sessions import SESSION_KEY
 from portal.core.db import db
 from sso import oidc
+from sso.domains import set_email_domains
 from sso.operations import delete_provider, set_provider_enabled
 from tests.conftest import ADMIN_PASSWORD, csrf_token
 from tests.servers.flawed_op import FlawedOp
@@ -470,8 +471,6 @@ def test_relay_state_of_an_idp_initiated_login_is_not_followed(
     ],
 )
 def test_home_realm_discovery_with_dots_and_wide_letters(app, client, acme_with_idp, email):
-    from sso.operations import set_email_domains
-
     _, provider = acme_with_idp()
     set_email_domains(provider, ["acme.test"], actor="t")
     db.session.commit()
@@ -549,7 +548,6 @@ def test_a_nul_in_the_login_forms_is_a_plain_refusal_not_a_500(
 ):
     """The same on the login page's two forms; the 500's log line then carries the typed
     username or work email (SQLAlchemy's message lists the statement's parameters)."""
-    from sso.operations import set_email_domains
 
     monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
     _, provider = acme_with_idp()

@@ -451,7 +451,7 @@ def test_reverting_a_renumbering_whose_old_number_was_taken_since_reverts_the_re
     """Unit numbers are unique within a customer: the old number is kept as taken, not a
     failed revert on the unique constraint."""
     from sync.runs import run_source
-    from tests.sync.test_attack_runs_more import ldap_data
+    from tests.sync.attack_helpers import ldap_data
 
     customer = make_customer("acme")
     first = ldap_data([("p-a", "a1", "Ann", "g")], units=[("g", "S", None)])
