@@ -12,6 +12,7 @@ from portal.core.cli import refusals
 from portal.core.db import db
 from portal.core.errors import UserError
 from portal.directory.lookups import require_customer
+from sync.run_output import report_run
 
 CLI_ACTOR = "cli"
 
@@ -74,7 +75,6 @@ def drop_import_command(slug, dry_run, as_json):
     inbox is going on), 3 held for approval. With nothing to import, --json prints
     {"run_id": null, "status": "nothing_to_import", "message": ...}.
     """
-    from sync.cli import _report
     from sync.drop import import_drop
 
     with refusals():
@@ -96,7 +96,7 @@ def drop_import_command(slug, dry_run, as_json):
         return
     for line in result.waiting:  # stdout holds the run's summary (one JSON object with --json)
         click.echo(f"Left in the inbox: {line}", err=True)
-    _report(result.run, as_json)
+    report_run(result.run, as_json)
 
 
 @drop_cli.command("set-password")

@@ -13,6 +13,7 @@ from flask import current_app
 from portal.core.cli import refusals
 from portal.core.db import db
 from portal.directory.lookups import require_customer
+from sync.run_output import report_run, run_refusals
 from sync.sources.ldap import operations
 from sync.sources.ldap.declared import apply_declared
 from sync.sources.ldap.profiles import ORG_FROM, PROFILES
@@ -211,12 +212,10 @@ def sync_command(name, full, dry_run, as_json):
     Exit status: 0 applied or dry run, 1 failed (or another run of NAME is going on), 3 held
     for approval.
     """
-    from sync.cli import _report, run_refusals  # sync.cli imports this module: at call time
-
     with run_refusals(as_json, column="name", value=name):
         source = operations.source_by_name(name)
         run = operations.sync_source(source, actor=CLI_ACTOR, full=full, dry_run=dry_run)
-    _report(run, as_json)
+    report_run(run, as_json)
 
 
 ldap_commands = [source_cli, sync_command]
