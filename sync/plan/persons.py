@@ -118,7 +118,9 @@ class PersonPlanner:
                 "username",
                 record.username,
             )
-        self._protect(group[0])
+        # Records keyed on an anchor may each describe another person: all of them stay.
+        for record in group:
+            self._protect(record)
 
     def _plan_one(self, record: PersonRecord, key: str) -> None:
         """Plan one record; `key` is its username in lower case, as plan() grouped it."""
