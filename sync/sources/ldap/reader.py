@@ -119,6 +119,7 @@ class _Reader:
         self.incremental = not full and self._can_resume()
         self.issues: list[Issue] = []
         self.repeated: list[tuple[str, str]] = []  # (anchor, DN) of entries whose anchor was seen
+        self.rejected_units: list[str] = []  # keys of OUs the read named and left out
         self.unit_names: dict[str, str] = {}  # attribute mode: person anchor -> unit name
         self.unit_of_parent: dict[str, str] = {}  # parent DN as spelled -> enclosing unit key
         self.ou_of_dn: dict[tuple, str] = {}  # OU mode: an OU's dn_key -> its unit key
@@ -233,6 +234,7 @@ class _Reader:
             person_unit_by="key",
             unit_match="anchor",
             source_name=self.source_name,
+            rejected_unit_keys=self.rejected_units,
         )
         logger.info(
             "LDAP source %s read: %s units, %s persons (%s)",
@@ -285,7 +287,33 @@ class _Reader:
             if number.casefold() in repeated:
                 number = self._qualified(dn, base)  # "IT" under two branches: "Salg/IT"
             units.append(UnitRecord(key, number[:64], names[key], parent, file=_where(dn)))
-        return units, ou_of_dn
+        return self._without_shared_numbers(units), ou_of_dn
+
+    def _without_shared_numbers(self, units: list[UnitRecord]) -> list[UnitRecord]:
+        """The units whose number no other OU ended up with.
+
+        A path can equal another OU's own name ("Salg/IT"), and long names can agree in the
+        64 characters a number holds. Numbers are unique per customer, so such OUs are named
+        in the report and left as they are, instead of failing the run on the database.
+        """
+        count = Counter(u.number for u in units)
+        if all(n == 1 for n in count.values()):
+            return units
+        for unit in units:
+            if count[unit.number] > 1:
+                self.rejected_units.append(unit.key)
+                self.issues.append(
+                    Issue(
+                        f"{count[unit.number]} OUs would get the unit number {unit.number!r} "
+                        "(an OU's name, its path when the name is used twice, at most 64 "
+                        "characters), so each of them is skipped and left as it is. Rename "
+                        "one of them.",
+                        file=unit.file,
+                        column="number",
+                        value=unit.number,
+                    )
+                )
+        return [u for u in units if count[u.number] == 1]
 
     def _qualified(self, dn: str, base: str) -> str:
         depth = len(ldap.dn.str2dn(dn)) - len(ldap.dn.str2dn(base))
