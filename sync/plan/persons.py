@@ -94,6 +94,10 @@ class PersonPlanner:
             old = self.by_username.get(with_prefix(username, prefix).lower())
             if old is not None:
                 self.protected.add(old.id)
+        for anchor in self.data.rejected_person_anchors:
+            old = self.by_anchor.get(anchor)
+            if old is not None:
+                self.protected.add(old.id)
         plan_one = self._plan_one
         for key, group in records.items():
             if len(group) == 1:

@@ -538,3 +538,34 @@ def test_a_rename_onto_a_username_in_another_case_leaves_both_persons_as_they_ar
     stored = people(customer)
     assert stored["anna"].is_active and stored["jens"].is_active
     assert run.counts["persons"]["inactivated"] == 0
+
+
+def test_a_person_whose_value_stops_being_utf8_is_left_as_they_are(customer, directory):
+    server = directory(STAFF, OK, person("garbled", "Stab", audio=b"42"))
+    source = openldap_source(customer, server, attributes={"employee_number": "audio"})
+    applied(sync(source, full=True))
+
+    dn = person("garbled", "Stab")[0]
+    server.admin().modify_s(
+        dn, [(ldap.MOD_REPLACE, "audio", [b"\xff"]), (ldap.MOD_REPLACE, "sn", [b"Ny"])]
+    )
+    run = sync(source, full=True)
+
+    applied(run)
+    assert one_issue(run, dn).value == "\\xff"
+    stored = people(customer)["garbled"]
+    assert (stored.is_active, stored.employee_number, stored.last_name) == (True, "42", "Ås")
+    assert run.counts["persons"]["inactivated"] == 0
+
+
+def test_a_department_value_that_is_not_utf8_is_named_in_attribute_mode(customer, directory):
+    garbled = person("garbled", "Stab", audio=b"\xc3(")
+    server = directory(STAFF, person("ok1", "Stab", audio=b"10"), garbled)
+    settings = {"org_from": "attribute", "attributes": {"unit_number": "audio"}}
+    source = openldap_source(customer, server, **settings)
+
+    run = sync(source, full=True)
+
+    applied(run)
+    assert one_issue(run, garbled[0]).column == "unit_number"
+    assert set(people(customer)) == {"ok1"} and set(units(customer)) == {"10"}
