@@ -569,3 +569,52 @@ def test_a_department_value_that_is_not_utf8_is_named_in_attribute_mode(customer
     applied(run)
     assert one_issue(run, garbled[0]).column == "unit_number"
     assert set(people(customer)) == {"ok1"} and set(units(customer)) == {"10"}
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "column"),
+    [
+        ("mail", "not-an-address", "email"),
+        ("uid", "jens hansen", "username"),
+        ("uid", "010190-1234", "username"),  # looks like a CPR number
+    ],
+)
+def test_a_value_kursa_refuses_is_named_and_the_rest_applies(
+    customer, directory, attribute, value, column
+):
+    odd = person("odd", "Stab", **{attribute: value})
+    source = openldap_source(customer, directory(STAFF, OK, odd))
+
+    run = sync(source, full=True)
+
+    applied(run)
+    assert one_issue(run, odd[0]).column == column
+    assert set(people(customer)) == {"ok1"}
+
+
+def test_an_entry_that_is_both_an_ou_and_a_person(customer, directory):
+    both = person("both", "Stab", objectClass=["inetOrgPerson", "extensibleObject"], ou="Both")
+    inside = person("inside", "", base=both[0])
+    ous = "(|(objectClass=organizationalUnit)(objectClass=extensibleObject))"
+    source = openldap_source(customer, directory(STAFF, both, inside), ou_filter=ous)
+
+    run = sync(source, full=True)
+
+    applied(run)
+    stored, by_number = people(customer), units(customer)
+    assert by_number["both"].parent_id == by_number["Stab"].id
+    assert stored["both"].unit_id == by_number["Stab"].id
+    assert stored["inside"].unit_id == by_number["both"].id
+
+
+def test_an_ou_below_a_container_gets_the_nearest_ou_above_as_parent(customer, directory):
+    box = (f"cn=Box,{ou_dn('Stab')}", {"objectClass": [b"organizationalRole"], "cn": [b"Box"]})
+    sub = ou("Sub", base=box[0])
+    source = openldap_source(customer, directory(STAFF, box, sub, person("s", "Sub", base=box[0])))
+
+    run = sync(source, full=True)
+
+    applied(run)
+    by_number = units(customer)
+    assert by_number["Sub"].parent_id == by_number["Stab"].id
+    assert people(customer)["s"].unit_id == by_number["Sub"].id
