@@ -290,7 +290,8 @@ class _Reader:
         folded = Counter(n.casefold() for n in numbers.values())
         repeated = {n for n, count in folded.items() if count > 1}
         for dn, key, _ in found:
-            parent = ou_of_dn.get(dn_key(dn)[1:])
+            # The nearest OU above: a container in between (AD's cn=Users) is no unit.
+            parent = _nearest_unit(dn_key(dn), ou_of_dn) or None
             number = numbers[key]
             if number.casefold() in repeated:
                 number = self._qualified(dn, base)  # "IT" under two branches: "Salg/IT"
