@@ -78,6 +78,8 @@ class SourceData:
     rejected_unit_keys: list[str] = field(default_factory=list)
     # Usernames (as written) of person rows the source rejected: those persons stay as they are.
     rejected_person_keys: list[str] = field(default_factory=list)
+    # Anchors of person entries the source rejected (a directory): those persons stay as they are.
+    rejected_person_anchors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)

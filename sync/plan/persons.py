@@ -94,6 +94,10 @@ class PersonPlanner:
             old = self.by_username.get(with_prefix(username, prefix).lower())
             if old is not None:
                 self.protected.add(old.id)
+        for anchor in self.data.rejected_person_anchors:
+            old = self.by_anchor.get(anchor)
+            if old is not None:
+                self.protected.add(old.id)
         plan_one = self._plan_one
         for key, group in records.items():
             if len(group) == 1:
@@ -107,18 +111,23 @@ class PersonPlanner:
         self.units.active_persons_per_unit = dict(self.active_per_unit)
 
     def _reject_duplicates(self, group: list[PersonRecord]) -> None:
-        rows = ", ".join(str(r.row) for r in group)
+        if all(r.row is not None for r in group):
+            where, what = "rows " + ", ".join(str(r.row) for r in group), "rows"
+        else:  # a directory's records have no rows: their entries' DNs name them
+            where, what = "the entries " + ", ".join(repr(r.file) for r in group), "entries"
         spelled = ", ".join(sorted({r.username for r in group}))
         how = "differing only in case" if len({r.username for r in group}) > 1 else "repeated"
         for record in group:
             self._issue(
                 record,
-                f"The username appears in rows {rows} ({how}: {spelled}); "
-                "each of these rows is skipped.",
+                f"The username appears in {where} ({how}: {spelled}); "
+                f"each of these {what} is skipped.",
                 "username",
                 record.username,
             )
-        self._protect(group[0])
+        # Records keyed on an anchor may each describe another person: all of them stay.
+        for record in group:
+            self._protect(record)
 
     def _plan_one(self, record: PersonRecord, key: str) -> None:
         """Plan one record; `key` is its username in lower case, as plan() grouped it."""

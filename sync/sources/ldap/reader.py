@@ -23,7 +23,12 @@ from sync.gcpause import gc_paused
 from sync.records import Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
-from sync.sources.ldap.spelling import as_server_spells, never_returned, repeated_anchors
+from sync.sources.ldap.spelling import (
+    PERSON_FIELDS,
+    as_server_spells,
+    never_returned,
+    repeated_anchors,
+)
 
 logger = logging.getLogger(__name__)
 UAC_DISABLED = 0x2
@@ -35,6 +40,7 @@ GENERALIZED_TIME = "%Y%m%d%H%M%SZ"
 # the change time in microseconds plus a counter, ordered as text. Where it is present it is
 # the high-water mark ("last_csn"); modifyTimestamp ("last_change") stays the fallback.
 CSN = "entryCSN"
+UNIT_FIELDS = ("unit_number", "unit_name")  # attribute mode: a person's unit, from the entry
 
 
 @dataclass
@@ -119,6 +125,8 @@ class _Reader:
         self.incremental = not full and self._can_resume()
         self.issues: list[Issue] = []
         self.repeated: list[tuple[str, str]] = []  # (anchor, DN) of entries whose anchor was seen
+        self.rejected_units: list[str] = []  # keys of OUs the read named and left out
+        self.rejected_persons: list[str] = []  # anchors of persons the read named and left out
         self.unit_names: dict[str, str] = {}  # attribute mode: person anchor -> unit name
         self.unit_of_parent: dict[str, str] = {}  # parent DN as spelled -> enclosing unit key
         self.ou_of_dn: dict[tuple, str] = {}  # OU mode: an OU's dn_key -> its unit key
@@ -233,6 +241,8 @@ class _Reader:
             person_unit_by="key",
             unit_match="anchor",
             source_name=self.source_name,
+            rejected_unit_keys=self.rejected_units,
+            rejected_person_anchors=self.rejected_persons,
         )
         logger.info(
             "LDAP source %s read: %s units, %s persons (%s)",
@@ -280,12 +290,39 @@ class _Reader:
         folded = Counter(n.casefold() for n in numbers.values())
         repeated = {n for n, count in folded.items() if count > 1}
         for dn, key, _ in found:
-            parent = ou_of_dn.get(dn_key(dn)[1:])
+            # The nearest OU above: a container in between (AD's cn=Users) is no unit.
+            parent = _nearest_unit(dn_key(dn), ou_of_dn) or None
             number = numbers[key]
             if number.casefold() in repeated:
                 number = self._qualified(dn, base)  # "IT" under two branches: "Salg/IT"
             units.append(UnitRecord(key, number[:64], names[key], parent, file=_where(dn)))
-        return units, ou_of_dn
+        return self._without_shared_numbers(units), ou_of_dn
+
+    def _without_shared_numbers(self, units: list[UnitRecord]) -> list[UnitRecord]:
+        """The units whose number no other OU ended up with.
+
+        A path can equal another OU's own name ("Salg/IT"), and long names can agree in the
+        64 characters a number holds. Numbers are unique per customer, so such OUs are named
+        in the report and left as they are, instead of failing the run on the database.
+        """
+        count = Counter(u.number for u in units)
+        if all(n == 1 for n in count.values()):
+            return units
+        for unit in units:
+            if count[unit.number] > 1:
+                self.rejected_units.append(unit.key)
+                self.issues.append(
+                    Issue(
+                        f"{count[unit.number]} OUs would get the unit number {unit.number!r} "
+                        "(an OU's name, its path when the name is used twice, at most 64 "
+                        "characters), so each of them is skipped and left as it is. Rename "
+                        "one of them.",
+                        file=unit.file,
+                        column="number",
+                        value=unit.number,
+                    )
+                )
+        return [u for u in units if count[u.number] == 1]
 
     def _qualified(self, dn: str, base: str) -> str:
         depth = len(ldap.dn.str2dn(dn)) - len(ldap.dn.str2dn(base))
@@ -354,7 +391,9 @@ class _Reader:
                 else:
                     seen.add(anchor)
                     self._track(values)
-                    persons.append(self._person(dn, anchor, values, inactive))
+                    record = self._person(dn, anchor, values, inactive)
+                    if record is not None:
+                        persons.append(record)
             return
         anchor_attr, change_attr, fields = (
             self.attrs["anchor"],
@@ -391,7 +430,8 @@ class _Reader:
                 email = get(f_email, _ABSENT)[0].decode().strip()
                 number = get(f_number, _ABSENT)[0].decode().strip()
             except UnicodeDecodeError:
-                username, first, last, email, number = _texts(values, fields)
+                self._not_text(dn, anchor, values, PERSON_FIELDS)
+                continue
             append(
                 PersonRecord(
                     username,
@@ -410,18 +450,27 @@ class _Reader:
         if top_change:
             self.new_state["last_change"] = top_change.decode()
 
-    def _person(self, dn, anchor, values, inactive) -> PersonRecord:
+    def _person(self, dn, anchor, values, inactive) -> PersonRecord | None:
+        """The entry as a record; None when a value is not text (named in the report)."""
         a = self.attrs
+        try:
+            texts = [values.get(name, _ABSENT)[0].decode().strip() for name in self.person_fields]
+            if not self.org_from_ou:
+                unit_ref, unit_name = (
+                    values.get(a[name], _ABSENT)[0].decode().strip() for name in UNIT_FIELDS
+                )
+        except UnicodeDecodeError:
+            self._not_text(dn, anchor, values, PERSON_FIELDS + UNIT_FIELDS)
+            return None
         if self.org_from_ou:
             unit_ref = self._enclosing_unit(dn)
         else:
-            unit_ref = _text(values, a["unit_number"])
-            self.unit_names[anchor] = _text(values, a["unit_name"])
+            self.unit_names[anchor] = unit_name
         if self.is_ad:
             active = not int(_text(values, "userAccountControl") or 0) & UAC_DISABLED
         else:
             active = anchor not in inactive
-        username, first_name, last_name, email, employee_number = _texts(values, self.person_fields)
+        username, first_name, last_name, email, employee_number = texts
         return PersonRecord(
             username,
             first_name,
@@ -433,6 +482,30 @@ class _Reader:
             active,
             file=_where(dn),
         )
+
+    def _not_text(self, dn: str, anchor: str, values: dict, fields: tuple[str, ...]) -> None:
+        """Name the first mapped value that is not UTF-8 text; its person is left as they are.
+
+        Replacing what cannot be read would store a mangled value (and change it back and
+        forth once the directory is fixed), so the entry is skipped instead.
+        """
+        for name in fields:
+            raw = values.get(self.attrs[name], _ABSENT)[0]
+            try:
+                raw.decode()
+            except UnicodeDecodeError:
+                self.issues.append(
+                    Issue(
+                        f"The value of {self.attrs[name]} is not UTF-8 text, so Kursa cannot "
+                        "read it. The person is skipped and left as they are; store the value "
+                        "as text, or map an attribute that holds text.",
+                        file=_where(dn),
+                        column=name,
+                        value=raw[:200].decode("utf-8", "backslashreplace"),
+                    )
+                )
+                break
+        self.rejected_persons.append(anchor)
 
     def _enclosing_unit(self, dn: str) -> str:
         """The nearest OU above the entry that is a unit; '' when it is outside the tree.
@@ -499,15 +572,3 @@ def _text(values: dict, attribute: str) -> str:
 
 
 _ABSENT = [b""]
-
-
-def _texts(values: dict, attributes: tuple[str, ...]) -> list[str]:
-    """The first value of each attribute as text, '' when absent: _text for a whole record.
-
-    A bare decode() is several times faster than decode("utf-8", "replace"), and LDAP values
-    are UTF-8; a value that is not falls back to replacing what cannot be read.
-    """
-    try:
-        return [values.get(name, _ABSENT)[0].decode().strip() for name in attributes]
-    except UnicodeDecodeError:
-        return [_text(values, name) for name in attributes]
