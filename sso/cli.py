@@ -59,7 +59,12 @@ def sso_cli():
     type=click.Choice([rule.value for rule in MatchRule]),
     help="The person field that identifies the person (nameid: the NameID is the username).",
 )
-@click.option("--match-attribute", default="", help="SAML attribute holding it (default: NameID).")
+@click.option(
+    "--match-attribute",
+    default="",
+    help="SAML attribute holding it (default: the rule's usual attributes; not with "
+    "--match nameid, which reads the NameID).",
+)
 @click.option(
     "--metadata-signing-cert",
     help="PEM certificate that must sign the metadata fetched at each refresh.",
