@@ -165,11 +165,14 @@ def set_enabled(source_id: int):
 def delete(source_id: int):
     source = _source(source_id)
     name, slug = source.name, source.customer.slug
+    was_enabled = source.is_enabled
 
     outcome = operations.delete_source(source, actor=current_user.actor)
     db.session.commit()
     if outcome == "deleted":
         flash(f"Source {name} is deleted.", "info")
+    elif not was_enabled:  # the list offers no Delete then; an old page may still post
+        flash(f"Source {name} has runs, so it stays, disabled, with its run history.", "info")
     else:
         flash(
             f"Source {name} has runs (or one is going on), so it is disabled instead of "
