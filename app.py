@@ -31,7 +31,7 @@ def create_app(overrides: dict | None = None, environ=None) -> Flask:
     except config.ConfigError as exc:
         if click.get_current_context(silent=True) is None:
             raise
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"Error: {exc}", err=True)  # as click.ClickException words a refusal
         # SystemExit, not a click exception: `flask --help` prints a traceback for any
         # exception while it lists the app's commands.
         sys.exit(1)

@@ -180,7 +180,6 @@ def new_saml(customer: str):
             name,
             xml,
             metadata_url=url,
-            match_attribute=(form.match_attribute.data or "").strip(),
             require_signed_assertion=form.require_signed_assertion.data,
             allow_idp_initiated=form.allow_idp_initiated.data,
             actor=current_user.actor,
@@ -224,6 +223,7 @@ def _new_saml_settings(form: SamlForm) -> dict:
     return {
         "label": form.label.data or "",
         "match": form.match.data,
+        "match_attribute": (form.match_attribute.data or "").strip(),
         "email_domains": domains.parse_domains(form.email_domains.data),
     }
 

@@ -59,7 +59,12 @@ def sso_cli():
     type=click.Choice([rule.value for rule in MatchRule]),
     help="The person field that identifies the person (nameid: the NameID is the username).",
 )
-@click.option("--match-attribute", default="", help="SAML attribute holding it (default: NameID).")
+@click.option(
+    "--match-attribute",
+    default="",
+    help="SAML attribute holding it (default: the rule's usual attributes; not with "
+    "--match nameid, which reads the NameID).",
+)
 @click.option(
     "--metadata-signing-cert",
     help="PEM certificate that must sign the metadata fetched at each refresh.",
@@ -280,14 +285,36 @@ def _row(provider: IdentityProvider) -> dict:
 
 @sso_cli.command("refresh-metadata")
 @click.argument("name", required=False)
-def refresh_metadata_command(name):
-    """Re-fetch the metadata of SAML providers added from a URL (all, or those named NAME).
+@click.option(
+    "--customer",
+    "slug",
+    help="The customer's slug; required with NAME (names are unique per customer only).",
+)
+def refresh_metadata_command(name, slug):
+    """Re-fetch the metadata of SAML providers added from a URL: all of them, a customer's
+    (--customer) or provider NAME of a customer.
 
     A failed refresh keeps the old metadata; the exit code is 1 when any failed."""
-    results = metadata.refresh_all(actor=CLI_ACTOR, name=name)
+    if name:
+        if not slug:
+            # two customers may each have a provider of that name
+            raise click.UsageError("Give --customer SLUG with NAME.")
+        provider = _provider(slug, name)
+        if provider.kind != ProviderKind.SAML or not provider.setting("metadata_url"):
+            raise click.ClickException(f"{slug}/{name} is not a SAML provider with a metadata URL.")
+        results = [metadata.refresh_metadata(provider, actor=CLI_ACTOR)]
+    else:
+        customer_id = None
+        if slug:
+            with refusals():
+                customer_id = require_customer(slug).id
+        results = metadata.refresh_all(actor=CLI_ACTOR, customer_id=customer_id)
     db.session.commit()
-    if name and not results:
-        raise click.ClickException(f"No SAML provider named {name!r} has a metadata URL.")
+    if not results:
+        if slug:
+            click.echo(f"{slug} has no SAML provider with a metadata URL; nothing to refresh.")
+        else:
+            click.echo("No SAML provider has a metadata URL; nothing to refresh.")
     for result in results:
         provider = result.provider
         state = (

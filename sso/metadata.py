@@ -179,16 +179,17 @@ def refresh_all_and_commit() -> list[Refreshed]:
     return results
 
 
-def url_providers(name: str | None = None) -> list[IdentityProvider]:
+def url_providers(customer_id: int | None = None) -> list[IdentityProvider]:
+    """The SAML providers added from a URL, of every customer or of one."""
     query = select(IdentityProvider).where(IdentityProvider.kind == ProviderKind.SAML.value)
-    if name:
-        query = query.where(IdentityProvider.name == name)
+    if customer_id is not None:
+        query = query.where(IdentityProvider.customer_id == customer_id)
     providers = db.session.scalars(query.order_by(IdentityProvider.id))
     return [p for p in providers if p.setting("metadata_url")]
 
 
-def refresh_all(*, actor: str, name: str | None = None) -> list[Refreshed]:
-    return [refresh_metadata(p, actor=actor) for p in url_providers(name)]
+def refresh_all(*, actor: str, customer_id: int | None = None) -> list[Refreshed]:
+    return [refresh_metadata(p, actor=actor) for p in url_providers(customer_id)]
 
 
 def refresh_metadata(provider: IdentityProvider, *, actor: str) -> Refreshed:

@@ -30,6 +30,7 @@ from sso.models import (
 )
 from sso.provider_checks import (
     OIDC_MATCHES,
+    check_match_attribute,
     check_match_in,
     check_scopes,
     clean_label,
@@ -77,6 +78,7 @@ def add_saml_provider(
             name,
             metadata_xml,
             match=match,
+            match_attribute=match_attribute,
             label=label,
             clock_skew_seconds=clock_skew_seconds,
             metadata_signing_cert=metadata_signing_cert,
@@ -209,6 +211,13 @@ def update_provider(provider: IdentityProvider, *, actor: str, **changes) -> Non
             lambda: "label" not in changes or clean_label(changes["label"]),
             lambda: "match" not in changes or check_match_in(changes["match"], allowed),
             lambda: "scopes" not in changes or check_scopes(changes["scopes"]),
+            lambda: (
+                kind != ProviderKind.SAML
+                or check_match_attribute(
+                    changes.get("match", provider.setting("match")),
+                    changes.get("match_attribute", provider.setting("match_attribute")),
+                )
+            ),
         )
     )
     if "label" in changes:

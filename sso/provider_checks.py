@@ -31,6 +31,7 @@ def saml_provider_errors(
     metadata_xml: str | None,
     *,
     match: str,
+    match_attribute: str = "",
     label: str = "",
     clock_skew_seconds: int = 120,
     metadata_signing_cert: str = "",
@@ -43,6 +44,7 @@ def saml_provider_errors(
         lambda: clean_label(label),
         lambda: metadata_xml is None or _check_metadata(customer, metadata_xml),
         lambda: check_match_in(match, set(MatchRule)),
+        lambda: check_match_attribute(match, match_attribute),
         lambda: _check_clock_skew(clock_skew_seconds),
         lambda: metadata_signing_cert and _check_certificate(metadata_signing_cert),
         lambda: check_new_domains(email_domains, customer),
@@ -152,6 +154,17 @@ def _discovery(url: str) -> dict:
     except ValueError:
         raise UserError(f"The discovery document at {url} is not JSON.") from None
     return discovery.check_document(document, url)
+
+
+def check_match_attribute(match: str, match_attribute: str) -> None:
+    """The nameid rule reads the NameID itself: an attribute given with it would be ignored,
+    so it is refused rather than stored as if it meant something."""
+    if match == MatchRule.NAMEID and (match_attribute or "").strip():
+        raise FieldRefused(
+            "match_attribute",
+            "Match attribute: the nameid rule reads the NameID, not an attribute; "
+            "leave the match attribute (--match-attribute) empty.",
+        )
 
 
 def check_match_in(match: str, allowed: set) -> None:

@@ -39,12 +39,19 @@ def request_run(source: SyncSource, action: str, *, actor: str, full: bool = Fal
 
     `full` asks a preview or sync to read everything; a connection test always does.
     """
+    return queue_request(source, action, actor=actor, full=full)[0]
+
+
+def queue_request(
+    source: SyncSource, action: str, *, actor: str, full: bool = False
+) -> tuple[SyncRequest, bool]:
+    """As request_run, and whether this call queued it (False: it was waiting already)."""
     if action not in ACTIONS:
         raise UserError(f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
     full = full and action != "test"
     waiting = _waiting(source.id, action, full)
     if waiting is not None:
-        return waiting
+        return waiting, False
 
     # One waiting request of a kind (uq_sync_requests_waiting): a click at the same time that
     # queued it first makes this insert wait for its commit and then do nothing.
@@ -54,10 +61,10 @@ def request_run(source: SyncSource, action: str, *, actor: str, full: bool = Fal
         .returning(SyncRequest.id)
     )
     if queued is None:
-        return _waiting(source.id, action, full)
+        return _waiting(source.id, action, full), False
     kind = "full " if full else ""
     logger.info("%s%s of source %s requested by %s as %s", kind, action, source.name, actor, queued)
-    return db.session.get(SyncRequest, queued)
+    return db.session.get(SyncRequest, queued), True
 
 
 def _waiting(source_id: int, action: str, full: bool) -> SyncRequest | None:

@@ -69,6 +69,8 @@ def report_run(run: SyncRun, as_json: bool) -> None:
 def _print_summary(run: SyncRun, summary: dict) -> None:
     label = run.status.replace("_", " ")
     click.echo(f"Run {run.id}: {label} in {(run.duration_ms or 0) / 1000:.1f} s")
+    if address := report_address(run.id):
+        click.echo(f"Report: {address}")
     if run.status != RunStatus.DISCARDED:  # what a discarded run planned never happens
         planned = run.status in (RunStatus.HELD, RunStatus.DRY_RUN)
         for entity in ("units", "persons"):
@@ -95,3 +97,13 @@ def _print_summary(run: SyncRun, summary: dict) -> None:
         click.echo(f"  - {where}: {issue['message']}" if where else f"  - {issue['message']}")
     if len(errors) > 20:
         click.echo(f"  ... and {len(errors) - 20} more issues: see the run report.")
+
+
+def report_address(run_id: int) -> str:
+    """The run's report page under [web] base_url (the route of sync.views.run); "" when no
+    base URL is configured, since a command has no request to take the host from."""
+    base_url = current_app.config["KURSA"]["web"]["base_url"]
+    if not base_url:
+        return ""
+    path = current_app.url_map.bind("").build("sync.run", {"run_id": run_id})
+    return base_url.rstrip("/") + path

@@ -12,10 +12,11 @@ from flask import current_app
 
 from portal.core.cli import refusals
 from portal.core.db import db
+from portal.core.errors import UserError
 from portal.directory.lookups import require_customer
 from sync.run_output import report_run, run_refusals
 from sync.sources.ldap import operations
-from sync.sources.ldap.declared import apply_declared
+from sync.sources.ldap.declared import DeclaredSourceError, apply_declared
 from sync.sources.ldap.profiles import ORG_FROM, PROFILES
 
 CLI_ACTOR = "cli"
@@ -104,11 +105,20 @@ def add_ldap_command(
 def apply_config_command(as_json):
     """Create or update the sources declared in the config file ([ldap_sources.<name>]).
 
-    All or nothing: a wrong table is named and nothing changes (exit 1)."""
+    All or nothing: a wrong table is named and nothing changes (exit 1; with --json one
+    object {"status": "failed", "setting", "message"})."""
     declared = current_app.config["KURSA"].get("ldap_sources", {})
-    with refusals():
+    try:
         applied = apply_declared(declared, os.environ)
         db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        if not as_json:
+            raise click.ClickException(str(exc)) from None
+        setting = exc.setting if isinstance(exc, DeclaredSourceError) else "ldap_sources"
+        refused = {"status": "failed", "setting": setting, "message": str(exc)}
+        click.echo(json.dumps(refused, ensure_ascii=False))
+        raise SystemExit(1) from None
     if as_json:
         click.echo(json.dumps([{"name": a.name, "outcome": a.outcome} for a in applied]))
         return

@@ -6,7 +6,16 @@ at the customer's root (and platform admins) see these pages; everyone else gets
 
 import logging
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -156,11 +165,14 @@ def set_enabled(source_id: int):
 def delete(source_id: int):
     source = _source(source_id)
     name, slug = source.name, source.customer.slug
+    was_enabled = source.is_enabled
 
     outcome = operations.delete_source(source, actor=current_user.actor)
     db.session.commit()
     if outcome == "deleted":
         flash(f"Source {name} is deleted.", "info")
+    elif not was_enabled:  # the list offers no Delete then; an old page may still post
+        flash(f"Source {name} has runs, so it stays, disabled, with its run history.", "info")
     else:
         flash(
             f"Source {name} has runs (or one is going on), so it is disabled instead of "
@@ -304,12 +316,20 @@ def _request(source: SyncSource, action: str, *, full: bool = False):
     if not source.is_enabled:  # the list shows no buttons then; an old page may still post
         flash(f"Source {source.name} is disabled; enable it before testing or running it.", "error")
         return redirect(url_for("sources.sources", customer=source.customer.slug))
-    sync_request = queue.request_run(source, action, actor=current_user.actor, full=full)
+    sync_request, is_new = queue.queue_request(source, action, actor=current_user.actor, full=full)
     db.session.commit()
     words = ACTION_WORDS[action]
     if full:
         words = words.replace("A ", "A full ", 1)
-    flash(f"{words} of source {source.name} is queued.", "info")
+    queued = f"{words} of source {source.name} is queued."
+    already = f"{words} of source {source.name} is already queued: this is that request."
+    # A second click reuses the waiting request: say so, once. A double click whose first
+    # message is still unshown (both posts before the page) adds none.
+    pending = {message for _, message in session.get("_flashes", [])}
+    if is_new:
+        flash(queued, "info")
+    elif not pending & {queued, already}:
+        flash(already, "info")
     return redirect(url_for("sources.request_page", request_id=sync_request.id))
 
 

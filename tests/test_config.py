@@ -143,7 +143,18 @@ def test_a_wrong_file_setting_stops_a_command_with_one_line(tmp_path, args):
     done = flask_command(args, tmp_path, KURSA_CONFIG=str(path))
 
     assert done.returncode == 1
-    assert done.stderr == f"error: {path}: unknown setting web.port_x\n"
+    assert done.stderr == f"Error: {path}: unknown setting web.port_x\n"
+
+
+def test_an_unknown_key_of_a_declared_source_stops_apply_config_as_any_refusal(tmp_path):
+    """Worded as click words a command's refusal ("Error: ..."), not in lower case."""
+    path = tmp_path / "bad.toml"
+    path.write_text('[ldap_sources.hq]\ncustomer = "acme"\nbogus = 1\n')
+
+    done = flask_command(["directory", "source", "apply-config"], tmp_path, KURSA_CONFIG=str(path))
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"Error: {path}: ldap_sources.hq.bogus: unknown setting\n"
 
 
 def test_a_wrong_environment_setting_stops_a_command_with_one_line(tmp_path):
@@ -151,7 +162,7 @@ def test_a_wrong_environment_setting_stops_a_command_with_one_line(tmp_path):
 
     assert done.returncode == 1
     assert done.stderr == (
-        "error: KURSA_SYNC_GUARD_MAX_INACTIVATIONS='abc': expected a whole number\n"
+        "Error: KURSA_SYNC_GUARD_MAX_INACTIVATIONS='abc': expected a whole number\n"
     )
 
 

@@ -15,6 +15,7 @@ from portal.core.addresses import CONTROL_CHARACTERS
 from portal.core.db import db
 from portal.core.ratelimit import RETRY_AFTER, allow
 from portal.core.urls import local_path
+from portal.directory.queries import customer_by_slug
 
 bp = Blueprint("accounts", __name__)
 NO_PROVIDER = (
@@ -103,8 +104,13 @@ def _page(slug: str, email_form: EmailForm, admin_form: LoginForm):
     sso = _sso_login()
     buttons = sso["buttons"](slug, _next_path()) if slug and sso else []
     admin_open = request.method == "POST" and "username" in request.form
+    # The customer is named where the page offers its sign-ins; without them the page of a
+    # customer is the same as that of an address no customer has, so it tells no one which
+    # customers exist.
+    customer = customer_by_slug(slug) if buttons else None
     return render_template(
         "accounts/login.html",
+        customer=customer,
         form=admin_form,
         email_form=email_form,
         buttons=buttons,

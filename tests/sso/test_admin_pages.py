@@ -385,6 +385,22 @@ def test_add_page_errors_show_under_their_fields(it_admin, corp, idp):
     assert provider_named("again") is None and provider_named("spare") is None
 
 
+def test_a_match_attribute_with_the_nameid_rule_is_refused_on_add_and_edit(
+    it_admin, acme, corp, idp
+):
+    other = as_another_idp(idp.metadata, "other")
+    data = {"name": "other", "metadata_xml": other, "match": "nameid", "match_attribute": "uid"}
+    added = post(it_admin, f"{PAGE}/saml/new", data)
+    edited = post(it_admin, f"{PAGE}/{corp.id}/edit", {"match": "nameid", "match_attribute": "uid"})
+
+    for answer in (added, edited):
+        assert answer.status_code == 400
+        [message] = errors_under(text(answer), "match_attribute")
+        assert message.startswith("Match attribute: the nameid rule reads the NameID")
+    assert provider_named("other") is None
+    assert provider_named("corp").settings["match"] == "email"
+
+
 def test_a_saml_add_names_every_refused_field_in_one_submit(it_admin, corp, idp):
     other = as_another_idp(idp.metadata, "other")
     data = {"name": "Not A Name", "label": "x" * 81, "metadata_xml": other, "match": "email"}

@@ -112,6 +112,30 @@ def test_add_saml_from_a_file_then_list_as_json(flask, customer, metadata_file):
     assert "corp" in flask("sso", "list").output
 
 
+def test_a_match_attribute_with_the_nameid_rule_is_refused(flask, customer, metadata_file):
+    """nameid reads the NameID: an attribute given with it would be stored and ignored."""
+    refused = flask(
+        "sso", "add-saml", "corp", "--customer", "acme", "--metadata-file", str(metadata_file),
+        "--match", "nameid", "--match-attribute", "uid",
+    )  # fmt: skip
+
+    assert refused.exit_code == 1
+    assert refused.output.startswith("Error: Match attribute: the nameid rule reads the NameID")
+    assert "--match-attribute" in refused.output and "Usage:" not in refused.output
+    assert db.session.query(IdentityProvider).count() == 0
+    added = flask(
+        "sso", "add-saml", "corp", "--customer", "acme", "--metadata-file", str(metadata_file),
+        "--match", "nameid",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+
+
+def test_the_help_says_what_an_empty_match_attribute_reads(flask):
+    shown = " ".join(flask("sso", "add-saml", "--help").output.split())
+    assert "default: the rule's usual attributes" in shown
+    assert "default: NameID" not in shown
+
+
 def test_set_domains_lists_them_and_refuses_a_taken_one(flask, make_customer, metadata_file):
     make_customer("acme")
     make_customer("globex")

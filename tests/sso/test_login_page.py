@@ -131,6 +131,18 @@ def test_a_label_too_long_or_with_control_characters_is_refused(corp, idp, label
         )  # fmt: skip
 
 
+def test_a_customer_address_names_the_customer_escaped(client, corp):
+    corp.customer.name = "Acme <Træning> & Co"
+    db.session.commit()
+
+    named = client.get("/login/acme").get_data(as_text=True)
+    plain = client.get("/login").get_data(as_text=True)
+
+    assert "<h1>Log in to Acme &lt;Træning&gt; &amp; Co</h1>" in named
+    assert "<Træning>" not in named
+    assert "<h1>Log in to Kursa</h1>" in plain
+
+
 def test_an_unknown_customer_looks_like_one_without_providers(client, corp, make_customer):
     make_customer("globex", "Globex")
 

@@ -117,7 +117,7 @@ def test_rollover_accepts_both_keys_then_drops_the_old(
     assert login_signed_by(client, next_idp) == 302
 
     served.body = next_idp.metadata  # the IdP finished its rollover
-    refreshed = flask("sso", "refresh-metadata", "corp")
+    refreshed = flask("sso", "refresh-metadata", "corp", "--customer", "acme")
 
     assert refreshed.exit_code == 0, refreshed.output
     assert "acme/corp: changed" in refreshed.output
@@ -125,6 +125,58 @@ def test_rollover_accepts_both_keys_then_drops_the_old(
     assert login_signed_by(client, next_idp) == 302
     row = listed(flask)
     assert row["metadata_error"] == "" and row["metadata_refreshed_at"]
+
+
+def test_a_name_is_refreshed_at_one_customer_only(acme_from_url, served, flask, make_customer):
+    """Two customers may each have a provider named corp: NAME needs --customer."""
+    make_customer("globex", "Globex")
+    added = flask(
+        "sso", "add-saml", "corp", "--customer", "globex", "--metadata-url", served.url,
+        "--match", "email",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+
+    unnamed = flask("sso", "refresh-metadata", "corp")
+    one = flask("sso", "refresh-metadata", "corp", "--customer", "globex")
+    customers = flask("sso", "refresh-metadata", "--customer", "acme")
+    every = flask("sso", "refresh-metadata")
+
+    assert unnamed.exit_code == 2 and "Give --customer SLUG with NAME." in unnamed.output
+    assert (one.exit_code, one.output) == (0, "globex/corp: unchanged\n")
+    assert (customers.exit_code, customers.output) == (0, "acme/corp: unchanged\n")
+    assert every.output.splitlines() == ["acme/corp: unchanged", "globex/corp: unchanged"]
+    unknown = flask("sso", "refresh-metadata", "nope", "--customer", "acme")
+    assert (unknown.exit_code, unknown.output) == (
+        1,
+        "Error: acme has no identity provider named 'nope'.\n",
+    )
+
+
+def test_without_a_provider_from_a_url_the_refresh_says_so(flask, make_customer, idp, tmp_path):
+    everyone = flask("sso", "refresh-metadata")
+    make_customer("acme", "Acme")
+    path = tmp_path / "idp.xml"
+    path.write_text(idp.metadata)
+    added = flask(
+        "sso", "add-saml", "corp", "--customer", "acme", "--metadata-file", str(path),
+        "--match", "email",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    customer = flask("sso", "refresh-metadata", "--customer", "acme")
+    named = flask("sso", "refresh-metadata", "corp", "--customer", "acme")
+
+    assert (everyone.exit_code, everyone.output) == (
+        0,
+        "No SAML provider has a metadata URL; nothing to refresh.\n",
+    )
+    assert (customer.exit_code, customer.output) == (
+        0,
+        "acme has no SAML provider with a metadata URL; nothing to refresh.\n",
+    )
+    assert (named.exit_code, named.output) == (
+        1,
+        "Error: acme/corp is not a SAML provider with a metadata URL.\n",
+    )
 
 
 @pytest.mark.parametrize(

@@ -196,6 +196,22 @@ def test_progress_and_summary_without_json(flask, files, customer):
     assert "persons: 3 created" in result.output
 
 
+def test_the_summary_gives_the_report_address_when_a_base_url_is_set(
+    app, flask, files, customer, monkeypatch
+):
+    plain = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS))
+    monkeypatch.setitem(app.config["KURSA"]["web"], "base_url", "https://kursa.example.test/")
+    dry = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--dry-run")
+    as_json = flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
+
+    assert "Report:" not in plain.output
+    lines = dry.output.splitlines()
+    [summary] = [n for n, line in enumerate(lines) if line.startswith("Run 2: dry run in ")]
+    assert lines[summary + 1] == "Report: https://kursa.example.test/sync/runs/2"
+    assert app.url_map.bind("").match("/sync/runs/2") == ("sync.run", {"run_id": 2})
+    assert json.loads(as_json.stdout)["run_id"] == 3 and "Report" not in as_json.stdout
+
+
 def test_export_json_contract(flask, files, customer):
     flask("directory", "import", "--customer", "acme", *files(UNITS, PERSONS), "--json")
     export = json.loads(flask("directory", "export", "--customer", "acme", "--json").stdout)

@@ -149,6 +149,32 @@ def test_one_wrong_table_is_named_and_nothing_applies(
     assert stored("aa") is None  # applied in name order, yet rolled back with the wrong one
 
 
+@pytest.mark.parametrize(
+    ("wrong", "setting", "message"),
+    [
+        (table(customer="nobody"), "ldap_sources.wrong.customer", "no customer 'nobody'."),
+        (table(uri="http://dc.example.test"), "ldap_sources.wrong.uri", "The URI must start"),
+        (table(page_size=0), "ldap_sources.wrong.page_size", "The page size must be"),
+    ],
+)
+def test_with_json_a_wrong_table_is_one_object_naming_it(
+    app, customer, declare, flask, wrong, setting, message
+):
+    declare(aa=table(), wrong=wrong)
+
+    result = flask("directory", "source", "apply-config", "--json")
+
+    assert result.exit_code == 1
+    refused = json.loads(result.stdout)
+    assert refused == {"status": "failed", "setting": setting, "message": refused["message"]}
+    assert refused["message"].startswith(f"{setting}: {message}")
+    assert result.stderr == ""
+    assert stored("aa") is None
+    plain = flask("directory", "source", "apply-config")
+    assert (plain.exit_code, plain.stdout) == (1, "")
+    assert plain.stderr == f"Error: {refused['message']}\n"
+
+
 def test_a_missing_password_or_a_name_of_another_customer_is_refused(
     app, customer, make_customer, declare, flask
 ):

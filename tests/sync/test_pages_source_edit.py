@@ -301,6 +301,26 @@ def test_a_source_with_runs_is_disabled_and_its_history_kept(make_source, it_adm
     assert "disabled instead of deleted" in text_of(it_admin.get(response.location))
 
 
+def test_a_disabled_source_with_runs_offers_no_delete(make_source, it_admin):
+    """Delete would only disable it again; a disabled source that never ran keeps Delete."""
+    ran, never = make_source(), make_source(name="spare-ldap")
+    operations.sync_source(ran, actor="test", dry_run=True)
+    token = _csrf_token(text_of(it_admin.get("/sync/sources")))
+    for source in (ran, never):
+        operations.set_enabled(source, False, actor="test")
+    db.session.commit()
+
+    listed = text_of(it_admin.get("/sync/sources"))
+    stale = it_admin.post(f"/sync/sources/{ran.id}/delete", data={"csrf_token": token})
+
+    assert f'action="/sync/sources/{ran.id}/delete"' not in listed
+    assert f'action="/sync/sources/{never.id}/delete"' in listed
+    assert "Source hq-ldap has runs, so it stays, disabled, with its run history." in text_of(
+        it_admin.get(stale.location)
+    )
+    assert db.session.get(SyncSource, ran.id) is not None
+
+
 def test_edit_and_delete_are_404_outside_the_customers_it_admins(make_source, login_as):
     source = make_source()
     hr = login_as("dina", "hr", None)

@@ -201,6 +201,42 @@ def test_sync_now_is_queued_once_and_applied_by_the_worker(make_source, it_admin
     assert "by Finn Juul</dd>" in text_of(it_admin.get(f"/sync/runs/{run.id}"))
 
 
+def flashes(page: str) -> list[str]:
+    return re.findall(r'<p class="flash info" role="status">([^<]*)</p>', page)
+
+
+def test_a_second_sync_now_says_the_run_is_queued_already(make_source, it_admin):
+    source = make_source()
+    token = _csrf_token(text_of(it_admin.get("/sync/sources")))
+    url = f"/sync/sources/{source.id}/sync"
+
+    first = it_admin.post(url, data={"csrf_token": token, "full": "1"})
+    first_page = text_of(it_admin.get(first.location))
+    second = it_admin.post(url, data={"csrf_token": token, "full": "1"})
+    second_page = text_of(it_admin.get(second.location))
+    it_admin.post(url, data={"csrf_token": token, "full": "1"})  # a double click: both posts
+    it_admin.post(url, data={"csrf_token": token, "full": "1"})  # before the page
+    double_page = text_of(it_admin.get(second.location))
+
+    assert first.location == second.location
+    assert flashes(first_page) == ["A full run of source hq-ldap is queued."]
+    already = "A full run of source hq-ldap is already queued: this is that request."
+    assert flashes(second_page) == [already]
+    assert flashes(double_page) == [already]
+    assert db.session.query(SyncRequest).count() == 1
+
+
+def test_a_double_click_before_the_page_shows_one_message(make_source, it_admin):
+    source = make_source()
+    token = _csrf_token(text_of(it_admin.get("/sync/sources")))
+    url = f"/sync/sources/{source.id}/sync"
+
+    first = it_admin.post(url, data={"csrf_token": token})
+    it_admin.post(url, data={"csrf_token": token})
+
+    assert flashes(text_of(it_admin.get(first.location))) == ["A run of source hq-ldap is queued."]
+
+
 def test_a_busy_source_fails_the_request_with_a_plain_message(make_source, it_admin):
     source = make_source()
     response = post(it_admin, f"/sync/sources/{source.id}/sync")
