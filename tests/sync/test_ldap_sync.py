@@ -262,6 +262,25 @@ def test_user_matching_the_inactive_filter_is_inactivated(app, customer, slapd):
     assert person("e00003").is_active is False
 
 
+def test_incremental_preview_reports_a_newly_disabled_user_as_inactivated(app, customer, slapd):
+    source = make_source(customer, slapd)
+    sync(source)
+
+    slapd.admin().modify_s(
+        user_dn("e00003", "Økonomi/Løn"), [(ldap.MOD_ADD, "employeeType", [b"disabled"])]
+    )
+    preview = sync(source, dry_run=True)
+
+    assert preview.status == "dry_run", preview.error
+    assert preview.is_full is False
+    assert preview.counts["persons"]["inactivated"] == 1
+    messages = [i["message"] for i in run_summary(preview)["issues"]]
+    [notice] = [m for m in messages if m.startswith("Incremental run")]
+    assert "nobody was inactivated." not in notice.lower()
+    assert "marks disabled is inactivated by any run" in notice
+    assert person("e00003").is_active is True  # a preview changes nothing
+
+
 def test_deleted_user_is_inactivated_by_a_full_run_only(app, customer, slapd):
     source = make_source(customer, slapd)
     sync(source)

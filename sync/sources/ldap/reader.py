@@ -218,8 +218,10 @@ class _Reader:
         if self.incremental:
             self.issues.append(
                 Issue(
-                    "Incremental run: only entries changed since the last run were read, so "
-                    "nobody was inactivated. A full run catches deletions.",
+                    "Incremental run: only entries changed since the last run were read. "
+                    "Nobody was inactivated for being missing: deleted persons and persons "
+                    "moved out of the user base wait for the next full run. A person whose "
+                    "entry the directory marks disabled is inactivated by any run.",
                     severity="notice",
                 )
             )
