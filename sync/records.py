@@ -78,6 +78,10 @@ class SourceData:
     rejected_unit_keys: list[str] = field(default_factory=list)
     # Usernames (as written) of person rows the source rejected: those persons stay as they are.
     rejected_person_keys: list[str] = field(default_factory=list)
+    # Where a person's unit comes from, for the report: the column an issue names and what to
+    # say when it is empty. Empty: the file's division column and the file's words.
+    unit_column: str = ""
+    unit_missing: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -193,12 +193,15 @@ class PersonPlanner:
         if not record.unit_ref:
             return (
                 self._unit_field(),
-                "The person's unit is empty; every person belongs to exactly one unit.",
+                self.data.unit_missing
+                or "The person's unit is empty; every person belongs to exactly one unit.",
                 "",
             )
         return None
 
     def _unit_field(self) -> str:
+        if self.data.unit_column:
+            return self.data.unit_column
         return "division_number" if self.data.person_unit_by == "number" else "division_name"
 
     def _unit_key(self, record: PersonRecord) -> str | None | bool:

@@ -253,7 +253,7 @@ def test_a_mapped_attribute_no_entry_has_is_named_once(shared_slapd):
 
     named = [i for i in data.issues if "'roomNumber'" in i.message]
     assert len(named) == 1
-    assert named[0].column == "employee_number" and named[0].severity == "notice"
+    assert named[0].column == "roomNumber" and named[0].severity == "notice"
 
 
 def test_a_run_with_an_upper_case_username_attribute_keeps_everyone(app, customer, shared_slapd):

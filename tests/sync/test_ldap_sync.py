@@ -462,3 +462,19 @@ def test_person_outside_the_ou_tree_is_skipped_with_a_notice(app, customer, slap
     issues = run_summary(run)["issues"]
     assert any("1 person is not inside any OU below the org base" in i["message"] for i in issues)
     assert f"uid=e77777,{ORG_BASE}" in [i["file"] for i in issues]
+
+
+def test_person_without_the_unit_attribute_is_named_by_that_attribute(app, customer, slapd):
+    dn = user_dn("e00003", "Økonomi/Løn")
+    slapd.admin().modify_s(dn, [(ldap.MOD_DELETE, "departmentNumber", None)])
+    source = make_source(customer, slapd, org_from="attribute", org_base="")
+
+    preview = sync(source, dry_run=True)
+
+    assert preview.counts["persons"]["created"] == SAMPLE_USERS - 1
+    [issue] = run_summary(preview)["issues"]
+    assert (issue["file"], issue["column"], issue["value"]) == (dn, "departmentNumber", "")
+    assert issue["message"].startswith(
+        "The entry has no departmentNumber, which this source takes a person's unit from"
+    )
+    assert "division" not in str(issue) and "unit is empty" not in issue["message"]

@@ -36,7 +36,8 @@ def test_an_ou_renamed_onto_another_units_number_is_a_named_issue(app, customer,
     issues = run_summary(run)["issues"]
     [taken] = [i for i in issues if "cannot take the number Revision" in i["message"]]
     assert taken["file"] == f"ou=Revision,{ORG_BASE}"
-    assert taken["column"] == "number" and taken["value"] == "Revision"
+    # the column is the OU attribute that gives the unit its number
+    assert taken["column"] == "ou" and taken["value"] == "Revision"
     assert "the unit Revision (Revision) has it already" in taken["message"]
     db.session.expire_all()
     kept = db.session.get(OrgUnit, before.id)

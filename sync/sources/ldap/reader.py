@@ -23,7 +23,12 @@ from sync.gcpause import gc_paused
 from sync.records import Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
-from sync.sources.ldap.spelling import as_server_spells, never_returned, repeated_anchors
+from sync.sources.ldap.spelling import (
+    PERSON_FIELDS,
+    as_server_spells,
+    never_returned,
+    repeated_anchors,
+)
 
 logger = logging.getLogger(__name__)
 UAC_DISABLED = 0x2
@@ -235,6 +240,9 @@ class _Reader:
             person_unit_by="key",
             unit_match="anchor",
             source_name=self.source_name,
+            headers=self._headers(),
+            unit_column=self._unit_column(),
+            unit_missing=self._unit_missing(),
         )
         logger.info(
             "LDAP source %s read: %s units, %s persons (%s)",
@@ -244,6 +252,33 @@ class _Reader:
             "incremental" if self.incremental else "full",
         )
         return Reading(data, self.new_state, self.incremental)
+
+    # -- how the report names an entry's values: the LDAP attributes, not the file's columns --
+
+    def _headers(self) -> dict[str, dict[str, str]]:
+        a = self.attrs
+        persons = {name: a[name] for name in PERSON_FIELDS}
+        if self.org_from_ou:
+            org = {"number": self.settings["unit_number_attribute"], "name": "ou"}
+        else:
+            org = {"number": a["unit_number"], "name": a["unit_name"]}
+        return {"persons": persons, "org": org}
+
+    def _unit_column(self) -> str:
+        """The attribute a person's unit is read from; "dn" when it is the entry's place."""
+        return "dn" if self.org_from_ou else self.attrs["unit_number"]
+
+    def _unit_missing(self) -> str:
+        if self.org_from_ou:
+            return (
+                f"The entry lies in no OU below the org base {self.settings['org_base']!r}, "
+                "which this source takes a person's unit from; the person is skipped and left "
+                "as they are. Move the entry below the org base, or change the user base."
+            )
+        return (
+            f"The entry has no {self.attrs['unit_number']}, which this source takes a person's "
+            "unit from; the person is skipped and left as they are."
+        )
 
     def _search(self, base: str, search_filter: str, attributes: list[str]):
         return paged_search(

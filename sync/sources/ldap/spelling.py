@@ -104,8 +104,7 @@ def never_returned(persons: list[PersonRecord], attributes: dict) -> list[Issue]
                     f"No entry came back with the attribute {attributes[field]!r}, which is "
                     f"mapped to the {label}: check the attribute mapping, and that the bind "
                     "account may read it.",
-                    column=field,
-                    value=attributes[field],
+                    column=attributes[field],
                     severity="notice" if field in ("email", "employee_number") else "error",
                 )
             )
