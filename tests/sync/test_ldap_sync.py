@@ -478,3 +478,23 @@ def test_person_without_the_unit_attribute_is_named_by_that_attribute(app, custo
         "The entry has no departmentNumber, which this source takes a person's unit from"
     )
     assert "division" not in str(issue) and "unit is empty" not in issue["message"]
+
+
+def test_a_unit_attribute_no_entry_carries_is_named_once(app, customer, shared_slapd):
+    source = make_source(
+        customer, shared_slapd, org_from="attribute", org_base="",
+        attributes={"unit_number": "roomNumber"},
+    )  # fmt: skip
+
+    check = check_source(source)
+    preview = sync(source, dry_run=True)
+
+    assert "No entry came back with the attribute 'roomNumber'" in check.message
+    assert f"{SAMPLE_USERS} of the persons have no roomNumber" in check.message
+    assert preview.status == "dry_run"
+    assert preview.counts["persons"]["created"] == 0
+    issues = run_summary(preview)["issues"]
+    named = [i for i in issues if i["file"] is None]
+    assert [(i["column"], i["value"]) for i in named] == [("roomNumber", None)]
+    assert named[0]["message"].startswith("No entry came back with the attribute 'roomNumber'")
+    assert all(i["column"] == "roomNumber" for i in issues)

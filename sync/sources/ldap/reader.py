@@ -346,7 +346,8 @@ class _Reader:
                 entries = groups.members_only(entries, members)
             self._add_persons(entries, persons, seen, inactive)
         if not self.incremental:
-            self.issues += never_returned(persons, self.attrs)
+            unit_attribute = None if self.org_from_ou else self.attrs["unit_number"]
+            self.issues += never_returned(persons, self.attrs, unit_attribute)
         if self.repeated:
             self.issues += repeated_anchors(persons, self.repeated, self.attrs["anchor"])
         outside = sum(1 for p in persons if not p.unit_ref)
