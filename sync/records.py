@@ -2,6 +2,10 @@
 
 from dataclasses import asdict, dataclass, field
 
+# A person's unit_ref that places them in the customer's root unit (an LDAP entry directly
+# below the org base). No file column or directory value can hold a NUL character.
+ROOT_UNIT_REF = "\x00root"
+
 
 @dataclass(slots=True)
 class Issue:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from portal.core.db import db
 from portal.directory.cli import export_directory
 from portal.directory.models import OrgUnit, Person
+from sync.history import chart_runs
 from sync.models import SyncSource
 from sync.report import run_summary
 from sync.sources.ldap import profiles
@@ -441,27 +442,60 @@ def test_starttls_to_an_unknown_certificate_fails_by_default(tls_slapd):
     assert "unknown error code" not in message
 
 
-def test_person_outside_the_ou_tree_is_skipped_with_a_notice(app, customer, slapd):
-    slapd.admin().add_s(
-        f"uid=e77777,{ORG_BASE}",
+def add_user(server, dn: str, uid: str) -> None:
+    server.admin().add_s(
+        dn,
         [
             ("objectClass", [b"inetOrgPerson"]),
-            ("uid", [b"e77777"]),
+            ("uid", [uid.encode()]),
             ("cn", ["Åse Ås".encode()]),
             ("givenName", ["Åse".encode()]),
             ("sn", ["Ås".encode()]),
         ],
     )
+
+
+def test_person_right_below_the_org_base_is_placed_in_the_root_unit(app, customer, slapd):
+    """The org base is the customer, so it is the nearest "OU" above such a person: no issue,
+    no error in the chart, and `source test` counts them as read."""
+    add_user(slapd, f"uid=e77777,{ORG_BASE}", "e77777")
     source = make_source(customer, slapd)
 
+    check = check_source(source)
+    run = sync(source)
+    again = sync(source, full=True)
+
+    assert check.ok and check.persons == SAMPLE_USERS + 1, check.message
+    assert "would be skipped" not in check.message
+    assert run.status == again.status == "applied", run.error
+    assert run.counts["persons"]["created"] == SAMPLE_USERS + 1
+    assert person("e77777").unit_id == customer.root_unit_id
+    assert run_summary(run)["issues"] == []
+    assert zero_counts(again) and run_summary(again)["issues"] == []
+    [point] = [p for p in chart_runs(customer.id) if p.id == run.id]
+    assert point.errors == 0
+
+
+def test_person_outside_the_org_base_is_one_error_naming_the_org_base(app, customer, slapd):
+    outside = f"uid=e77777,{SUFFIX}"
+    add_user(slapd, outside, "e77777")
+    source = make_source(customer, slapd, user_bases=[SUFFIX])
+
+    check = check_source(source)
     run = sync(source)
 
+    assert check.ok and check.persons == SAMPLE_USERS + 1, check.message
+    assert f"1 of the persons lies in no OU below the org base {ORG_BASE!r}" in check.message
     assert run.status == "applied", run.error
     assert run.counts["persons"]["created"] == SAMPLE_USERS
     assert person("e77777") is None
-    issues = run_summary(run)["issues"]
-    assert any("1 person is not inside any OU below the org base" in i["message"] for i in issues)
-    assert f"uid=e77777,{ORG_BASE}" in [i["file"] for i in issues]
+    [issue] = run_summary(run)["issues"]
+    assert (issue["file"], issue["row"], issue["column"], issue["value"]) == (
+        outside, None, "dn", ""
+    )  # fmt: skip
+    assert issue["message"].startswith(f"The entry lies in no OU below the org base {ORG_BASE!r}")
+    [point] = [p for p in chart_runs(customer.id) if p.id == run.id]
+    assert point.errors == 1
 
 
 def test_person_without_the_unit_attribute_is_named_by_that_attribute(app, customer, slapd):

@@ -20,7 +20,7 @@ import ldap.dn
 import ldap.filter
 
 from sync.gcpause import gc_paused
-from sync.records import Issue, PersonRecord, SourceData, UnitRecord
+from sync.records import ROOT_UNIT_REF, Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
 from sync.sources.ldap.spelling import (
@@ -206,6 +206,8 @@ class _Reader:
             if highest:
                 self.new_state["last_change"], self.last_change_fixed = highest, True
         units, self.ou_of_dn = self._read_units()
+        if self.org_from_ou:  # the org base is the customer: a person right below it is at its root
+            self.ou_of_dn[dn_key(self.settings["org_base"])] = ROOT_UNIT_REF
         persons = self._read_persons()
         if not self.incremental and not persons:
             bases = ", ".join(repr(b) for b in self.settings["user_bases"])
@@ -350,16 +352,8 @@ class _Reader:
             self.issues += never_returned(persons, self.attrs, unit_attribute)
         if self.repeated:
             self.issues += repeated_anchors(persons, self.repeated, self.attrs["anchor"])
-        outside = sum(1 for p in persons if not p.unit_ref)
-        if outside and self.settings["org_from"] == "ou":
-            self.issues.append(
-                Issue(
-                    f"{outside} person{'s are' if outside != 1 else ' is'} not inside any OU "
-                    f"below the org base {self.settings['org_base']!r}, so Kursa cannot place "
-                    "them in a unit; they are skipped and left as they are.",
-                    severity="notice",
-                )
-            )
+        # A person in no OU below the org base is named once, by the planner's error for
+        # their row (see _unit_missing), not again in a notice here.
         return persons
 
     def _inactive_anchors(self) -> set[str]:
