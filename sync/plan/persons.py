@@ -229,16 +229,30 @@ class PersonPlanner:
         else:
             key = ref
         if key is None or not self.units.is_usable(key):
-            read = self.data.kind != "files"
-            where = "read from the directory" if read else "in the organisation file"
-            where += " or active in Kursa"
-            if key in self.units.protected:
-                where = "usable: its own " + (
-                    "entry was rejected" if read else "row in the organisation file was rejected"
-                )
-            self._issue(record, f"The unit {ref} is not {where}.", self._unit_field(), ref)
+            self._unusable_unit(record, ref, key)
             return False
         return key
+
+    def _unusable_unit(self, record: PersonRecord, ref: str, key) -> None:
+        """Name the unit a person cannot be placed in as the source knows it."""
+        if self.data.kind == "files":
+            where = "in the organisation file or active in Kursa"
+            if key in self.units.protected:
+                where = "usable: its own row in the organisation file was rejected"
+            self._issue(record, f"The unit {ref} is not {where}.", self._unit_field(), ref)
+            return
+        # A directory keys units on their ids: name the OU by its DN (the column is the
+        # person's "dn" then), or the unit by its number, never by a GUID.
+        unit = self.units.record_of(key)
+        shown = ref
+        if unit is not None:
+            shown = unit.file if self.data.unit_column == "dn" and unit.file else unit.number
+        if key in self.units.protected:
+            why = "was rejected (see its own issue)"
+        else:
+            why = "was not read from the directory and is not active in Kursa"
+        message = f"The unit {shown} {why}, so the person is skipped and left as they are."
+        self._issue(record, message, self._unit_field(), shown)
 
     def _existing(self, record: PersonRecord, key: str):
         """The person this record describes, None for a new one, False when refused."""

@@ -79,3 +79,27 @@ def test_a_rename_onto_a_number_given_up_in_the_same_run_follows_next_run(app, c
     db.session.expire_all()
     assert db.session.get(OrgUnit, ledelse).number == "Salg"
     assert not [i for i in run_summary(second)["issues"] if "cannot take" in i["message"]]
+
+
+def test_persons_of_a_refused_new_ou_name_the_ou_by_its_dn_not_its_id(
+    app, customer, import_csv, slapd
+):
+    files = import_csv(
+        customer,
+        [["Ledelse", "Ledelse", "", "department"]],
+        [["u900", "Anna", "Berg", "anna@acme.test", "E-1", "Ledelse"]],
+    )
+    assert files.status == "applied", files.error
+    ou = f"ou=Ledelse,{ORG_BASE}"
+
+    run = full_run(ldap_source(customer, slapd))
+
+    issues = run_summary(run)["issues"]
+    refused = [i for i in issues if i["file"] != ou and i["value"] == ou]
+    assert len(refused) == 160  # the OU's persons, each once
+    assert all(i["column"] == "dn" and ldap.dn.is_dn(i["file"]) for i in refused)
+    assert refused[0]["message"] == (
+        f"The unit {ou} was rejected (see its own issue), so the person is skipped and left "
+        "as they are."
+    )
+    assert len(issues) == 161
