@@ -476,7 +476,9 @@ def test_person_right_below_the_org_base_is_placed_in_the_root_unit(app, custome
     assert point.errors == 0
 
 
-def test_person_outside_the_org_base_is_one_error_naming_the_org_base(app, customer, slapd):
+def test_person_outside_the_org_base_is_one_error_naming_the_org_base(
+    app, customer, slapd, admin_client
+):
     outside = f"uid=e77777,{SUFFIX}"
     add_user(slapd, outside, "e77777")
     source = make_source(customer, slapd, user_bases=[SUFFIX])
@@ -496,6 +498,11 @@ def test_person_outside_the_org_base_is_one_error_naming_the_org_base(app, custo
     assert issue["message"].startswith(f"The entry lies in no OU below the org base {ORG_BASE!r}")
     [point] = [p for p in chart_runs(customer.id) if p.id == run.id]
     assert point.errors == 1
+    page = admin_client.get(f"/sync/runs/{run.id}").get_data(as_text=True)
+    assert "<th>Entry (DN)</th><th>Attribute</th><th>Value</th>" in page
+    assert "<th>Row</th>" not in page and "<th>Column</th>" not in page
+    assert "Entries listed as errors were skipped" in page
+    assert f'<td data-label="Entry (DN)">{outside}</td>' in page
 
 
 def test_person_without_the_unit_attribute_is_named_by_that_attribute(app, customer, slapd):
