@@ -1,6 +1,6 @@
 """Queries over a customer's run history: the trend chart of its last runs, and the runs that
 need someone's attention (held and not approved, or failed since their source's last applied
-run)."""
+run, while that source is enabled)."""
 
 import math
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased, selectinload
 
 from portal.core.db import db
-from sync.models import RunStatus, SyncIssue, SyncRun
+from sync.models import RunStatus, SyncIssue, SyncRun, SyncSource
 
 CHART_RUNS = 30
 SERIES = ("created", "moved", "inactivated", "errors")
@@ -178,6 +178,14 @@ def needing_attention(customer_ids) -> list[Attention]:
     A failed dry run (a preview) is left out: it changed nothing and asks nothing of HR;
     whoever asked for the preview sees its outcome on the request's page and the source's
     page (its last run). Flagging it here would send HR after a test an IT admin is busy with.
+
+    So are the failed and held runs of a directory source that is disabled (deleting a source
+    with runs disables it): an IT admin has acted on it, and a disabled source never gets the
+    applied run that would otherwise clear its failures, so they would stay flagged for good.
+    The flag is worked out, not stored: enabling the source again brings back those of its
+    runs still unresolved (failed since its last applied run, held and not decided), as they
+    describe the source that is running again. A held run of a disabled source can still be
+    approved or discarded on its report.
     """
     applied = aliased(SyncRun, name="applied")
     # A held run approved later counts from its approval: the directory is newer than that.
@@ -196,11 +204,22 @@ def needing_attention(customer_ids) -> list[Attention]:
         & SyncRun.is_dry_run.is_(False)
         & (last_applied.is_(None) | (SyncRun.started_at > last_applied))
     )
+    source_disabled = (
+        select(SyncSource.id)
+        .where(
+            SyncSource.customer_id == SyncRun.customer_id,
+            SyncSource.kind == SyncRun.source_kind,
+            SyncSource.name == SyncRun.source_name,
+            SyncSource.is_enabled.is_(False),
+        )
+        .exists()
+    )
     query = (
         select(SyncRun)
         .options(selectinload(SyncRun.customer))
         .where(SyncRun.customer_id.in_(customer_ids))
         .where(or_(SyncRun.status == RunStatus.HELD, failed_since))
+        .where(~source_disabled)
         .order_by(SyncRun.id.desc())
     )
     lines: list[Attention] = []

@@ -2,6 +2,10 @@
 
 from dataclasses import asdict, dataclass, field
 
+# A person's unit_ref that places them in the customer's root unit (an LDAP entry directly
+# below the org base). No file column or directory value can hold a NUL character.
+ROOT_UNIT_REF = "\x00root"
+
 
 @dataclass(slots=True)
 class Issue:
@@ -80,6 +84,10 @@ class SourceData:
     rejected_person_keys: list[str] = field(default_factory=list)
     # Anchors of person entries the source rejected (a directory): those persons stay as they are.
     rejected_person_anchors: list[str] = field(default_factory=list)
+    # Where a person's unit comes from, for the report: the column an issue names and what to
+    # say when it is empty. Empty: the file's division column and the file's words.
+    unit_column: str = ""
+    unit_missing: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -23,7 +23,7 @@ from sync.plan.changes import (
     value_problem,
 )
 from sync.plan.units import UnitPlanner
-from sync.records import Issue, PersonRecord, SourceData
+from sync.records import ROOT_UNIT_REF, Issue, PersonRecord, SourceData
 
 # The limits in the order _row_problem names the values: username, names, email, number.
 LIMITS = tuple(PERSON_LIMITS[name] for name in PERSON_FIELDS)
@@ -58,6 +58,8 @@ class PersonPlanner:
         key_of_id[customer.root_unit_id] = ROOT
         self.unit_key_of_id = key_of_id
         self.unit_by_name = self._units_by_name() if data.person_unit_by == "name" else {}
+        root = customer.root_unit
+        self.root_number = root.number if root is not None else None
         self.seen: set[int] = set()
         self.protected: set[int] = set()
         optional = ("email", "employee_number")
@@ -202,13 +204,20 @@ class PersonPlanner:
         if not record.unit_ref:
             return (
                 self._unit_field(),
-                "The person's unit is empty; every person belongs to exactly one unit.",
+                self.data.unit_missing
+                or "The person's unit is empty; every person belongs to exactly one unit.",
                 "",
             )
         return None
 
     def _unit_field(self) -> str:
+        if self.data.unit_column:
+            return self.data.unit_column
         return "division_number" if self.data.person_unit_by == "number" else "division_name"
+
+    def _number_of(self, unit_key) -> str | None:
+        """The unit's number as a change names it; the root unit's own for the root."""
+        return self.root_number if unit_key is ROOT else self.units.number_of(unit_key)
 
     def _unit_key(self, record: PersonRecord) -> str | None | bool:
         ref = record.unit_ref
@@ -224,15 +233,35 @@ class PersonPlanner:
                 )
                 return False
             key = keys[0] if keys else None
+        elif ref == ROOT_UNIT_REF and self.data.person_unit_by == "key":
+            return ROOT
         else:
             key = ref
         if key is None or not self.units.is_usable(key):
+            self._unusable_unit(record, ref, key)
+            return False
+        return key
+
+    def _unusable_unit(self, record: PersonRecord, ref: str, key) -> None:
+        """Name the unit a person cannot be placed in as the source knows it."""
+        if self.data.kind == "files":
             where = "in the organisation file or active in Kursa"
             if key in self.units.protected:
                 where = "usable: its own row in the organisation file was rejected"
             self._issue(record, f"The unit {ref} is not {where}.", self._unit_field(), ref)
-            return False
-        return key
+            return
+        # A directory keys units on their ids: name the OU by its DN (the column is the
+        # person's "dn" then), or the unit by its number, never by a GUID.
+        unit = self.units.record_of(key)
+        shown = ref
+        if unit is not None:
+            shown = unit.file if self.data.unit_column == "dn" and unit.file else unit.number
+        if key in self.units.protected:
+            why = "was rejected (see its own issue)"
+        else:
+            why = "was not read from the directory and is not active in Kursa"
+        message = f"The unit {shown} {why}, so the person is skipped and left as they are."
+        self._issue(record, message, self._unit_field(), shown)
 
     def _existing(self, record: PersonRecord, key: str):
         """The person this record describes, None for a new one, False when refused."""
@@ -302,7 +331,7 @@ class PersonPlanner:
             "last_name": record.last_name,
             "email": record.email,
             "employee_number": record.employee_number,
-            "unit": self.units.number_of(unit_key),
+            "unit": self._number_of(unit_key),
         }
         if not active:
             after["active"] = False
@@ -393,8 +422,8 @@ class PersonPlanner:
                     "moved",
                     record.username,
                     old.id,
-                    {"unit": self.units.number_of(old_unit_key), "unit_id": old.unit_id},
-                    {"unit": self.units.number_of(unit_key)},
+                    {"unit": self._number_of(old_unit_key), "unit_id": old.unit_id},
+                    {"unit": self._number_of(unit_key)},
                 )
             )
             touched = True

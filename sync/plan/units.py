@@ -45,6 +45,7 @@ class UnitPlanner:
         self.final_parent: dict[str, str | None] = {}
         self.final_active: dict[str, bool] = {k: r.is_active for k, r in self.existing.items()}
         self.depth: dict[str | None, int] = {ROOT: 0}
+        self._records: dict[str, UnitRecord] | None = None  # by key, made when asked for
 
     def _existing_key(self, row) -> str:
         if self.data.unit_match == "anchor":
@@ -159,17 +160,16 @@ class UnitPlanner:
                 parent = record.parent_key
                 if parent is ROOT or parent in self.accepted or parent in self.existing:
                     continue
+                shown, files = self.shown(parent), self.data.kind == "files"
                 if parent in self.protected or parent in self.data.rejected_unit_keys:
                     message = (
-                        f"The parent unit {parent} was rejected in its own row, so this "
-                        "unit is skipped too."
+                        f"The parent unit {shown} was rejected in its own "
+                        f"{'row' if files else 'entry'}, so this unit is skipped too."
                     )
                 else:
-                    message = (
-                        f"The parent unit {parent} is neither in the organisation file "
-                        "nor in Kursa."
-                    )
-                self._issue(record, message, self.parent_header, parent)
+                    read = "in the organisation file" if files else "read from the directory"
+                    message = f"The parent unit {shown} is neither {read} nor in Kursa."
+                self._issue(record, message, self.parent_header, shown)
                 self.protected.add(key)
                 del self.accepted[key]
                 del pending[key]
@@ -279,6 +279,17 @@ class UnitPlanner:
         if key in self.accepted:
             return self.accepted[key].number
         return self.existing[key].number
+
+    def record_of(self, key) -> UnitRecord | None:
+        """The source's record of the unit `key`, accepted or not; None when it has none."""
+        if self._records is None:
+            self._records = {r.key: r for r in self.data.units}
+        return self._records.get(key)
+
+    def shown(self, key) -> str:
+        """How an issue names unit `key`: its number (a directory keys units on ids)."""
+        record = self.record_of(key)
+        return record.number if record is not None else str(key)
 
     def is_usable(self, key: str) -> bool:
         """A person may be placed in this unit: planned, or active in Kursa."""

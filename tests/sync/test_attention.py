@@ -13,7 +13,7 @@ from portal.courses.outbox import send_pending
 from sync import history
 from sync.approval import approve_run
 from sync.models import RunStatus, SyncRun
-from sync.sources.ldap.operations import update_ldap_source
+from sync.sources.ldap.operations import set_enabled, update_ldap_source
 from tests.courses import helpers, test_outbox
 from tests.courses.helpers import PERSONS, UNITS
 from tests.servers.slapd import (  # noqa: F401 - fixtures
@@ -246,3 +246,46 @@ def test_failures_are_cleared_by_their_own_sources_applied_run_only(
     flagged = [line.run.id for line in history.needing_attention([acme.id])]
 
     assert flagged == ([failed.id] if still_flagged else [])
+
+
+def test_a_failed_source_that_is_deleted_no_longer_needs_attention_until_enabled(
+    app, acme, slapd, admin_client
+):
+    """The trial: a source with a wrong password fails, then `source delete` disables it
+    (it has a run), and its failure stayed flagged for good. Enabling it brings it back."""
+    openldap_source(acme, slapd, name="hq-ldap", password="wrong")
+    cli = app.test_cli_runner()
+    failed_sync = cli.invoke(args=["directory", "sync", "hq-ldap"])
+    assert failed_sync.exit_code == 1, failed_sync.output
+    failed = db.session.scalar(select(SyncRun).where(SyncRun.source_name == "hq-ldap"))
+    assert failed.status == "failed"
+    assert f"Run #{failed.id}</a> of Acme (source hq-ldap) failed" in attention_banner(admin_client)
+
+    deleted = cli.invoke(args=["directory", "source", "delete", "hq-ldap"])
+
+    assert deleted.exit_code == 0 and "disabled" in deleted.output, deleted.output
+    assert history.needing_attention([acme.id]) == []
+    for page in ("/sync/runs", "/"):
+        assert 'class="attention"' not in text_of(admin_client.get(page)), page
+    assert f"/sync/runs/{failed.id}" in text_of(admin_client.get("/sync/runs"))  # still listed
+
+    assert cli.invoke(args=["directory", "source", "enable", "hq-ldap"]).exit_code == 0
+    assert [line.run.id for line in history.needing_attention([acme.id])] == [failed.id]
+
+
+def test_a_held_run_of_a_disabled_source_no_longer_needs_attention(acme, slapd, admin_client):
+    source = openldap_source(acme, slapd, name="hq-ldap")
+    held_run = failed_ldap_run(acme, "hq-ldap")
+    held_run.status = RunStatus.HELD
+    other = failed_ldap_run(acme, "branch-ldap")  # no source row: stays flagged
+    db.session.commit()
+    assert {line.run.id for line in history.needing_attention([acme.id])} == {
+        held_run.id,
+        other.id,
+    }
+
+    set_enabled(source, False, actor="test")
+    db.session.commit()
+
+    assert [line.run.id for line in history.needing_attention([acme.id])] == [other.id]
+    assert f"Run #{held_run.id}</a>" not in attention_banner(admin_client)

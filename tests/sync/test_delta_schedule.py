@@ -74,7 +74,7 @@ def test_the_delta_job_reads_only_changes_and_the_full_job_catches_deletions(app
 
     assert delta.status == "applied", delta.error
     assert delta.counts["persons"]["updated"] == 1
-    assert delta.counts["persons"]["inactivated"] == 0  # an incremental run never inactivates
+    assert delta.counts["persons"]["inactivated"] == 0  # missing: left for the full run
     assert full.counts["persons"]["inactivated"] == 1 and full.counts["persons"]["updated"] == 0
 
 

@@ -235,3 +235,26 @@ def test_add_ldap_takes_member_of_groups_and_list_shows_them(flask, add_source):
     assert json.loads(listed.stdout)[0]["member_of"] == groups
     assert refused.exit_code == 1
     assert "The group 'Kursus' is not a DN" in refused.output
+
+
+def test_a_unit_attribute_no_entry_carries_is_named_by_test_and_dry_run(flask, add_source):
+    """The trial: --org-from attribute, and the entries lack the attribute units come from."""
+    assert add_source("hq", "--org-from", "attribute").exit_code == 0
+    source = operations.source_by_name("hq")
+    source.settings = {**source.settings, "attributes": {"unit_number": "roomNumber"}}
+    db.session.commit()
+
+    tested = flask("directory", "source", "test", "hq")
+    preview = flask("directory", "sync", "hq", "--dry-run", "--json")
+
+    assert tested.exit_code == 0
+    assert "No entry came back with the attribute 'roomNumber'" in tested.stdout
+    assert f"{SAMPLE_USERS} of the persons have no roomNumber and would be skipped" in tested.stdout
+    body = json.loads(preview.stdout)
+    assert body["counts"]["persons"]["created"] == 0
+    [named] = [i for i in body["issues"] if i["file"] is None]
+    assert (named["column"], named["row"]) == ("roomNumber", None)
+    assert named["message"].startswith("No entry came back with the attribute 'roomNumber'")
+    per_person = [i for i in body["issues"] if i["file"] is not None]
+    assert len(per_person) == SAMPLE_USERS
+    assert {i["column"] for i in per_person} == {"roomNumber"}

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from portal.core.db import db
 from portal.directory.cli import export_directory
 from portal.directory.models import OrgUnit, Person
+from sync.history import chart_runs
 from sync.models import SyncSource
 from sync.report import run_summary
 from sync.sources.ldap import profiles
@@ -262,6 +263,25 @@ def test_user_matching_the_inactive_filter_is_inactivated(app, customer, slapd):
     assert person("e00003").is_active is False
 
 
+def test_incremental_preview_reports_a_newly_disabled_user_as_inactivated(app, customer, slapd):
+    source = make_source(customer, slapd)
+    sync(source)
+
+    slapd.admin().modify_s(
+        user_dn("e00003", "Økonomi/Løn"), [(ldap.MOD_ADD, "employeeType", [b"disabled"])]
+    )
+    preview = sync(source, dry_run=True)
+
+    assert preview.status == "dry_run", preview.error
+    assert preview.is_full is False
+    assert preview.counts["persons"]["inactivated"] == 1
+    messages = [i["message"] for i in run_summary(preview)["issues"]]
+    [notice] = [m for m in messages if m.startswith("Incremental run")]
+    assert "nobody was inactivated." not in notice.lower()
+    assert "marks disabled is inactivated by any run" in notice
+    assert person("e00003").is_active is True  # a preview changes nothing
+
+
 def test_deleted_user_is_inactivated_by_a_full_run_only(app, customer, slapd):
     source = make_source(customer, slapd)
     sync(source)
@@ -422,24 +442,100 @@ def test_starttls_to_an_unknown_certificate_fails_by_default(tls_slapd):
     assert "unknown error code" not in message
 
 
-def test_person_outside_the_ou_tree_is_skipped_with_a_notice(app, customer, slapd):
-    slapd.admin().add_s(
-        f"uid=e77777,{ORG_BASE}",
+def add_user(server, dn: str, uid: str) -> None:
+    server.admin().add_s(
+        dn,
         [
             ("objectClass", [b"inetOrgPerson"]),
-            ("uid", [b"e77777"]),
+            ("uid", [uid.encode()]),
             ("cn", ["Åse Ås".encode()]),
             ("givenName", ["Åse".encode()]),
             ("sn", ["Ås".encode()]),
         ],
     )
+
+
+def test_person_right_below_the_org_base_is_placed_in_the_root_unit(app, customer, slapd):
+    """The org base is the customer, so it is the nearest "OU" above such a person: no issue,
+    no error in the chart, and `source test` counts them as read."""
+    add_user(slapd, f"uid=e77777,{ORG_BASE}", "e77777")
     source = make_source(customer, slapd)
 
+    check = check_source(source)
+    run = sync(source)
+    again = sync(source, full=True)
+
+    assert check.ok and check.persons == SAMPLE_USERS + 1, check.message
+    assert "would be skipped" not in check.message
+    assert run.status == again.status == "applied", run.error
+    assert run.counts["persons"]["created"] == SAMPLE_USERS + 1
+    assert person("e77777").unit_id == customer.root_unit_id
+    assert run_summary(run)["issues"] == []
+    assert zero_counts(again) and run_summary(again)["issues"] == []
+    [point] = [p for p in chart_runs(customer.id) if p.id == run.id]
+    assert point.errors == 0
+
+
+def test_person_outside_the_org_base_is_one_error_naming_the_org_base(
+    app, customer, slapd, admin_client
+):
+    outside = f"uid=e77777,{SUFFIX}"
+    add_user(slapd, outside, "e77777")
+    source = make_source(customer, slapd, user_bases=[SUFFIX])
+
+    check = check_source(source)
     run = sync(source)
 
+    assert check.ok and check.persons == SAMPLE_USERS + 1, check.message
+    assert f"1 of the persons lies in no OU below the org base {ORG_BASE!r}" in check.message
     assert run.status == "applied", run.error
     assert run.counts["persons"]["created"] == SAMPLE_USERS
     assert person("e77777") is None
-    issues = run_summary(run)["issues"]
-    assert any("1 person is not inside any OU below the org base" in i["message"] for i in issues)
-    assert f"uid=e77777,{ORG_BASE}" in [i["file"] for i in issues]
+    [issue] = run_summary(run)["issues"]
+    assert (issue["file"], issue["row"], issue["column"], issue["value"]) == (
+        outside, None, "dn", ""
+    )  # fmt: skip
+    assert issue["message"].startswith(f"The entry lies in no OU below the org base {ORG_BASE!r}")
+    [point] = [p for p in chart_runs(customer.id) if p.id == run.id]
+    assert point.errors == 1
+    page = admin_client.get(f"/sync/runs/{run.id}").get_data(as_text=True)
+    assert "<th>Entry (DN)</th><th>Attribute</th><th>Value</th>" in page
+    assert "<th>Row</th>" not in page and "<th>Column</th>" not in page
+    assert "Entries listed as errors were skipped" in page
+    assert f'<td data-label="Entry (DN)">{outside}</td>' in page
+
+
+def test_person_without_the_unit_attribute_is_named_by_that_attribute(app, customer, slapd):
+    dn = user_dn("e00003", "Økonomi/Løn")
+    slapd.admin().modify_s(dn, [(ldap.MOD_DELETE, "departmentNumber", None)])
+    source = make_source(customer, slapd, org_from="attribute", org_base="")
+
+    preview = sync(source, dry_run=True)
+
+    assert preview.counts["persons"]["created"] == SAMPLE_USERS - 1
+    [issue] = run_summary(preview)["issues"]
+    assert (issue["file"], issue["column"], issue["value"]) == (dn, "departmentNumber", "")
+    assert issue["message"].startswith(
+        "The entry has no departmentNumber, which this source takes a person's unit from"
+    )
+    assert "division" not in str(issue) and "unit is empty" not in issue["message"]
+
+
+def test_a_unit_attribute_no_entry_carries_is_named_once(app, customer, shared_slapd):
+    source = make_source(
+        customer, shared_slapd, org_from="attribute", org_base="",
+        attributes={"unit_number": "roomNumber"},
+    )  # fmt: skip
+
+    check = check_source(source)
+    preview = sync(source, dry_run=True)
+
+    assert "No entry came back with the attribute 'roomNumber'" in check.message
+    assert f"{SAMPLE_USERS} of the persons have no roomNumber" in check.message
+    assert preview.status == "dry_run"
+    assert preview.counts["persons"]["created"] == 0
+    issues = run_summary(preview)["issues"]
+    named = [i for i in issues if i["file"] is None]
+    assert [(i["column"], i["value"]) for i in named] == [("roomNumber", None)]
+    assert named[0]["message"].startswith("No entry came back with the attribute 'roomNumber'")
+    assert all(i["column"] == "roomNumber" for i in issues)

@@ -87,6 +87,9 @@ def test_an_unticked_preview_is_incremental_and_says_so(synced_source, it_admin)
     assert not request.is_full
     assert run.status == "dry_run" and run.counts["persons"]["inactivated"] == 0
     assert "<h1>Incremental preview · source hq-ldap</h1>" in page
+    assert "inactivates nobody." not in page
+    assert "It inactivates nobody for being missing" in page
+    assert "a person the directory marks disabled is inactivated by any run" in page
 
 
 def test_full_sync_now_makes_a_fresh_held_full_run(synced_source, it_admin, guard_limits):

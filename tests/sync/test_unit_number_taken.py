@@ -36,7 +36,8 @@ def test_an_ou_renamed_onto_another_units_number_is_a_named_issue(app, customer,
     issues = run_summary(run)["issues"]
     [taken] = [i for i in issues if "cannot take the number Revision" in i["message"]]
     assert taken["file"] == f"ou=Revision,{ORG_BASE}"
-    assert taken["column"] == "number" and taken["value"] == "Revision"
+    # the column is the OU attribute that gives the unit its number
+    assert taken["column"] == "ou" and taken["value"] == "Revision"
     assert "the unit Revision (Revision) has it already" in taken["message"]
     db.session.expire_all()
     kept = db.session.get(OrgUnit, before.id)
@@ -78,3 +79,27 @@ def test_a_rename_onto_a_number_given_up_in_the_same_run_follows_next_run(app, c
     db.session.expire_all()
     assert db.session.get(OrgUnit, ledelse).number == "Salg"
     assert not [i for i in run_summary(second)["issues"] if "cannot take" in i["message"]]
+
+
+def test_persons_of_a_refused_new_ou_name_the_ou_by_its_dn_not_its_id(
+    app, customer, import_csv, slapd
+):
+    files = import_csv(
+        customer,
+        [["Ledelse", "Ledelse", "", "department"]],
+        [["u900", "Anna", "Berg", "anna@acme.test", "E-1", "Ledelse"]],
+    )
+    assert files.status == "applied", files.error
+    ou = f"ou=Ledelse,{ORG_BASE}"
+
+    run = full_run(ldap_source(customer, slapd))
+
+    issues = run_summary(run)["issues"]
+    refused = [i for i in issues if i["file"] != ou and i["value"] == ou]
+    assert len(refused) == 160  # the OU's persons, each once
+    assert all(i["column"] == "dn" and ldap.dn.is_dn(i["file"]) for i in refused)
+    assert refused[0]["message"] == (
+        f"The unit {ou} was rejected (see its own issue), so the person is skipped and left "
+        "as they are."
+    )
+    assert len(issues) == 161

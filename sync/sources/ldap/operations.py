@@ -396,11 +396,26 @@ def check_source(source: SyncSource) -> ConnectionCheck:
     if data.fatal:
         return ConnectionCheck(False, data.issues[0].message)
     inactive = sum(1 for p in data.persons if not p.is_active)
+    settings = profiles.effective(source.profile, source.settings)
+    message = (
+        f"Connected to {settings['uri']}: {len(data.units)} units and {len(data.persons)} "
+        f"persons ({inactive} inactive) would be read."
+    )
+    # What a run would report once for the whole source (an attribute no entry came back
+    # with), and how many persons it would skip for want of a unit.
+    problems = [i.message for i in data.issues if i.severity == "error" and i.file is None]
+    unplaced = sum(1 for p in data.persons if not p.unit_ref)
+    if unplaced:
+        one = unplaced == 1
+        if settings["org_from"] == "ou":
+            where = f"{'lies' if one else 'lie'} in no OU below the org base"
+            where += f" {settings['org_base']!r}"
+        else:
+            where = f"{'has' if one else 'have'} no {data.unit_column}"
+        problems.append(f"{unplaced} of the persons {where} and would be skipped.")
     return ConnectionCheck(
         True,
-        f"Connected to {profiles.effective(source.profile, source.settings)['uri']}: "
-        f"{len(data.units)} units and {len(data.persons)} persons "
-        f"({inactive} inactive) would be read.",
+        " ".join([message, *problems]),
         len(data.units),
         len(data.persons),
         inactive,

@@ -20,7 +20,7 @@ import ldap.dn
 import ldap.filter
 
 from sync.gcpause import gc_paused
-from sync.records import Issue, PersonRecord, SourceData, UnitRecord
+from sync.records import ROOT_UNIT_REF, Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
 from sync.sources.ldap.spelling import (
@@ -209,6 +209,8 @@ class _Reader:
             if highest:
                 self.new_state["last_change"], self.last_change_fixed = highest, True
         units, self.ou_of_dn = self._read_units()
+        if self.org_from_ou:  # the org base is the customer: a person right below it is at its root
+            self.ou_of_dn[dn_key(self.settings["org_base"])] = ROOT_UNIT_REF
         persons = self._read_persons()
         if not self.incremental and not persons:
             bases = ", ".join(repr(b) for b in self.settings["user_bases"])
@@ -226,8 +228,10 @@ class _Reader:
         if self.incremental:
             self.issues.append(
                 Issue(
-                    "Incremental run: only entries changed since the last run were read, so "
-                    "nobody was inactivated. A full run catches deletions.",
+                    "Incremental run: only entries changed since the last run were read. "
+                    "Nobody was inactivated for being missing: deleted persons and persons "
+                    "moved out of the user base wait for the next full run. A person whose "
+                    "entry the directory marks disabled is inactivated by any run.",
                     severity="notice",
                 )
             )
@@ -243,6 +247,9 @@ class _Reader:
             source_name=self.source_name,
             rejected_unit_keys=self.rejected_units,
             rejected_person_anchors=self.rejected_persons,
+            headers=self._headers(),
+            unit_column=self._unit_column(),
+            unit_missing=self._unit_missing(),
         )
         logger.info(
             "LDAP source %s read: %s units, %s persons (%s)",
@@ -252,6 +259,33 @@ class _Reader:
             "incremental" if self.incremental else "full",
         )
         return Reading(data, self.new_state, self.incremental)
+
+    # -- how the report names an entry's values: the LDAP attributes, not the file's columns --
+
+    def _headers(self) -> dict[str, dict[str, str]]:
+        a = self.attrs
+        persons = {name: a[name] for name in PERSON_FIELDS}
+        if self.org_from_ou:
+            org = {"number": self.settings["unit_number_attribute"], "name": "ou"}
+        else:
+            org = {"number": a["unit_number"], "name": a["unit_name"]}
+        return {"persons": persons, "org": org}
+
+    def _unit_column(self) -> str:
+        """The attribute a person's unit is read from; "dn" when it is the entry's place."""
+        return "dn" if self.org_from_ou else self.attrs["unit_number"]
+
+    def _unit_missing(self) -> str:
+        if self.org_from_ou:
+            return (
+                f"The entry lies in no OU below the org base {self.settings['org_base']!r}, "
+                "which this source takes a person's unit from; the person is skipped and left "
+                "as they are. Move the entry below the org base, or change the user base."
+            )
+        return (
+            f"The entry has no {self.attrs['unit_number']}, which this source takes a person's "
+            "unit from; the person is skipped and left as they are."
+        )
 
     def _search(self, base: str, search_filter: str, attributes: list[str]):
         return paged_search(
@@ -318,7 +352,7 @@ class _Reader:
                         "characters), so each of them is skipped and left as it is. Rename "
                         "one of them.",
                         file=unit.file,
-                        column="number",
+                        column=self.settings["unit_number_attribute"],
                         value=unit.number,
                     )
                 )
@@ -346,19 +380,12 @@ class _Reader:
                 entries = groups.members_only(entries, members)
             self._add_persons(entries, persons, seen, inactive)
         if not self.incremental:
-            self.issues += never_returned(persons, self.attrs)
+            unit_attribute = None if self.org_from_ou else self.attrs["unit_number"]
+            self.issues += never_returned(persons, self.attrs, unit_attribute)
         if self.repeated:
             self.issues += repeated_anchors(persons, self.repeated, self.attrs["anchor"])
-        outside = sum(1 for p in persons if not p.unit_ref)
-        if outside and self.settings["org_from"] == "ou":
-            self.issues.append(
-                Issue(
-                    f"{outside} person{'s are' if outside != 1 else ' is'} not inside any OU "
-                    f"below the org base {self.settings['org_base']!r}, so Kursa cannot place "
-                    "them in a unit; they are skipped and left as they are.",
-                    severity="notice",
-                )
-            )
+        # A person in no OU below the org base is named once, by the planner's error for
+        # their row (see _unit_missing), not again in a notice here.
         return persons
 
     def _inactive_anchors(self) -> set[str]:
@@ -500,7 +527,7 @@ class _Reader:
                         "read it. The person is skipped and left as they are; store the value "
                         "as text, or map an attribute that holds text.",
                         file=_where(dn),
-                        column=name,
+                        column=self.attrs[name],
                         value=raw[:200].decode("utf-8", "backslashreplace"),
                     )
                 )

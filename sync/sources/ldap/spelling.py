@@ -89,13 +89,26 @@ def _first(found, attribute: str) -> bytes:
     return values[0] if values else b""
 
 
-def never_returned(persons: list[PersonRecord], attributes: dict) -> list[Issue]:
-    """One notice per mapped person field that no entry came back with.
+def never_returned(
+    persons: list[PersonRecord], attributes: dict, unit_attribute: str | None = None
+) -> list[Issue]:
+    """One issue per mapped person field that no entry came back with; `unit_attribute`, when
+    persons' units come from an attribute, counts as one of them (an error).
 
     Per-person errors ("The username is empty") do not say why; this names the attribute.
     `any` stops at the first person with a value, so a field in use costs next to nothing.
     """
     issues = []
+    if unit_attribute and persons and not any(p.unit_ref for p in persons):
+        issues.append(
+            Issue(
+                f"No entry came back with the attribute {unit_attribute!r}, which this source "
+                "takes each person's unit from, so no person could be placed in a unit: check "
+                "the attribute mapping, that the entries have it, and that the bind account "
+                "may read it.",
+                column=unit_attribute,
+            )
+        )
     for field in PERSON_FIELDS:
         if persons and not any(getattr(p, field) for p in persons):
             label = field.replace("_", " ")
@@ -104,8 +117,7 @@ def never_returned(persons: list[PersonRecord], attributes: dict) -> list[Issue]
                     f"No entry came back with the attribute {attributes[field]!r}, which is "
                     f"mapped to the {label}: check the attribute mapping, and that the bind "
                     "account may read it.",
-                    column=field,
-                    value=attributes[field],
+                    column=attributes[field],
                     severity="notice" if field in ("email", "employee_number") else "error",
                 )
             )
@@ -125,7 +137,7 @@ def repeated_anchors(persons: list[PersonRecord], repeated: list, attribute: str
             "which Kursa keys persons on; the later one was skipped. Give each entry its "
             "own value.",
             file=dn[:300],
-            column="anchor",
+            column=attribute,
             value=anchor,
         )
         for anchor, dn in repeated
