@@ -5,15 +5,14 @@ the whole run with a plain message and changes nothing."""
 import ldap
 import ldap.dn
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm.attributes import flag_modified
 
 from portal.core.db import db
-from portal.directory.models import OrgUnit, Person
 from sync.models import RunStatus, SyncSource
 from sync.report import report_rows
 from tests.servers.slapd import ORG_BASE, SUFFIX, SlapdServer, to_ldif
-from tests.sync.attack_helpers import issues_of
+from tests.sync.attack_helpers import issues_of, people
+from tests.sync.attack_helpers import tree as units
 from tests.sync.ldap_helpers import openldap_source, sync
 
 # -- a small directory per test --------------------------------------------------------------
@@ -81,18 +80,6 @@ def point(source, server) -> None:
     source.settings = {**source.settings, "uri": server.uri}
     flag_modified(source, "settings")
     db.session.commit()
-
-
-def people(customer) -> dict[str, Person]:
-    db.session.expire_all()
-    rows = db.session.scalars(select(Person).where(Person.customer_id == customer.id))
-    return {p.username: p for p in rows}
-
-
-def units(customer) -> dict[str, OrgUnit]:
-    db.session.expire_all()
-    rows = db.session.scalars(select(OrgUnit).where(OrgUnit.customer_id == customer.id))
-    return {u.number: u for u in rows if u.number}
 
 
 def errors(run) -> list:
