@@ -9,7 +9,7 @@ from portal.core.db import db
 from sso.linking import MAX_SUBJECT_BYTES
 from sso.models import Identity
 from tests.sso.conftest import post_acs, start_login
-from tests.sso.test_attack_saml_more import forget_browser, logged_in_username
+from tests.sso.saml_attack_helpers import forget_browser, logged_in_username
 from tests.sso.test_saml_login import assert_refused
 
 # 1024 ASCII bytes; 512 two-byte characters (1024 bytes); one byte more of each.

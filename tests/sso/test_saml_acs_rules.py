@@ -17,13 +17,13 @@ from portal.core.db import db
 from sso.linking import match_key
 from sso.models import SamlAssertionSeen
 from tests.sso.conftest import post_acs, start_login
-from tests.sso.test_attack_saml_acs import signed_assertion
-from tests.sso.test_attack_saml_more import (
+from tests.sso.saml_attack_helpers import (
     forget_browser,
     iso,
     logged_in_username,
     move_all_clocks,
 )
+from tests.sso.test_attack_saml_acs import signed_assertion
 from tests.sso.test_saml_login import assert_refused
 from tests.sso.test_saml_signature import SAML, assert_nobody_linked, sign, text
 
