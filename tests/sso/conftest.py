@@ -177,7 +177,9 @@ def acme_with_idp(make_customer, import_csv, idp):
     def make(**provider_settings):
         customer = make_customer("acme", "Acme")
         import_csv(customer, UNITS, PERSONS)
-        options = {"match": "username", "match_attribute": "uid", **provider_settings}
+        options = {"match": "username", **provider_settings}
+        if options["match"] != "nameid":  # the nameid rule takes no attribute
+            options.setdefault("match_attribute", "uid")
         provider = add_saml_provider(customer, "corp", idp.metadata, actor="test", **options)
         db.session.commit()
         return customer, provider
