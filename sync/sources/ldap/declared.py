@@ -36,11 +36,12 @@ class Applied:
 
 
 class DeclaredSourceError(UserError):
-    """A declared source cannot be applied; the message starts with ldap_sources.<name>, and
-    `setting` names the table or its key concerned (the first one when several are)."""
+    """A declared source cannot be applied. `setting` names the table or its key concerned
+    (ldap_sources.<name>[.<key>]), and the message starts with it: "<setting>: <reason>";
+    `message` replaces that when several keys are named at once."""
 
-    def __init__(self, setting: str, message: str):
-        super().__init__(message)
+    def __init__(self, setting: str, reason: str = "", *, message: str = ""):
+        super().__init__(message or f"{setting}: {reason}")
         self.setting = setting
 
 
@@ -53,14 +54,12 @@ def _apply_one(name: str, table: dict, environ) -> Applied:
     where = f"ldap_sources.{name}"
     customer = customer_by_slug(table["customer"])
     if customer is None:
-        raise DeclaredSourceError(
-            f"{where}.customer", f"{where}.customer: no customer {table['customer']!r}."
-        )
+        raise DeclaredSourceError(f"{where}.customer", f"no customer {table['customer']!r}.")
     password = environ.get(table["password_env"], "")
     if not password:
         raise DeclaredSourceError(
             f"{where}.password_env",
-            f"{where}.password_env: the environment variable {table['password_env']} is empty "
+            f"the environment variable {table['password_env']} is empty "
             "or not set; put the bind password in it.",
         )
     settings = {key: value for key, value in table.items() if key not in SOURCE_KEYS}
@@ -80,7 +79,7 @@ def _apply_one(name: str, table: dict, environ) -> Applied:
         elif source.customer_id != customer.id:
             raise DeclaredSourceError(
                 f"{where}.customer",
-                f"{where}.customer: the source {name!r} belongs to another customer; "
+                f"the source {name!r} belongs to another customer; "
                 "source names are unique, so choose another name.",
             )
         elif _differs(source, wanted, password):
@@ -94,11 +93,11 @@ def _apply_one(name: str, table: dict, environ) -> Applied:
             outcome = "updated" if outcome == "unchanged" else outcome
     except FieldRefused as exc:
         named = "; ".join(f"{where}.{each.field}: {each}" for each in exc.errors)
-        raise DeclaredSourceError(f"{where}.{exc.errors[0].field}", named) from None
+        raise DeclaredSourceError(f"{where}.{exc.errors[0].field}", message=named) from None
     except DeclaredSourceError:
         raise
     except UserError as exc:
-        raise DeclaredSourceError(where, f"{where}: {exc}") from None
+        raise DeclaredSourceError(where, str(exc)) from None
     if outcome != "unchanged":
         logger.info("declared LDAP source %s %s", name, outcome)
     return Applied(name, outcome)
