@@ -5,7 +5,8 @@ import ldap.dn
 import pytest
 
 from sync.sources.ldap import profiles
-from sync.sources.ldap.reader import dn_key, parent_dn, read_directory
+from sync.sources.ldap.dns import dn_key, parent_dn
+from sync.sources.ldap.reader import read_directory
 from tests.servers.slapd import ORG_BASE, SERVICE_DN, SERVICE_PASSWORD, SlapdServer, to_ldif
 
 # -- parent_dn: a plain split only where it is exact -----------------------------------------

@@ -8,7 +8,6 @@ so the run report names the entry behind a rejected record.
 """
 
 import logging
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -23,11 +22,13 @@ from sync.gcpause import gc_paused
 from sync.records import ROOT_UNIT_REF, Issue, PersonRecord, SourceData, UnitRecord
 from sync.sources.ldap import groups
 from sync.sources.ldap.connection import DirectoryError, close, connect, paged_search, read_one
+from sync.sources.ldap.dns import dn_key, nearest_unit, parent_dn, rdn_value, where
 from sync.sources.ldap.spelling import (
     PERSON_FIELDS,
     as_server_spells,
     never_returned,
     repeated_anchors,
+    report_names,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,37 +79,6 @@ def read_directory(
 
 def _fatal(source_name: str, message: str) -> SourceData:
     return SourceData("ldap", [], [], issues=[Issue(message)], fatal=True, source_name=source_name)
-
-
-def dn_key(dn: str) -> tuple:
-    """One key per DN, whatever its escapes, spaces and case: its RDNs, innermost first."""
-    return tuple(map(_rdn_key, ldap.dn.str2dn(dn)))
-
-
-# An RDN without a backslash, a quote or the old ';' separator cannot hide a comma.
-_RDN_SPECIALS = re.compile(r'[\\";]')
-
-
-def parent_dn(dn: str) -> str | None:
-    """The DN's text after its first RDN, when a plain split at the first comma finds it exactly.
-
-    None when the first RDN escapes or quotes something (`cn=Doe\\, Jane`, `cn=Doe\\2C Jane`):
-    such a DN is parsed in full. The text is the server's spelling, not a normalised DN.
-    """
-    rdn, comma, parent = dn.partition(",")
-    if not comma or _RDN_SPECIALS.search(rdn):
-        return None
-    return parent
-
-
-def _rdn_key(rdn) -> tuple:
-    if len(rdn) == 1:  # nearly every RDN has one value: no sorting needed
-        return ((rdn[0][0].lower(), rdn[0][1].lower()),)
-    return tuple(sorted((a.lower(), v.lower()) for a, v, _ in rdn))
-
-
-def rdn_value(dn: str) -> str:
-    return ldap.dn.str2dn(dn)[0][0][1]
 
 
 class _Reader:
@@ -247,9 +217,7 @@ class _Reader:
             source_name=self.source_name,
             rejected_unit_keys=self.rejected_units,
             rejected_person_anchors=self.rejected_persons,
-            headers=self._headers(),
-            unit_column=self._unit_column(),
-            unit_missing=self._unit_missing(),
+            **report_names(self.settings, self.attrs),
         )
         logger.info(
             "LDAP source %s read: %s units, %s persons (%s)",
@@ -259,33 +227,6 @@ class _Reader:
             "incremental" if self.incremental else "full",
         )
         return Reading(data, self.new_state, self.incremental)
-
-    # -- how the report names an entry's values: the LDAP attributes, not the file's columns --
-
-    def _headers(self) -> dict[str, dict[str, str]]:
-        a = self.attrs
-        persons = {name: a[name] for name in PERSON_FIELDS}
-        if self.org_from_ou:
-            org = {"number": self.settings["unit_number_attribute"], "name": "ou"}
-        else:
-            org = {"number": a["unit_number"], "name": a["unit_name"]}
-        return {"persons": persons, "org": org}
-
-    def _unit_column(self) -> str:
-        """The attribute a person's unit is read from; "dn" when it is the entry's place."""
-        return "dn" if self.org_from_ou else self.attrs["unit_number"]
-
-    def _unit_missing(self) -> str:
-        if self.org_from_ou:
-            return (
-                f"The entry lies in no OU below the org base {self.settings['org_base']!r}, "
-                "which this source takes a person's unit from; the person is skipped and left "
-                "as they are. Move the entry below the org base, or change the user base."
-            )
-        return (
-            f"The entry has no {self.attrs['unit_number']}, which this source takes a person's "
-            "unit from; the person is skipped and left as they are."
-        )
 
     def _search(self, base: str, search_filter: str, attributes: list[str]):
         return paged_search(
@@ -325,11 +266,11 @@ class _Reader:
         repeated = {n for n, count in folded.items() if count > 1}
         for dn, key, _ in found:
             # The nearest OU above: a container in between (AD's cn=Users) is no unit.
-            parent = _nearest_unit(dn_key(dn), ou_of_dn) or None
+            parent = nearest_unit(dn_key(dn), ou_of_dn) or None
             number = numbers[key]
             if number.casefold() in repeated:
                 number = self._qualified(dn, base)  # "IT" under two branches: "Salg/IT"
-            units.append(UnitRecord(key, number[:64], names[key], parent, file=_where(dn)))
+            units.append(UnitRecord(key, number[:64], names[key], parent, file=where(dn)))
         return self._without_shared_numbers(units), ou_of_dn
 
     def _without_shared_numbers(self, units: list[UnitRecord]) -> list[UnitRecord]:
@@ -385,7 +326,7 @@ class _Reader:
         if self.repeated:
             self.issues += repeated_anchors(persons, self.repeated, self.attrs["anchor"])
         # A person in no OU below the org base is named once, by the planner's error for
-        # their row (see _unit_missing), not again in a notice here.
+        # their row (see spelling.report_names), not again in a notice here.
         return persons
 
     def _inactive_anchors(self) -> set[str]:
@@ -469,7 +410,7 @@ class _Reader:
                     enclosing(dn),
                     anchor,
                     anchor not in inactive,
-                    dn[:300],  # as _where: the DN names a rejected record in the report
+                    dn[:300],  # as where(): the DN names a rejected record in the report
                 )
             )
         if top_csn:
@@ -507,7 +448,7 @@ class _Reader:
             unit_ref,
             anchor,
             active,
-            file=_where(dn),
+            file=where(dn),
         )
 
     def _not_text(self, dn: str, anchor: str, values: dict, fields: tuple[str, ...]) -> None:
@@ -526,7 +467,7 @@ class _Reader:
                         f"The value of {self.attrs[name]} is not UTF-8 text, so Kursa cannot "
                         "read it. The person is skipped and left as they are; store the value "
                         "as text, or map an attribute that holds text.",
-                        file=_where(dn),
+                        file=where(dn),
                         column=self.attrs[name],
                         value=raw[:200].decode("utf-8", "backslashreplace"),
                     )
@@ -542,10 +483,10 @@ class _Reader:
         """
         parent = parent_dn(dn)
         if parent is None:
-            return _nearest_unit(dn_key(dn), self.ou_of_dn)
+            return nearest_unit(dn_key(dn), self.ou_of_dn)
         found = self.unit_of_parent.get(parent)
         if found is None:
-            found = self.unit_of_parent[parent] = _nearest_unit(dn_key(dn), self.ou_of_dn)
+            found = self.unit_of_parent[parent] = nearest_unit(dn_key(dn), self.ou_of_dn)
         return found
 
     def _units_from_persons(self, persons: list[PersonRecord]) -> list[UnitRecord]:
@@ -574,23 +515,10 @@ class _Reader:
         return raw[0].decode()
 
 
-def _nearest_unit(rdns: tuple, ou_of_dn: dict[tuple, str]) -> str:
-    for start in range(1, len(rdns)):
-        key = ou_of_dn.get(rdns[start:])
-        if key:
-            return key
-    return ""
-
-
 def _earlier(generalized_time: str, delta: timedelta) -> str:
     """'20261203175012Z' (fractions and zone offsets dropped) moved back by `delta`."""
     moment = datetime.strptime(generalized_time[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     return (moment - delta).strftime(GENERALIZED_TIME)
-
-
-def _where(dn: str) -> str:
-    """The entry's DN names a rejected record in the run report, as a file and row would."""
-    return dn[:300]
 
 
 def _text(values: dict, attribute: str) -> str:

@@ -143,3 +143,30 @@ def repeated_anchors(persons: list[PersonRecord], repeated: list, attribute: str
         for anchor, dn in repeated
         if first.get(anchor) != dn[:300]
     ]
+
+
+def report_names(settings: dict, attributes: dict) -> dict:
+    """How a run's report names an entry's values (SourceData's headers, unit_column and
+    unit_missing): by the LDAP attributes a file's columns stand for, and where a person's
+    unit comes from -- the entry's place below the org base, or an attribute."""
+    persons = {name: attributes[name] for name in PERSON_FIELDS}
+    if settings["org_from"] == "ou":
+        org = {"number": settings["unit_number_attribute"], "name": "ou"}
+        unit_column = "dn"  # the unit is the entry's place
+        unit_missing = (
+            f"The entry lies in no OU below the org base {settings['org_base']!r}, which this "
+            "source takes a person's unit from; the person is skipped and left as they are. "
+            "Move the entry below the org base, or change the user base."
+        )
+    else:
+        org = {"number": attributes["unit_number"], "name": attributes["unit_name"]}
+        unit_column = attributes["unit_number"]
+        unit_missing = (
+            f"The entry has no {unit_column}, which this source takes a person's unit from; "
+            "the person is skipped and left as they are."
+        )
+    return {
+        "headers": {"persons": persons, "org": org},
+        "unit_column": unit_column,
+        "unit_missing": unit_missing,
+    }
