@@ -37,6 +37,7 @@ from tests.sso.saml_attack_helpers import (
     two_customers_with_the_same_idp,
 )
 from tests.sso.test_attack_saml_acs import refused, signed_assertion
+from tests.sso.test_attack_saml_logout import signed_logout_request_xml
 from tests.sso.test_saml_login import assert_refused
 from tests.sso.test_saml_logout import PAGE, SLS, idp_answer, local, log_in, log_out, single
 from tests.sso.test_saml_signature import SAML, text
@@ -239,16 +240,9 @@ def test_markup_in_a_posted_logout_request_name_id_does_not_shorten_it(
     'subject-u1' keeps the signature valid; the reader must still see the whole NameID."""
     acme_with_idp()
     session = log_in(client, idp)
-    _, xml = idp.server(client).create_logout_request(
-        SLS,
-        SP_ENTITY,
-        name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text="subject-u1.evil"),
-        sign=True,
-        sign_alg=SIG_RSA_SHA256,
-        digest_alg=DIGEST_SHA256,
-    )
-    forged = str(xml).replace(">subject-u1.evil<", f">subject-u1{insert}.evil<", 1)
-    assert forged != str(xml)
+    xml = signed_logout_request_xml(idp, client, "subject-u1.evil")
+    forged = xml.replace(">subject-u1.evil<", f">subject-u1{insert}.evil<", 1)
+    assert forged != xml
     encoded = base64.b64encode(forged.encode()).decode()
 
     answer = app.test_client().post("/sso/acme/saml/sls", data={"SAMLRequest": encoded})

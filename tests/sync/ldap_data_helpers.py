@@ -1,5 +1,6 @@
 """A small directory per test, on its own slapd, for the attacks with odd directory data
-(test_attack_ldap_data*.py): entries, the fixture that serves them, and what a run must show."""
+(test_attack_ldap_data.py and test_attack_ldap_tree.py): entries, the fixture that serves
+them, and what a run must show."""
 
 import ldap
 import ldap.dn
